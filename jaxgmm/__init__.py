@@ -1,0 +1,35 @@
+"""jaxgmm: Gaussian mixture models fitted by EM in JAX."""
+
+from ._covariance import COVARIANCE_TYPES
+from ._em import component_log_prob, e_step, em_step, log_prob, m_step
+from ._fit import DEGENERATE_RTOL, fit
+from ._init import INIT_METHODS, kmeans_plusplus
+from ._params import (
+    FitResult,
+    GMMParams,
+    RestartOutcome,
+    params_from_covariances,
+    params_from_precisions,
+)
+from .datasets import lesson_data
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "DEGENERATE_RTOL",
+    "INIT_METHODS",
+    "FitResult",
+    "GMMParams",
+    "RestartOutcome",
+    "component_log_prob",
+    "e_step",
+    "em_step",
+    "fit",
+    "kmeans_plusplus",
+    "lesson_data",
+    "log_prob",
+    "m_step",
+    "params_from_covariances",
+    "params_from_precisions",
+]

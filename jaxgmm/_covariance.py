@@ -1,0 +1,251 @@
+"""One small unit per covariance type, found through ``COVARIANCE_TYPES``.
+
+Each unit knows, for its own parameter shapes, how to factor a covariance into scikit-learn's
+``precisions_cholesky``, the log-determinant and squared Mahalanobis distances from that factor,
+how to turn weighted scatter statistics into covariances, and how many free parameters it has.
+The EM code is written once against this interface, never as an if-chain over types.
+
+Conventions: ``diff`` is ``(K, N, D)``, the data minus a per-component shift; ``wr`` is
+``(K, N)``, responsibilities times sample weights; ``nk`` is ``(K,)`` and ``delta`` ``(K, D)``
+is the weighted mean of ``diff`` per component (the mean minus the shift).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array
+from jax.scipy.linalg import solve_triangular
+
+
+def _flip(a: Array) -> Array:
+    return jnp.flip(a, axis=(-2, -1))
+
+
+def _eye_like(a: Array) -> Array:
+    return jnp.eye(a.shape[-1], dtype=a.dtype)
+
+
+def symmetric(a: Array) -> Array:
+    """The lower triangle mirrored: exactly symmetric, unlike (a + a^T) / 2 once XLA fuses it
+    into multiply-adds."""
+    return jnp.tril(a) + jnp.swapaxes(jnp.tril(a, -1), -1, -2)
+
+
+def _inverse_std(data_var: Array) -> Array:
+    """1/std per feature, 0 for constant features (which then never count as collapsed)."""
+    positive = data_var > 0
+    return jnp.where(positive, 1.0 / jnp.sqrt(jnp.where(positive, data_var, 1.0)), 0.0)
+
+
+class Full:
+    """One (D, D) covariance per component."""
+
+    name = "full"
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_components, n_features, n_features)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components * n_features * (n_features + 1) // 2
+
+    @staticmethod
+    def factor(cov: Array) -> Array:
+        # U = (chol(cov)^-1)^T, so that U U^T = cov^-1; a triangular solve, never an inverse of cov.
+        chol = jnp.linalg.cholesky(cov)
+        eye = jnp.broadcast_to(_eye_like(cov), cov.shape)
+        return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
+
+    @staticmethod
+    def factor_from_precisions(prec: Array) -> Array:
+        # The upper factor U U^T = P is the flipped lower Cholesky factor of the flipped P.
+        return _flip(jnp.linalg.cholesky(_flip(prec)))
+
+    @staticmethod
+    def covariances_from_factor(prec_chol: Array) -> Array:
+        eye = jnp.broadcast_to(_eye_like(prec_chol), prec_chol.shape)
+        u_inv = solve_triangular(prec_chol, eye, lower=False)
+        return symmetric(jnp.swapaxes(u_inv, -1, -2) @ u_inv)
+
+    @staticmethod
+    def precisions(prec_chol: Array) -> Array:
+        return prec_chol @ jnp.swapaxes(prec_chol, -1, -2)
+
+    @staticmethod
+    def log_det_factor(prec_chol: Array, n_features: int) -> Array:
+        return jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+
+    @staticmethod
+    def squared_mahalanobis(diff: Array, prec_chol: Array) -> Array:
+        return jnp.sum(jnp.square(diff @ prec_chol), axis=-1)
+
+    @staticmethod
+    def scatter(diff: Array, wr: Array) -> Array:
+        return jnp.einsum("kn,kni,knj->kij", wr, diff, diff)
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        return symmetric(scatter / nk[:, None, None] - delta[:, :, None] * delta[:, None, :])
+
+    @staticmethod
+    def add_to_diagonal(cov: Array, value) -> Array:
+        return cov + value * _eye_like(cov)
+
+    @staticmethod
+    def select(mask: Array, if_true: Array, if_false: Array) -> Array:
+        return jnp.where(mask[:, None, None], if_true, if_false)
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return jnp.broadcast_to(data_cov, (n_components, *data_cov.shape))
+
+    @staticmethod
+    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+        inv_std = _inverse_std(data_var)
+        scaled = cov * inv_std[:, None] * inv_std[None, :]
+        scaled = scaled + jnp.diag((inv_std == 0).astype(cov.dtype))
+        return jnp.linalg.eigvalsh(scaled)[..., 0]
+
+
+class Tied(Full):
+    """One (D, D) covariance shared by all components."""
+
+    name = "tied"
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_features, n_features)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_features * (n_features + 1) // 2
+
+    @staticmethod
+    def scatter(diff: Array, wr: Array) -> Array:
+        return jnp.einsum("kn,kni,knj->ij", wr, diff, diff)
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        between = jnp.einsum("k,ki,kj->ij", nk, delta, delta)
+        return symmetric((scatter - between) / jnp.sum(nk))
+
+    @staticmethod
+    def select(mask: Array, if_true: Array, if_false: Array) -> Array:
+        # Shared by all components: an empty component contributes nothing to it anyway.
+        return if_false
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return data_cov
+
+
+class Diag:
+    """One variance per component and feature."""
+
+    name = "diag"
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_components, n_features)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components * n_features
+
+    @staticmethod
+    def factor(cov: Array) -> Array:
+        return 1.0 / jnp.sqrt(cov)
+
+    @staticmethod
+    def factor_from_precisions(prec: Array) -> Array:
+        return jnp.sqrt(prec)
+
+    @staticmethod
+    def covariances_from_factor(prec_chol: Array) -> Array:
+        return 1.0 / jnp.square(prec_chol)
+
+    @staticmethod
+    def precisions(prec_chol: Array) -> Array:
+        return jnp.square(prec_chol)
+
+    @staticmethod
+    def log_det_factor(prec_chol: Array, n_features: int) -> Array:
+        return jnp.sum(jnp.log(prec_chol), axis=-1)
+
+    @staticmethod
+    def squared_mahalanobis(diff: Array, prec_chol: Array) -> Array:
+        return jnp.sum(jnp.square(diff * prec_chol[:, None, :]), axis=-1)
+
+    @staticmethod
+    def scatter(diff: Array, wr: Array) -> Array:
+        return jnp.einsum("kn,knd->kd", wr, jnp.square(diff))
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        return scatter / nk[:, None] - jnp.square(delta)
+
+    @staticmethod
+    def add_to_diagonal(cov: Array, value) -> Array:
+        return cov + value
+
+    @staticmethod
+    def select(mask: Array, if_true: Array, if_false: Array) -> Array:
+        return jnp.where(mask.reshape(mask.shape + (1,) * (if_true.ndim - 1)), if_true, if_false)
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return jnp.broadcast_to(jnp.diagonal(data_cov), (n_components, data_cov.shape[0]))
+
+    @staticmethod
+    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+        inv_std = _inverse_std(data_var)
+        return jnp.min(cov * jnp.square(inv_std) + (inv_std == 0), axis=-1)
+
+
+class Spherical(Diag):
+    """One variance per component, the same for every feature."""
+
+    name = "spherical"
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_components,)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components
+
+    @staticmethod
+    def log_det_factor(prec_chol: Array, n_features: int) -> Array:
+        return n_features * jnp.log(prec_chol)
+
+    @staticmethod
+    def squared_mahalanobis(diff: Array, prec_chol: Array) -> Array:
+        return jnp.sum(jnp.square(diff), axis=-1) * jnp.square(prec_chol)[:, None]
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        return jnp.mean(Diag.from_scatter(scatter, nk, delta), axis=-1)
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return jnp.broadcast_to(jnp.mean(jnp.diagonal(data_cov)), (n_components,))
+
+    @staticmethod
+    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+        mean_var = jnp.mean(data_var)
+        return jnp.where(mean_var > 0, cov / jnp.where(mean_var > 0, mean_var, 1.0), 1.0)
+
+
+COVARIANCE_TYPES = {unit.name: unit for unit in (Full, Tied, Diag, Spherical)}
+
+
+def covariance_unit(covariance_type: str):
+    """The unit for a covariance type name, with a clear error for an unknown one."""
+    try:
+        return COVARIANCE_TYPES[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}"
+        ) from None

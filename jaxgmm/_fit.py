@@ -1,0 +1,362 @@
+"""``fit``: EM for ``n_init`` restarts at once: ``vmap`` over restarts, ``lax.scan`` over steps.
+
+The work is split into three jitted pieces so that the host can look between chunks of
+iterations (to stop early, and later to report progress or write checkpoints):
+
+``_start``   centre the data, initialise every restart (``vmap`` over split keys);
+``_advance`` run a fixed number of EM iterations of every restart in one ``lax.scan``; a restart
+             that converged or failed is frozen, and the iteration is skipped once all are;
+``_finish``  flag degenerate restarts, choose the best, shift the means back.
+
+Under a JAX transformation (``fit`` inside ``jit`` or ``vmap``) nothing can be looked at on the
+host, so the same pieces run once with a scan of ``max_iter`` iterations.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array, lax
+
+from ._covariance import covariance_unit
+from ._em import em_step
+from ._init import INIT_METHODS, initial_params
+from ._params import FitResult, GMMParams, RestartOutcome
+from ._validation import (
+    as_data,
+    as_sample_weight,
+    check_float,
+    check_int,
+    check_params,
+    is_traced,
+)
+
+# A component is degenerate when its smallest covariance eigenvalue, without reg_covar and in
+# units of the data's per-feature variance, is below this: far below any real cluster's spread,
+# far above float32 rounding.
+DEGENERATE_RTOL = 1e-5
+
+_CHUNK_ITERATIONS = 10
+
+_FAILURE_ADVICE = (
+    "every one of the {n_init} restarts failed: the lower bound or a covariance became "
+    "non-finite (a component collapsed onto too few distinct points). Try fewer components, "
+    "a larger reg_covar, scaling the data, or float64 data."
+)
+
+
+class _State(NamedTuple):
+    """Per-restart EM state, each field with a leading ``n_init`` axis."""
+
+    params: GMMParams
+    lower_bound: Array
+    n_iter: Array
+    converged: Array
+    failed: Array
+
+
+def _centre(X: Array, sample_weight: Array | None) -> tuple[Array, Array]:
+    """Subtract the (weighted) mean, computed relative to the first row so that the sum itself
+    does not lose the digits an offset far from the origin would take."""
+    anchor = X[0]
+    offsets = X - anchor
+    if sample_weight is None:
+        centre = anchor + jnp.mean(offsets, axis=0)
+    else:
+        centre = anchor + (sample_weight @ offsets) / jnp.sum(sample_weight)
+    return X - centre, centre
+
+
+def _per_restart(mask: Array, leaf: Array) -> Array:
+    return mask.reshape(mask.shape + (1,) * (leaf.ndim - 1))
+
+
+def _all_finite(params: GMMParams) -> Array:
+    leaves = jax.tree_util.tree_leaves(params)
+    return jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]),
+        axis=0,
+    )
+
+
+def _active(state: _State, max_iter) -> Array:
+    return ~(state.converged | state.failed) & (state.n_iter < max_iter)
+
+
+@partial(jax.jit, static_argnames=("n_components", "covariance_type", "n_init", "init"))
+def _start(
+    key, X, sample_weight, reg_covar, init_params, *, n_components, covariance_type, n_init, init
+):
+    Xc, centre = _centre(X, sample_weight)
+    if init == "given":
+        params = init_params._replace(means=init_params.means - centre)
+        if params.weights.ndim == 1:
+            params = jax.tree_util.tree_map(
+                lambda a: jnp.broadcast_to(a, (n_init, *a.shape)), params
+            )
+    else:
+        # Restart i always gets the key fold_in(key, i), whatever n_init: more restarts with
+        # the same key can only add candidates, never change the first ones.
+        keys = jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(n_init))
+        params = jax.vmap(
+            lambda k: initial_params(
+                k,
+                Xc,
+                n_components,
+                init,
+                covariance_type=covariance_type,
+                reg_covar=reg_covar,
+                sample_weight=sample_weight,
+            )
+        )(keys)
+    state = _State(
+        params=params,
+        lower_bound=jnp.full((n_init,), -jnp.inf, X.dtype),
+        n_iter=jnp.zeros((n_init,), jnp.int32),
+        converged=jnp.zeros((n_init,), bool),
+        failed=jnp.zeros((n_init,), bool),
+    )
+    return Xc, centre, state
+
+
+@partial(jax.jit, static_argnames=("covariance_type", "n_steps"))
+def _advance(state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_type, n_steps):
+    """``n_steps`` EM iterations of every active restart; returns the new state, the lower bounds
+    ``(n_steps, n_init)`` (NaN where a restart was not active) and whether all are done."""
+
+    def one_restart(params):
+        return em_step(
+            X,
+            params,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            sample_weight=sample_weight,
+        )
+
+    def iterate(state):
+        active = _active(state, max_iter)
+        new_params, lower_bound = jax.vmap(one_restart)(state.params)
+        ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
+        keep = active & ok
+        params = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(_per_restart(keep, new), new, old), new_params, state.params
+        )
+        new_state = _State(
+            params=params,
+            lower_bound=jnp.where(
+                active & jnp.isfinite(lower_bound), lower_bound, state.lower_bound
+            ),
+            n_iter=state.n_iter + active.astype(jnp.int32),
+            converged=state.converged | (keep & (jnp.abs(lower_bound - state.lower_bound) < tol)),
+            failed=state.failed | (active & ~ok),
+        )
+        return new_state, jnp.where(active, lower_bound, jnp.nan)
+
+    def skip(state):
+        return state, jnp.full(state.lower_bound.shape, jnp.nan, state.lower_bound.dtype)
+
+    def body(state, _):
+        return lax.cond(jnp.any(_active(state, max_iter)), iterate, skip, state)
+
+    state, trace = lax.scan(body, state, None, length=n_steps)
+    return state, trace, ~jnp.any(_active(state, max_iter))
+
+
+@partial(jax.jit, static_argnames=("covariance_type", "prefer_nondegenerate"))
+def _finish(state, X, sample_weight, centre, reg_covar, *, covariance_type, prefer_nondegenerate):
+    """Per-restart params in the data's frame, degenerate flags and the chosen restart."""
+    unit = covariance_unit(covariance_type)
+    n_components = state.params.weights.shape[1]
+    w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight
+    data_var = (w @ jnp.square(X - (w @ X) / jnp.sum(w))) / jnp.sum(w)
+
+    def smallest(cov):
+        empirical = unit.add_to_diagonal(cov, -reg_covar)
+        return jnp.broadcast_to(
+            unit.smallest_standardized_variance(empirical, data_var), (n_components,)
+        )
+
+    degenerate = jnp.any(jax.vmap(smallest)(state.params.covariances) < DEGENERATE_RTOL, axis=1)
+    candidates = ~state.failed
+    if prefer_nondegenerate:
+        preferred = candidates & ~degenerate
+        candidates = jnp.where(jnp.any(preferred), preferred, candidates)
+    best = jnp.argmax(jnp.where(candidates, state.lower_bound, -jnp.inf))
+    params = state.params._replace(means=state.params.means + centre[None, None, :])
+    return params, degenerate, best
+
+
+def _check_init(init, *, n_components, n_features, covariance_type, dtype, n_init):
+    if isinstance(init, GMMParams):
+        params = check_params(
+            init,
+            n_components=n_components,
+            n_features=n_features,
+            covariance_type=covariance_type,
+            dtype=dtype,
+            batch=n_init,
+        )
+        return "given", params
+    if init not in INIT_METHODS:
+        raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {init!r}")
+    return init, None
+
+
+def fit(
+    key: Array,
+    X,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    init: str | GMMParams = "kmeans",
+    sample_weight=None,
+    prefer_nondegenerate: bool = True,
+) -> FitResult:
+    """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
+
+    Parameters
+    ----------
+    key : PRNG key
+        Split into one key per restart; the same key gives the same result.
+    X : (N, D) array
+        float32, or float64 with JAX's 64-bit mode on (never silently downcast).
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_init : int
+        Restarts, initialised from split keys and fitted together with ``vmap``.
+    max_iter : int
+        EM iterations per restart (0 returns the initial parameters).
+    tol : float
+        A restart has converged, and stops, when its lower bound changes by less than ``tol``
+        between two iterations (scikit-learn's rule; ``tol=0`` runs ``max_iter`` iterations).
+    reg_covar : float
+        Added to the diagonal of every covariance.
+    init : {"kmeans", "k-means++", "random", "random_from_data"} or GMMParams
+        See :mod:`jaxgmm._init`. A ``GMMParams`` is used by every restart, or, with a leading
+        ``n_init`` axis on every field, one per restart.
+    sample_weight : (N,) array, optional
+        Non-negative weights (an integer weight acts as repeating the sample).
+    prefer_nondegenerate : bool
+        Choose the best restart among those without a collapsed component when there is one
+        (see ``RestartOutcome.degenerate``); ``False`` takes the plain highest lower bound.
+
+    Returns
+    -------
+    FitResult
+        The chosen restart (highest final lower bound among the restarts that did not fail) and
+        the outcome of every restart.
+
+    Raises
+    ------
+    ValueError
+        On invalid input, or when every restart failed (outside JAX transformations; under them
+        check ``result.restarts.failed``).
+    """
+    unit = covariance_unit(covariance_type)
+    n_components = check_int(n_components, "n_components", 1)
+    n_init = check_int(n_init, "n_init", 1)
+    max_iter = check_int(max_iter, "max_iter", 0)
+    tol = check_float(tol, "tol")
+    reg_covar = check_float(reg_covar, "reg_covar")
+
+    traced = is_traced(key, X, sample_weight, init, tol, reg_covar)
+    if not is_traced(X):
+        X = as_data(X)
+    n_samples, n_features = X.shape
+    if n_components > n_samples:
+        raise ValueError(
+            f"n_components={n_components} is larger than the number of samples "
+            f"(N={n_samples}); a mixture needs at least one sample per component"
+        )
+    if not is_traced(sample_weight):
+        sample_weight = as_sample_weight(sample_weight, n_samples, X.dtype)
+    init_name, init_params = _check_init(
+        init,
+        n_components=n_components,
+        n_features=n_features,
+        covariance_type=unit.name,
+        dtype=X.dtype,
+        n_init=n_init,
+    )
+
+    Xc, centre, state = _start(
+        key,
+        X,
+        sample_weight,
+        reg_covar,
+        init_params,
+        n_components=n_components,
+        covariance_type=unit.name,
+        n_init=n_init,
+        init=init_name,
+    )
+    advance = partial(
+        _advance,
+        X=Xc,
+        sample_weight=sample_weight,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        covariance_type=unit.name,
+    )
+    if traced:
+        state, traces, _ = advance(state, n_steps=max_iter)
+    else:
+        chunks, steps, done = [], 0, max_iter == 0
+        while not done and steps < max_iter:
+            state, trace, all_done = advance(state, n_steps=_CHUNK_ITERATIONS)
+            chunks.append(np.asarray(trace))
+            steps += _CHUNK_ITERATIONS
+            done = bool(all_done)
+        traces = np.concatenate(chunks) if chunks else np.zeros((0, n_init), X.dtype)
+        traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
+
+    params, degenerate, best = _finish(
+        state,
+        Xc,
+        sample_weight,
+        centre,
+        reg_covar,
+        covariance_type=unit.name,
+        prefer_nondegenerate=bool(prefer_nondegenerate),
+    )
+    if traced:
+        all_traces = traces.T
+        best_trace = all_traces[best]
+    else:
+        if bool(np.all(np.asarray(state.failed))):
+            raise ValueError(_FAILURE_ADVICE.format(n_init=n_init))
+        # Assembled in NumPy and moved with device_put: traces differ in length from fit to
+        # fit, and any JAX op on them (jnp.asarray included) would compile once per length.
+        all_traces = np.ascontiguousarray(traces.T)
+        best_index = int(best)
+        n_iter = int(np.asarray(state.n_iter)[best_index])
+        best_trace = jax.device_put(all_traces[best_index, :n_iter])
+        all_traces = jax.device_put(all_traces)
+
+    restarts = RestartOutcome(
+        lower_bound=state.lower_bound,
+        lower_bounds=all_traces,
+        n_iter=state.n_iter,
+        converged=state.converged,
+        failed=state.failed,
+        degenerate=degenerate,
+        params=params,
+    )
+    return FitResult(
+        params=jax.tree_util.tree_map(lambda a: a[best], params),
+        lower_bound=state.lower_bound[best],
+        lower_bounds=best_trace,
+        n_iter=state.n_iter[best],
+        converged=state.converged[best],
+        best_restart=best,
+        restarts=restarts,
+    )

@@ -1,0 +1,152 @@
+"""Initialisation of one restart, in JAX, from an explicit PRNG key.
+
+Every method yields responsibilities, and the initial parameters are one M-step from them:
+
+* ``"kmeans"``: Lloyd iterations seeded by k-means++ (as scikit-learn, which uses its own KMeans);
+  each point is given wholly to its cluster.
+* ``"k-means++"``: greedy k-means++ centres; each point is given to its nearest centre.
+* ``"random_from_data"``: K distinct points drawn at random (with probability proportional to their
+  sample weight); each point is given to its nearest one.
+* ``"random"``: responsibilities drawn uniformly and normalised (as scikit-learn). Every component
+  then starts near the data's mean, close to a saddle point where the lower bound first moves
+  very slowly: use a small ``tol`` with it, or the fit stops before the components separate.
+
+For ``"k-means++"`` and ``"random_from_data"`` scikit-learn gives each component a single point,
+hence a covariance of ``reg_covar`` only; assigning every point to its nearest centre instead gives
+the components real covariances from the start (the first E-step of scikit-learn's version does
+almost exactly that assignment).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+
+from ._em import maximize
+from ._params import GMMParams
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+_LLOYD_MAX_ITER = 100
+_LLOYD_RTOL = 1e-4  # scikit-learn's KMeans tolerance, relative to the mean feature variance
+
+
+def _weights(X: Array, sample_weight: Array | None) -> Array:
+    return jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight
+
+
+def _squared_distances(X: Array, centres: Array) -> Array:
+    """``(N, K)`` squared Euclidean distances, as one matrix product."""
+    sq = (
+        jnp.sum(jnp.square(X), axis=1)[:, None]
+        - 2.0 * X @ centres.T
+        + jnp.sum(jnp.square(centres), axis=1)[None, :]
+    )
+    return jnp.maximum(sq, 0.0)
+
+
+def kmeans_plusplus(
+    key: Array, X: Array, n_clusters: int, sample_weight: Array | None = None
+) -> Array:
+    """Greedy k-means++ centres ``(n_clusters, D)``: each new centre is the best of
+    ``2 + log(K)`` candidates drawn with probability proportional to weight times squared
+    distance to the nearest centre so far (Arthur and Vassilvitskii; scikit-learn's trial count).
+    """
+    n_samples, n_features = X.shape
+    w = _weights(X, sample_weight)
+    n_trials = 2 + int(math.log(n_clusters))
+    key, first_key = jax.random.split(key)
+    first = jax.random.choice(first_key, n_samples, p=w / jnp.sum(w))
+    centres = jnp.zeros((n_clusters, n_features), X.dtype).at[0].set(X[first])
+    closest = jnp.sum(jnp.square(X - X[first]), axis=1)
+
+    def add_centre(i, carry):
+        centres, closest, key = carry
+        key, draw_key = jax.random.split(key)
+        potential = w * closest
+        total = jnp.sum(potential)
+        # All points already on a centre (fewer distinct points than K): draw by weight alone.
+        p = jnp.where(total > 0, potential / jnp.where(total > 0, total, 1.0), w / jnp.sum(w))
+        candidates = jax.random.choice(draw_key, n_samples, shape=(n_trials,), p=p)
+        trial_closest = jnp.minimum(closest[None, :], _squared_distances(X, X[candidates]).T)
+        best = jnp.argmin(trial_closest @ w)
+        return centres.at[i].set(X[candidates[best]]), trial_closest[best], key
+
+    centres, _, _ = lax.fori_loop(1, n_clusters, add_centre, (centres, closest, key))
+    return centres
+
+
+def lloyd(X: Array, centres: Array, sample_weight: Array | None = None) -> Array:
+    """Lloyd's k-means iterations from ``centres``, until the squared centre shift is below
+    ``1e-4`` times the mean feature variance (at most 100 iterations). An empty cluster keeps its
+    centre."""
+    w = _weights(X, sample_weight)
+    mean = (w @ X) / jnp.sum(w)
+    tol = _LLOYD_RTOL * jnp.mean((w @ jnp.square(X - mean)) / jnp.sum(w))
+
+    def update(centres):
+        labels = jnp.argmin(_squared_distances(X, centres), axis=1)
+        member = jax.nn.one_hot(labels, centres.shape[0], dtype=X.dtype) * w[:, None]
+        mass = jnp.sum(member, axis=0)
+        new = (member.T @ X) / jnp.where(mass > 0, mass, 1.0)[:, None]
+        return jnp.where((mass > 0)[:, None], new, centres)
+
+    def not_done(carry):
+        i, _, shift = carry
+        return (i < _LLOYD_MAX_ITER) & (shift > tol)
+
+    def step(carry):
+        i, centres, _ = carry
+        new = update(centres)
+        return i + 1, new, jnp.sum(jnp.square(new - centres))
+
+    inf = jnp.asarray(jnp.inf, X.dtype)
+    _, centres, _ = lax.while_loop(not_done, step, (0, centres, inf))
+    return centres
+
+
+def initial_responsibilities(
+    key: Array, X: Array, n_components: int, method: str, sample_weight: Array | None = None
+) -> Array:
+    """``(N, K)`` starting responsibilities for one restart."""
+    n_samples = X.shape[0]
+    if method == "random":
+        resp = jax.random.uniform(key, (n_samples, n_components), X.dtype)
+        return resp / jnp.sum(resp, axis=1, keepdims=True)
+    if method == "random_from_data":
+        w = _weights(X, sample_weight)
+        index = jax.random.choice(key, n_samples, (n_components,), replace=False, p=w / jnp.sum(w))
+        centres = X[index]
+    elif method == "k-means++":
+        centres = kmeans_plusplus(key, X, n_components, sample_weight)
+    elif method == "kmeans":
+        centres = lloyd(X, kmeans_plusplus(key, X, n_components, sample_weight), sample_weight)
+    else:
+        raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")
+    labels = jnp.argmin(_squared_distances(X, centres), axis=1)
+    return jax.nn.one_hot(labels, n_components, dtype=X.dtype)
+
+
+def initial_params(
+    key: Array,
+    X: Array,
+    n_components: int,
+    method: str,
+    *,
+    covariance_type: str,
+    reg_covar,
+    sample_weight: Array | None = None,
+) -> GMMParams:
+    """Starting parameters for one restart: one M-step from :func:`initial_responsibilities`."""
+    resp = initial_responsibilities(key, X, n_components, method, sample_weight)
+    return maximize(
+        X,
+        resp,
+        covariance_type=covariance_type,
+        reg_covar=reg_covar,
+        sample_weight=sample_weight,
+        previous=None,
+    )

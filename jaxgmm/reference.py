@@ -1,0 +1,156 @@
+"""Plain NumPy EM for Gaussian mixtures, in float64: the oracle the JAX code is tested against.
+
+Written to be read, not to be fast: loops over components, full covariance matrices everywhere,
+densities from ``numpy.linalg.slogdet`` and ``numpy.linalg.solve`` (a different route from the JAX
+code's precision Cholesky factor). Conventions are the JAX core's, which are scikit-learn's:
+
+* ``lower_bound`` is the (weighted) mean over samples of ``log sum_k w_k N(x | mu_k, S_k)``;
+* component masses get ``10 * eps`` added, covariances get ``reg_covar`` on their diagonal;
+* an empty component (mass below ``10 * eps`` times the mean sample weight) keeps the previous
+  mean and covariance, or, without previous parameters, takes those of the whole data.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+TINY = 10 * np.finfo(np.float64).eps
+
+
+class Params(NamedTuple):
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray  # scikit-learn's shape for the covariance type
+
+
+def full_covariances(covariances, covariance_type: str, n_components: int, n_features: int):
+    """Any covariance type's parameters as ``(K, D, D)`` matrices."""
+    c = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        return c
+    if covariance_type == "tied":
+        return np.stack([c] * n_components)
+    if covariance_type == "diag":
+        return np.stack([np.diag(c[k]) for k in range(n_components)])
+    if covariance_type == "spherical":
+        return np.stack([c[k] * np.eye(n_features) for k in range(n_components)])
+    raise ValueError(covariance_type)
+
+
+def component_log_prob(X, params: Params, covariance_type: str) -> np.ndarray:
+    """``(N, K)``: log N(x_n | mu_k, S_k)."""
+    X = np.asarray(X, dtype=np.float64)
+    n_samples, n_features = X.shape
+    n_components = len(params.weights)
+    covs = full_covariances(params.covariances, covariance_type, n_components, n_features)
+    out = np.empty((n_samples, n_components))
+    for k in range(n_components):
+        diff = X - params.means[k]
+        sign, logdet = np.linalg.slogdet(covs[k])
+        if sign <= 0:
+            out[:, k] = np.nan
+            continue
+        maha = np.sum(diff * np.linalg.solve(covs[k], diff.T).T, axis=1)
+        out[:, k] = -0.5 * (n_features * np.log(2 * np.pi) + logdet + maha)
+    return out
+
+
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    top = np.max(a, axis=1, keepdims=True)
+    return top[:, 0] + np.log(np.sum(np.exp(a - top), axis=1))
+
+
+def log_prob(X, params: Params, covariance_type: str) -> np.ndarray:
+    """``(N,)``: log of the mixture density at each sample."""
+    return _logsumexp_rows(component_log_prob(X, params, covariance_type) + np.log(params.weights))
+
+
+def e_step(X, params: Params, covariance_type: str, sample_weight=None):
+    """Returns ``log_resp (N, K)`` and the (weighted) mean log-likelihood."""
+    weighted = component_log_prob(X, params, covariance_type) + np.log(params.weights)
+    log_norm = _logsumexp_rows(weighted)
+    w = np.ones(len(log_norm)) if sample_weight is None else np.asarray(sample_weight, float)
+    return weighted - log_norm[:, None], float(np.sum(w * log_norm) / np.sum(w))
+
+
+def m_step(
+    X,
+    log_resp,
+    covariance_type: str,
+    reg_covar=1e-6,
+    sample_weight=None,
+    previous: Params | None = None,
+) -> Params:
+    """Textbook M-step, covariances from data centred on the new means."""
+    X = np.asarray(X, dtype=np.float64)
+    n_samples, n_features = X.shape
+    resp = np.exp(np.asarray(log_resp, dtype=np.float64))
+    w = np.ones(n_samples) if sample_weight is None else np.asarray(sample_weight, float)
+    wr = resp * w[:, None]
+    mass = wr.sum(axis=0)
+    n_components = len(mass)
+    nk = mass + TINY
+    empty = mass < TINY * w.mean()
+
+    data_mean = w @ X / w.sum()
+    data_cov = (X - data_mean).T @ ((X - data_mean) * w[:, None]) / w.sum()
+
+    means = np.empty((n_components, n_features))
+    scatters = np.empty((n_components, n_features, n_features))
+    for k in range(n_components):
+        means[k] = wr[:, k] @ X / nk[k]
+        diff = X - means[k]
+        scatters[k] = (diff * wr[:, k, None]).T @ diff
+
+    eye = np.eye(n_features)
+    if covariance_type == "tied":
+        covariances = scatters.sum(axis=0) / nk.sum() + reg_covar * eye
+    else:
+        full = np.stack([scatters[k] / nk[k] + reg_covar * eye for k in range(n_components)])
+        if covariance_type == "full":
+            covariances = full
+        elif covariance_type == "diag":
+            covariances = np.stack([np.diag(full[k]) for k in range(n_components)])
+        else:
+            covariances = np.array([np.mean(np.diag(full[k])) for k in range(n_components)])
+
+    for k in np.flatnonzero(empty):
+        if previous is not None:
+            means[k] = previous.means[k]
+            if covariance_type != "tied":
+                covariances[k] = previous.covariances[k]
+        else:
+            means[k] = data_mean
+            pooled = data_cov + reg_covar * eye
+            if covariance_type == "full":
+                covariances[k] = pooled
+            elif covariance_type == "diag":
+                covariances[k] = np.diag(pooled)
+            elif covariance_type == "spherical":
+                covariances[k] = np.mean(np.diag(pooled))
+    return Params(nk / nk.sum(), means, covariances)
+
+
+def fit(
+    X,
+    params: Params,
+    covariance_type: str,
+    max_iter=100,
+    tol=1e-3,
+    reg_covar=1e-6,
+    sample_weight=None,
+):
+    """EM from given initial parameters. Returns ``(params, lower_bounds, n_iter, converged)``
+    where ``lower_bounds[i]`` is computed in the E-step of iteration ``i``."""
+    lower_bounds = []
+    previous_bound = -np.inf
+    for _ in range(max_iter):
+        log_resp, bound = e_step(X, params, covariance_type, sample_weight)
+        params = m_step(X, log_resp, covariance_type, reg_covar, sample_weight, previous=params)
+        lower_bounds.append(bound)
+        if abs(bound - previous_bound) < tol:
+            return params, np.array(lower_bounds), len(lower_bounds), True
+        previous_bound = bound
+    return params, np.array(lower_bounds), len(lower_bounds), False

@@ -1,0 +1,270 @@
+"""fit: the lesson, restarts, determinism, compilation, offsets, failures, composability."""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import COVARIANCE_TYPES, assert_close, blobs, starting_params
+
+import jaxgmm
+from jaxgmm import reference
+from jaxgmm.datasets import LESSON_MEANS
+
+
+def lesson32():
+    return jaxgmm.lesson_data().astype(np.float32)
+
+
+def sorted_means(means):
+    means = np.asarray(means)
+    return means[np.argsort(means[:, 0])]
+
+
+# --- the lesson ---------------------------------------------------------------------------
+
+
+def test_lesson_recovers_both_means():
+    result = jaxgmm.fit(jax.random.key(0), lesson32(), 2)
+    assert np.max(np.abs(sorted_means(result.params.means) - LESSON_MEANS)) < 0.3
+    assert bool(result.converged)
+
+
+def test_lesson_trace_rises_then_flattens_and_is_not_zero():
+    result = jaxgmm.fit(jax.random.key(3), lesson32(), 2, init="random", tol=1e-5, max_iter=300)
+    trace = np.asarray(result.lower_bounds)
+    assert len(trace) == int(result.n_iter) >= 5
+    # the original lesson's bug (the bound taken after normalising) gives 0 everywhere
+    assert np.all(np.abs(trace) > 1.0)
+    assert trace[-1] - trace[0] > 0.05
+    assert np.all(np.diff(trace) >= -1e-5)
+    assert abs(trace[-1] - trace[-2]) < 1e-5
+    assert np.max(np.abs(sorted_means(result.params.means) - LESSON_MEANS)) < 0.3
+
+
+def test_lower_bound_is_the_mean_log_likelihood_of_the_parameters_going_in():
+    X = lesson32()
+    init = jaxgmm.params_from_covariances(
+        np.array([0.3, 0.7], np.float32),
+        np.array([[-1.0, 0.0], [1.0, 0.0]], np.float32),
+        np.stack([np.eye(2, dtype=np.float32)] * 2),
+        covariance_type="full",
+    )
+    result = jaxgmm.fit(jax.random.key(0), X, 2, init=init, max_iter=3, tol=0.0)
+    expected = float(jnp.mean(jaxgmm.log_prob(jnp.asarray(X), init, covariance_type="full")))
+    assert result.lower_bounds[0] == pytest.approx(expected, rel=1e-6)
+    assert expected < -2.0  # a real log-likelihood, not the 0 of normalised responsibilities
+
+
+# --- restarts, keys, compilation ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_more_restarts_never_worse_and_same_key_same_result(covariance_type):
+    X = blobs(seed=5).astype(np.float32)
+    key = jax.random.key(11)
+    one = jaxgmm.fit(key, X, 4, covariance_type=covariance_type, init="random_from_data")
+    eight = jaxgmm.fit(
+        key, X, 4, covariance_type=covariance_type, n_init=8, init="random_from_data"
+    )
+    # restart i of any n_init uses the same key, so restart 0 is the single-restart fit (up to
+    # float32 rounding: a batch of 8 compiles to other kernels than a batch of 1)
+    assert float(eight.restarts.lower_bound[0]) == pytest.approx(float(one.lower_bound), rel=1e-6)
+    assert float(eight.lower_bound) >= float(one.lower_bound) - 1e-6 * abs(float(one.lower_bound))
+    again = jaxgmm.fit(
+        key, X, 4, covariance_type=covariance_type, n_init=8, init="random_from_data"
+    )
+    for a, b in zip(
+        jax.tree_util.tree_leaves(eight), jax.tree_util.tree_leaves(again), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_second_fit_with_same_shapes_does_not_compile(caplog):
+    X = blobs(seed=1).astype(np.float32)
+    kwargs = dict(covariance_type="diag", n_init=3)
+    jaxgmm.fit(jax.random.key(0), X, 3, tol=1e-3, reg_covar=1e-6, **kwargs)
+    other = (X * 1.5 + 2.0).astype(np.float32)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        caplog.clear()
+        jaxgmm.fit(jax.random.key(1), other, 3, tol=1e-4, reg_covar=1e-5, max_iter=50, **kwargs)
+    compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiles == []
+
+
+# --- numerics far from the origin ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_offset_1e4(covariance_type):
+    X = lesson32()
+    base = jaxgmm.fit(jax.random.key(0), X, 2, covariance_type=covariance_type)
+    moved = jaxgmm.fit(jax.random.key(0), (X + np.float32(1e4)), 2, covariance_type=covariance_type)
+    spread = float(np.std(X))
+    shifted_back = np.asarray(moved.params.means, np.float64) - 1e4
+    assert np.max(np.abs(shifted_back - np.asarray(base.params.means))) < 1e-3 * spread
+    assert_close(moved.params.covariances, base.params.covariances, 1e-3, "covariances")
+    assert_close(moved.params.weights, base.params.weights, 1e-3, "weights")
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float64_offset_1e8(covariance_type):
+    X = jaxgmm.lesson_data()
+    base = jaxgmm.fit(jax.random.key(0), X, 2, covariance_type=covariance_type)
+    moved = jaxgmm.fit(jax.random.key(0), X + 1e8, 2, covariance_type=covariance_type)
+    shifted_back = np.asarray(moved.params.means) - 1e8
+    assert np.max(np.abs(shifted_back - np.asarray(base.params.means))) < 1e-6 * np.std(X)
+    assert_close(moved.params.covariances, base.params.covariances, 1e-6, "covariances")
+
+
+# --- failures and degenerate restarts -----------------------------------------------------
+
+
+def _duplicate_trap(dtype):
+    """Blobs with one point repeated ten times, and two starting points: a sound one, and one
+    whose third component sits on the repeated point with a tiny covariance."""
+    X = blobs(seed=2)
+    X = np.concatenate([X, np.repeat(X[:1], 10, axis=0)])
+    sound = starting_params(X, 3, "full")
+    trap = reference.Params(
+        weights=np.array([0.45, 0.45, 0.1]),
+        means=np.stack([sound.means[0], sound.means[1], X[0]]),
+        covariances=np.stack([sound.covariances[0], sound.covariances[1], 1e-4 * np.eye(3)]),
+    )
+    stacked = [np.stack([a, b]).astype(dtype) for a, b in zip(sound, trap, strict=True)]
+    init = jaxgmm.params_from_covariances(*stacked, covariance_type="full")
+    return X.astype(dtype), init
+
+
+@pytest.mark.usefixtures("x64")
+def test_failed_restart_is_reported_and_leaves_the_other_intact():
+    X, init = _duplicate_trap(np.float64)
+    both = jaxgmm.fit(jax.random.key(0), X, 3, n_init=2, init=init, reg_covar=0.0)
+    assert np.asarray(both.restarts.failed).tolist() == [False, True]
+    assert not bool(both.restarts.converged[1])
+    assert int(both.best_restart) == 0
+    sound_only = jax.tree_util.tree_map(lambda a: a[0], init)
+    alone = jaxgmm.fit(jax.random.key(0), X, 3, init=sound_only, reg_covar=0.0)
+    assert_close(both.params.means, alone.params.means, 1e-12, "means")
+    assert_close(both.lower_bounds, alone.lower_bounds, 1e-12, "trace")
+    # the failed restart was frozen at finite parameters
+    for leaf in jax.tree_util.tree_leaves(both.restarts.params):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+
+
+@pytest.mark.usefixtures("x64")
+def test_every_restart_failed_raises_with_advice():
+    X, init = _duplicate_trap(np.float64)
+    trap_only = jax.tree_util.tree_map(lambda a: a[1], init)
+    with pytest.raises(ValueError, match="restarts failed.*fewer components.*reg_covar"):
+        jaxgmm.fit(jax.random.key(0), X, 3, init=trap_only, reg_covar=0.0)
+
+
+def test_degenerate_restart_is_flagged_and_avoided_by_default():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=300), rng.integers(0, 5, size=300)]).astype(np.float32)
+    data_var = X.var(axis=0)
+    sound = jaxgmm.params_from_covariances(
+        np.array([0.5, 0.5]),
+        np.array([[-0.8, 2.0], [0.8, 2.0]]),
+        np.stack([np.diag(data_var)] * 2),
+        covariance_type="full",
+    )
+    spike = jaxgmm.params_from_covariances(
+        np.array([0.8, 0.2]),
+        np.array([[0.0, 2.0], [0.0, 2.0]]),
+        np.stack([np.diag(data_var), np.diag([data_var[0], 1e-4])]),
+        covariance_type="full",
+    )
+    init = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]).astype(jnp.float32), sound, spike)
+    result = jaxgmm.fit(jax.random.key(0), X, 2, n_init=2, init=init)
+    outcome = result.restarts
+    assert np.asarray(outcome.degenerate).tolist() == [False, True]
+    assert float(outcome.lower_bound[1]) > float(outcome.lower_bound[0])
+    assert int(result.best_restart) == 0
+    plain = jaxgmm.fit(jax.random.key(0), X, 2, n_init=2, init=init, prefer_nondegenerate=False)
+    assert int(plain.best_restart) == 1
+
+
+# --- composability ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("x64")
+def test_vmap_of_fit_over_data_sets():
+    sets = np.stack([blobs(seed=s, n_per=30) for s in range(3)])
+    key = jax.random.key(4)
+    batched = jax.vmap(lambda X: jaxgmm.fit(key, X, 3, n_init=2, max_iter=40))(jnp.asarray(sets))
+    assert batched.params.means.shape == (3, 3, 3)
+    assert batched.lower_bounds.shape == (3, 40)
+    for i in range(3):
+        single = jaxgmm.fit(key, sets[i], 3, n_init=2, max_iter=40)
+        n = int(single.n_iter)
+        assert int(batched.n_iter[i]) == n
+        assert_close(batched.params.means[i], single.params.means, 1e-10, "means")
+        assert_close(batched.lower_bounds[i, :n], single.lower_bounds, 1e-10, "trace")
+        assert np.all(np.isnan(np.asarray(batched.lower_bounds[i, n:])))
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_grad_of_mean_log_likelihood(covariance_type):
+    X = jnp.asarray(blobs(n_per=20))
+    p = starting_params(np.asarray(X), 3, covariance_type)
+    params = jaxgmm.params_from_covariances(*p, covariance_type=covariance_type)
+
+    def mean_ll(means, data):
+        return jnp.mean(
+            jaxgmm.log_prob(data, params._replace(means=means), covariance_type=covariance_type)
+        )
+
+    grad_means, grad_x = jax.grad(mean_ll, argnums=(0, 1))(params.means, X)
+    # analytic: d/d mu_k = 1/N sum_n r_nk P_k (x_n - mu_k)
+    #           d/d x_n = -1/N sum_k r_nk P_k (x_n - mu_k)
+    log_resp, _ = reference.e_step(np.asarray(X), p, covariance_type)
+    resp = np.exp(log_resp)
+    covs = reference.full_covariances(p.covariances, covariance_type, 3, 3)
+    pulls = np.stack(
+        [np.linalg.solve(covs[k], (np.asarray(X) - p.means[k]).T).T for k in range(3)]
+    )  # (K, N, D)
+    n = X.shape[0]
+    assert_close(grad_means, np.einsum("nk,knd->kd", resp, pulls) / n, 1e-10, "d/d means")
+    assert_close(grad_x, -np.einsum("nk,knd->nd", resp, pulls) / n, 1e-10, "d/d X")
+
+
+# --- initialisation and edge settings -----------------------------------------------------
+
+
+@pytest.mark.parametrize("init", jaxgmm.INIT_METHODS)
+def test_every_init_method_recovers_the_lesson(init):
+    # "random" starts every component near the data mean, a saddle where the bound moves by
+    # less than the default tol at first (as in scikit-learn): it needs a smaller tol.
+    result = jaxgmm.fit(
+        jax.random.key(0), lesson32(), 2, init=init, n_init=4, tol=1e-6, max_iter=500
+    )
+    assert np.max(np.abs(sorted_means(result.params.means) - LESSON_MEANS)) < 0.3
+
+
+def test_kmeans_plusplus_picks_distinct_data_points():
+    X = jnp.asarray(blobs().astype(np.float32))
+    centres = np.asarray(jaxgmm.kmeans_plusplus(jax.random.key(0), X, 5))
+    rows = {tuple(r) for r in np.asarray(X)}
+    assert all(tuple(c) in rows for c in centres)
+    assert len({tuple(c) for c in centres}) == 5
+
+
+def test_max_iter_zero_returns_the_initial_parameters():
+    X = lesson32()
+    init = jaxgmm.params_from_covariances(
+        np.array([0.5, 0.5], np.float32),
+        np.array([[-1.0, 0.0], [1.0, 0.0]], np.float32),
+        np.stack([np.eye(2, dtype=np.float32)] * 2),
+        covariance_type="full",
+    )
+    result = jaxgmm.fit(jax.random.key(0), X, 2, init=init, max_iter=0)
+    assert int(result.n_iter) == 0 and not bool(result.converged)
+    assert result.lower_bounds.shape == (0,)
+    assert_close(result.params.means, init.means, 1e-6, "means")
