@@ -2,7 +2,7 @@
 
 from ._covariance import COVARIANCE_TYPES
 from ._em import component_log_prob, e_step, em_step, log_prob, m_step
-from ._fit import DEGENERATE_RTOL, fit
+from ._fit import DEGENERATE_RTOL, best_restart, fit, initialize
 from ._init import INIT_METHODS, kmeans_plusplus
 from ._params import (
     FitResult,
@@ -23,9 +23,11 @@ __all__ = [
     "GMMParams",
     "RestartOutcome",
     "component_log_prob",
+    "best_restart",
     "e_step",
     "em_step",
     "fit",
+    "initialize",
     "kmeans_plusplus",
     "lesson_data",
     "log_prob",

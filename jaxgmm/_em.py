@@ -148,6 +148,8 @@ def maximize(
     empty = mass < tiny * mean_weight
     means = jnp.where(empty[:, None], fallback_means, shift + delta)
     cov = unit.select(empty, fallback_cov, cov)
+    if previous is not None:  # a switched-off component (weight exactly 0) stays off
+        nk = jnp.where(previous.weights > 0, nk, 0.0)
     return GMMParams(
         weights=nk / jnp.sum(nk),
         means=means,
@@ -179,9 +181,11 @@ def m_step(
     sample_weight : (N,) array, optional
     previous : GMMParams, optional
         The parameters that produced ``log_resp``. When given, its means are the shift around
-        which the scatter is accumulated (one pass over the data) and an empty component keeps
-        its previous mean and covariance. Without it the means are computed first (two passes)
-        and an empty component takes the mean and covariance of the whole data.
+        which the scatter is accumulated (one pass over the data), an empty component keeps
+        its previous mean and covariance, and a component whose previous weight is exactly zero
+        keeps weight zero (it is switched off: this is how a grid of K is padded to one shape).
+        Without it the means are computed first (two passes) and an empty component takes the
+        mean and covariance of the whole data.
 
     Returns
     -------

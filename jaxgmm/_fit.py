@@ -87,32 +87,58 @@ def _active(state: _State, max_iter) -> Array:
     return ~(state.converged | state.failed) & (state.n_iter < max_iter)
 
 
-@partial(jax.jit, static_argnames=("n_components", "covariance_type", "n_init", "init"))
-def _start(
-    key, X, sample_weight, reg_covar, init_params, *, n_components, covariance_type, n_init, init
-):
+def _restart_keys(key: Array, n_init: int) -> Array:
+    # Restart i always gets the key fold_in(key, i), whatever n_init: more restarts with the same
+    # key can only add candidates, never change the first ones.
+    return jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(n_init))
+
+
+def _initialize_centred(
+    key, Xc, sample_weight, reg_covar, n_active, *, n_components, covariance_type, n_init, init
+) -> GMMParams:
+    """Initial parameters of every restart (leading axis ``n_init``) on centred data.
+    ``n_active`` (``(n_init,)`` ints, or None) switches off the trailing components of each."""
+
+    def one(k, active):
+        return initial_params(
+            k,
+            Xc,
+            n_components,
+            init,
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            sample_weight=sample_weight,
+            n_active=active,
+        )
+
+    keys = _restart_keys(key, n_init)
+    if n_active is None:
+        return jax.vmap(lambda k: one(k, None))(keys)
+    return jax.vmap(one)(keys, n_active)
+
+
+_STATIC = ("n_components", "covariance_type", "n_init", "init")
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _initialize(key, X, sample_weight, reg_covar, n_active, **static) -> GMMParams:
     Xc, centre = _centre(X, sample_weight)
-    if init == "given":
+    params = _initialize_centred(key, Xc, sample_weight, reg_covar, n_active, **static)
+    return params._replace(means=params.means + centre)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _start(key, X, sample_weight, reg_covar, init_params, n_active, **static):
+    n_init = static["n_init"]
+    Xc, centre = _centre(X, sample_weight)
+    if static["init"] == "given":
         params = init_params._replace(means=init_params.means - centre)
         if params.weights.ndim == 1:
             params = jax.tree_util.tree_map(
                 lambda a: jnp.broadcast_to(a, (n_init, *a.shape)), params
             )
     else:
-        # Restart i always gets the key fold_in(key, i), whatever n_init: more restarts with
-        # the same key can only add candidates, never change the first ones.
-        keys = jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(n_init))
-        params = jax.vmap(
-            lambda k: initial_params(
-                k,
-                Xc,
-                n_components,
-                init,
-                covariance_type=covariance_type,
-                reg_covar=reg_covar,
-                sample_weight=sample_weight,
-            )
-        )(keys)
+        params = _initialize_centred(key, Xc, sample_weight, reg_covar, n_active, **static)
     state = _State(
         params=params,
         lower_bound=jnp.full((n_init,), -jnp.inf, X.dtype),
@@ -166,28 +192,35 @@ def _advance(state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_ty
     return state, trace, ~jnp.any(_active(state, max_iter))
 
 
-@partial(jax.jit, static_argnames=("covariance_type", "prefer_nondegenerate"))
-def _finish(state, X, sample_weight, centre, reg_covar, *, covariance_type, prefer_nondegenerate):
-    """Per-restart params in the data's frame, degenerate flags and the chosen restart."""
+@partial(jax.jit, static_argnames=("covariance_type",))
+def _outcome(state, Xc, sample_weight, centre, reg_covar, *, covariance_type):
+    """Per-restart parameters in the data's frame, and which restarts are degenerate."""
     unit = covariance_unit(covariance_type)
-    n_components = state.params.weights.shape[1]
-    w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight
-    data_var = (w @ jnp.square(X - (w @ X) / jnp.sum(w))) / jnp.sum(w)
+    w = jnp.ones(Xc.shape[0], Xc.dtype) if sample_weight is None else sample_weight
+    data_var = (w @ jnp.square(Xc - (w @ Xc) / jnp.sum(w))) / jnp.sum(w)
 
-    def smallest(cov):
-        empirical = unit.add_to_diagonal(cov, -reg_covar)
-        return jnp.broadcast_to(
-            unit.smallest_standardized_variance(empirical, data_var), (n_components,)
-        )
+    def smallest(params):
+        empirical = unit.add_to_diagonal(params.covariances, -reg_covar)
+        per_component = unit.smallest_standardized_variance(empirical, data_var)
+        # switched-off components (weight exactly 0) hold placeholders, not fitted values
+        return jnp.where(params.weights > 0, per_component, jnp.inf)
 
-    degenerate = jnp.any(jax.vmap(smallest)(state.params.covariances) < DEGENERATE_RTOL, axis=1)
-    candidates = ~state.failed
+    degenerate = jnp.any(jax.vmap(smallest)(state.params) < DEGENERATE_RTOL, axis=1)
+    params = state.params._replace(means=state.params.means + centre[None, None, :])
+    return params, degenerate
+
+
+def best_restart(lower_bound, failed, degenerate, prefer_nondegenerate: bool = True) -> Array:
+    """Index of the restart with the highest final lower bound among those that did not fail,
+    and, when ``prefer_nondegenerate`` and any exists, among those that are not degenerate."""
+    candidates = ~failed
     if prefer_nondegenerate:
         preferred = candidates & ~degenerate
         candidates = jnp.where(jnp.any(preferred), preferred, candidates)
-    best = jnp.argmax(jnp.where(candidates, state.lower_bound, -jnp.inf))
-    params = state.params._replace(means=state.params.means + centre[None, None, :])
-    return params, degenerate, best
+    return jnp.argmax(jnp.where(candidates, lower_bound, -jnp.inf))
+
+
+_choose = jax.jit(best_restart, static_argnames=("prefer_nondegenerate",))
 
 
 def _check_init(init, *, n_components, n_features, covariance_type, dtype, n_init):
@@ -204,6 +237,120 @@ def _check_init(init, *, n_components, n_features, covariance_type, dtype, n_ini
     if init not in INIT_METHODS:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {init!r}")
     return init, None
+
+
+def _check_data(X, sample_weight, n_components: int):
+    """Validated data and weights (left alone when traced)."""
+    if not is_traced(X):
+        X = as_data(X)
+    n_samples = X.shape[0]
+    if n_components > n_samples:
+        raise ValueError(
+            f"n_components={n_components} is larger than the number of samples "
+            f"(N={n_samples}); a mixture needs at least one sample per component"
+        )
+    if not is_traced(sample_weight):
+        sample_weight = as_sample_weight(sample_weight, n_samples, X.dtype)
+    return X, sample_weight
+
+
+def initialize(
+    key: Array,
+    X,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    n_init: int = 1,
+    init: str = "kmeans",
+    reg_covar: float = 1e-6,
+    sample_weight=None,
+) -> GMMParams:
+    """The starting parameters :func:`fit` would use for each restart, with a leading ``n_init``
+    axis (restart i from ``fold_in(key, i)``). See :func:`fit` for the arguments."""
+    unit = covariance_unit(covariance_type)
+    n_components = check_int(n_components, "n_components", 1)
+    n_init = check_int(n_init, "n_init", 1)
+    reg_covar = check_float(reg_covar, "reg_covar")
+    X, sample_weight = _check_data(X, sample_weight, n_components)
+    init_name, _ = _check_init(
+        init,
+        n_components=n_components,
+        n_features=X.shape[1],
+        covariance_type=unit.name,
+        dtype=X.dtype,
+        n_init=n_init,
+    )
+    if init_name == "given":
+        raise ValueError("initialize needs an init method name, not parameters")
+    return _initialize(
+        key,
+        X,
+        sample_weight,
+        reg_covar,
+        None,
+        n_components=n_components,
+        covariance_type=unit.name,
+        n_init=n_init,
+        init=init_name,
+    )
+
+
+def run_restarts(
+    key,
+    X,
+    sample_weight,
+    *,
+    n_components,
+    covariance_type,
+    n_init,
+    init,
+    init_params=None,
+    n_active=None,
+    max_iter,
+    tol,
+    reg_covar,
+    traced,
+):
+    """EM for a batch of restarts on validated data: the engine behind :func:`fit` and
+    :func:`jaxgmm.select`. Returns the final state, the lower-bound traces ``(T, n_init)`` (NaN
+    where a restart was not running), the per-restart parameters in the data's frame and the
+    degenerate flags."""
+    Xc, centre, state = _start(
+        key,
+        X,
+        sample_weight,
+        reg_covar,
+        init_params,
+        n_active,
+        n_components=n_components,
+        covariance_type=covariance_type,
+        n_init=n_init,
+        init=init,
+    )
+    advance = partial(
+        _advance,
+        X=Xc,
+        sample_weight=sample_weight,
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        covariance_type=covariance_type,
+    )
+    if traced:
+        state, traces, _ = advance(state, n_steps=max_iter)
+    else:
+        chunks, steps, done = [], 0, max_iter == 0
+        while not done and steps < max_iter:
+            state, trace, all_done = advance(state, n_steps=_CHUNK_ITERATIONS)
+            chunks.append(np.asarray(trace))
+            steps += _CHUNK_ITERATIONS
+            done = bool(all_done)
+        traces = np.concatenate(chunks) if chunks else np.zeros((0, n_init), X.dtype)
+        traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
+    params, degenerate = _outcome(
+        state, Xc, sample_weight, centre, reg_covar, covariance_type=covariance_type
+    )
+    return state, traces, params, degenerate
 
 
 def fit(
@@ -225,13 +372,13 @@ def fit(
     Parameters
     ----------
     key : PRNG key
-        Split into one key per restart; the same key gives the same result.
+        Restart i is initialised from ``fold_in(key, i)``; the same key gives the same result.
     X : (N, D) array
         float32, or float64 with JAX's 64-bit mode on (never silently downcast).
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     n_init : int
-        Restarts, initialised from split keys and fitted together with ``vmap``.
+        Restarts, fitted together with ``vmap``.
     max_iter : int
         EM iterations per restart (0 returns the initial parameters).
     tol : float
@@ -241,7 +388,7 @@ def fit(
         Added to the diagonal of every covariance.
     init : {"kmeans", "k-means++", "random", "random_from_data"} or GMMParams
         See :mod:`jaxgmm._init`. A ``GMMParams`` is used by every restart, or, with a leading
-        ``n_init`` axis on every field, one per restart.
+        ``n_init`` axis on every field, one per restart. A component given weight 0 stays off.
     sample_weight : (N,) array, optional
         Non-negative weights (an integer weight acts as repeating the sample).
     prefer_nondegenerate : bool
@@ -266,67 +413,32 @@ def fit(
     max_iter = check_int(max_iter, "max_iter", 0)
     tol = check_float(tol, "tol")
     reg_covar = check_float(reg_covar, "reg_covar")
-
     traced = is_traced(key, X, sample_weight, init, tol, reg_covar)
-    if not is_traced(X):
-        X = as_data(X)
-    n_samples, n_features = X.shape
-    if n_components > n_samples:
-        raise ValueError(
-            f"n_components={n_components} is larger than the number of samples "
-            f"(N={n_samples}); a mixture needs at least one sample per component"
-        )
-    if not is_traced(sample_weight):
-        sample_weight = as_sample_weight(sample_weight, n_samples, X.dtype)
+    X, sample_weight = _check_data(X, sample_weight, n_components)
     init_name, init_params = _check_init(
         init,
         n_components=n_components,
-        n_features=n_features,
+        n_features=X.shape[1],
         covariance_type=unit.name,
         dtype=X.dtype,
         n_init=n_init,
     )
-
-    Xc, centre, state = _start(
+    state, traces, params, degenerate = run_restarts(
         key,
         X,
         sample_weight,
-        reg_covar,
-        init_params,
         n_components=n_components,
         covariance_type=unit.name,
         n_init=n_init,
         init=init_name,
-    )
-    advance = partial(
-        _advance,
-        X=Xc,
-        sample_weight=sample_weight,
+        init_params=init_params,
+        max_iter=max_iter,
         tol=tol,
         reg_covar=reg_covar,
-        max_iter=max_iter,
-        covariance_type=unit.name,
+        traced=traced,
     )
-    if traced:
-        state, traces, _ = advance(state, n_steps=max_iter)
-    else:
-        chunks, steps, done = [], 0, max_iter == 0
-        while not done and steps < max_iter:
-            state, trace, all_done = advance(state, n_steps=_CHUNK_ITERATIONS)
-            chunks.append(np.asarray(trace))
-            steps += _CHUNK_ITERATIONS
-            done = bool(all_done)
-        traces = np.concatenate(chunks) if chunks else np.zeros((0, n_init), X.dtype)
-        traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
-
-    params, degenerate, best = _finish(
-        state,
-        Xc,
-        sample_weight,
-        centre,
-        reg_covar,
-        covariance_type=unit.name,
-        prefer_nondegenerate=bool(prefer_nondegenerate),
+    best = _choose(
+        state.lower_bound, state.failed, degenerate, prefer_nondegenerate=bool(prefer_nondegenerate)
     )
     if traced:
         all_traces = traces.T

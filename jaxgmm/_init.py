@@ -49,15 +49,28 @@ def _squared_distances(X: Array, centres: Array) -> Array:
 
 
 def kmeans_plusplus(
-    key: Array, X: Array, n_clusters: int, sample_weight: Array | None = None
+    key: Array,
+    X: Array,
+    n_clusters: int,
+    sample_weight: Array | None = None,
+    n_active: Array | None = None,
 ) -> Array:
     """Greedy k-means++ centres ``(n_clusters, D)``: each new centre is the best of
     ``2 + log(K)`` candidates drawn with probability proportional to weight times squared
     distance to the nearest centre so far (Arthur and Vassilvitskii; scikit-learn's trial count).
+
+    With ``n_active`` (a traced int), only the first ``n_active`` centres count; the rest are
+    placeholders, and the active ones equal those of ``kmeans_plusplus(key, X, n_active)``.
     """
     n_samples, n_features = X.shape
     w = _weights(X, sample_weight)
     n_trials = 2 + int(math.log(n_clusters))
+    # With placeholders, only as many trials as an unpadded call with n_active centres would make.
+    trial_used = (
+        None
+        if n_active is None
+        else jnp.arange(n_trials) < 2 + jnp.floor(jnp.log(n_active.astype(jnp.float32)))
+    )
     key, first_key = jax.random.split(key)
     first = jax.random.choice(first_key, n_samples, p=w / jnp.sum(w))
     centres = jnp.zeros((n_clusters, n_features), X.dtype).at[0].set(X[first])
@@ -70,25 +83,42 @@ def kmeans_plusplus(
         total = jnp.sum(potential)
         # All points already on a centre (fewer distinct points than K): draw by weight alone.
         p = jnp.where(total > 0, potential / jnp.where(total > 0, total, 1.0), w / jnp.sum(w))
-        candidates = jax.random.choice(draw_key, n_samples, shape=(n_trials,), p=p)
+        # One key per trial, so that the first trials do not depend on how many there are.
+        candidates = jax.vmap(
+            lambda t: jax.random.choice(jax.random.fold_in(draw_key, t), n_samples, p=p)
+        )(jnp.arange(n_trials))
         trial_closest = jnp.minimum(closest[None, :], _squared_distances(X, X[candidates]).T)
-        best = jnp.argmin(trial_closest @ w)
+        potentials = trial_closest @ w
+        if trial_used is not None:
+            potentials = jnp.where(trial_used, potentials, jnp.inf)
+        best = jnp.argmin(potentials)
+        if n_active is not None:  # placeholders must not shape the draws of later centres
+            trial_closest = jnp.where(i < n_active, trial_closest, closest[None, :])
         return centres.at[i].set(X[candidates[best]]), trial_closest[best], key
 
     centres, _, _ = lax.fori_loop(1, n_clusters, add_centre, (centres, closest, key))
     return centres
 
 
-def lloyd(X: Array, centres: Array, sample_weight: Array | None = None) -> Array:
+def _nearest(X: Array, centres: Array, active: Array | None) -> Array:
+    d2 = _squared_distances(X, centres)
+    if active is not None:
+        d2 = jnp.where(active[None, :], d2, jnp.inf)
+    return jnp.argmin(d2, axis=1)
+
+
+def lloyd(
+    X: Array, centres: Array, sample_weight: Array | None = None, active: Array | None = None
+) -> Array:
     """Lloyd's k-means iterations from ``centres``, until the squared centre shift is below
     ``1e-4`` times the mean feature variance (at most 100 iterations). An empty cluster keeps its
-    centre."""
+    centre; centres outside the boolean mask ``active`` take no points."""
     w = _weights(X, sample_weight)
     mean = (w @ X) / jnp.sum(w)
     tol = _LLOYD_RTOL * jnp.mean((w @ jnp.square(X - mean)) / jnp.sum(w))
 
     def update(centres):
-        labels = jnp.argmin(_squared_distances(X, centres), axis=1)
+        labels = _nearest(X, centres, active)
         member = jax.nn.one_hot(labels, centres.shape[0], dtype=X.dtype) * w[:, None]
         mass = jnp.sum(member, axis=0)
         new = (member.T @ X) / jnp.where(mass > 0, mass, 1.0)[:, None]
@@ -109,25 +139,37 @@ def lloyd(X: Array, centres: Array, sample_weight: Array | None = None) -> Array
 
 
 def initial_responsibilities(
-    key: Array, X: Array, n_components: int, method: str, sample_weight: Array | None = None
+    key: Array,
+    X: Array,
+    n_components: int,
+    method: str,
+    sample_weight: Array | None = None,
+    n_active: Array | None = None,
 ) -> Array:
-    """``(N, K)`` starting responsibilities for one restart."""
+    """``(N, K)`` starting responsibilities for one restart. With ``n_active``, only the first
+    ``n_active`` columns are used, and they equal those of the unpadded call with
+    ``n_components=n_active`` (so a padded grid of K reproduces separate fits)."""
     n_samples = X.shape[0]
+    active = None if n_active is None else jnp.arange(n_components) < n_active
     if method == "random":
-        resp = jax.random.uniform(key, (n_samples, n_components), X.dtype)
+        # One key per column, so that the first columns do not depend on how many there are.
+        columns = jax.vmap(
+            lambda k: jax.random.uniform(jax.random.fold_in(key, k), (n_samples,), X.dtype)
+        )(jnp.arange(n_components))
+        resp = columns.T if active is None else jnp.where(active[None, :], columns.T, 0.0)
         return resp / jnp.sum(resp, axis=1, keepdims=True)
     if method == "random_from_data":
         w = _weights(X, sample_weight)
         index = jax.random.choice(key, n_samples, (n_components,), replace=False, p=w / jnp.sum(w))
         centres = X[index]
     elif method == "k-means++":
-        centres = kmeans_plusplus(key, X, n_components, sample_weight)
+        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
     elif method == "kmeans":
-        centres = lloyd(X, kmeans_plusplus(key, X, n_components, sample_weight), sample_weight)
+        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
+        centres = lloyd(X, centres, sample_weight, active)
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")
-    labels = jnp.argmin(_squared_distances(X, centres), axis=1)
-    return jax.nn.one_hot(labels, n_components, dtype=X.dtype)
+    return jax.nn.one_hot(_nearest(X, centres, active), n_components, dtype=X.dtype)
 
 
 def initial_params(
@@ -139,10 +181,13 @@ def initial_params(
     covariance_type: str,
     reg_covar,
     sample_weight: Array | None = None,
+    n_active: Array | None = None,
 ) -> GMMParams:
-    """Starting parameters for one restart: one M-step from :func:`initial_responsibilities`."""
-    resp = initial_responsibilities(key, X, n_components, method, sample_weight)
-    return maximize(
+    """Starting parameters for one restart: one M-step from :func:`initial_responsibilities`.
+    Components beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`) and
+    the data's mean and covariance as finite placeholders."""
+    resp = initial_responsibilities(key, X, n_components, method, sample_weight, n_active)
+    params = maximize(
         X,
         resp,
         covariance_type=covariance_type,
@@ -150,3 +195,7 @@ def initial_params(
         sample_weight=sample_weight,
         previous=None,
     )
+    if n_active is None:
+        return params
+    weights = jnp.where(jnp.arange(n_components) < n_active, params.weights, 0.0)
+    return params._replace(weights=weights / jnp.sum(weights))
