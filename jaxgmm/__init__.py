@@ -1,9 +1,11 @@
 """jaxgmm: Gaussian mixture models fitted by EM in JAX."""
 
 from ._covariance import COVARIANCE_TYPES
+from ._criteria import n_parameters
 from ._em import component_log_prob, e_step, em_step, log_prob, m_step
 from ._fit import DEGENERATE_RTOL, best_restart, fit, initialize
 from ._init import INIT_METHODS, kmeans_plusplus
+from ._model_file import ModelFileError, load
 from ._params import (
     FitResult,
     GMMParams,
@@ -11,17 +13,24 @@ from ._params import (
     params_from_covariances,
     params_from_precisions,
 )
+from ._select import SelectionResult, select
 from .datasets import lesson_data
+from .estimator import ConvergenceWarning, GaussianMixture, NotFittedError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "ConvergenceWarning",
     "DEGENERATE_RTOL",
     "INIT_METHODS",
+    "ModelFileError",
+    "NotFittedError",
     "FitResult",
+    "GaussianMixture",
     "GMMParams",
     "RestartOutcome",
+    "SelectionResult",
     "component_log_prob",
     "best_restart",
     "e_step",
@@ -30,8 +39,11 @@ __all__ = [
     "initialize",
     "kmeans_plusplus",
     "lesson_data",
+    "load",
     "log_prob",
     "m_step",
+    "n_parameters",
     "params_from_covariances",
     "params_from_precisions",
+    "select",
 ]

@@ -87,17 +87,15 @@ def _active(state: _State, max_iter) -> Array:
     return ~(state.converged | state.failed) & (state.n_iter < max_iter)
 
 
-def _restart_keys(key: Array, n_init: int) -> Array:
-    # Restart i always gets the key fold_in(key, i), whatever n_init: more restarts with the same
-    # key can only add candidates, never change the first ones.
-    return jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(n_init))
-
-
 def _initialize_centred(
-    key, Xc, sample_weight, reg_covar, n_active, *, n_components, covariance_type, n_init, init
+    key, Xc, sample_weight, reg_covar, layout, *, n_components, covariance_type, n_init, init
 ) -> GMMParams:
     """Initial parameters of every restart (leading axis ``n_init``) on centred data.
-    ``n_active`` (``(n_init,)`` ints, or None) switches off the trailing components of each."""
+
+    Restart i gets the key ``fold_in(key, i)`` whatever ``n_init`` is, so more restarts with the
+    same key only add candidates. ``layout``, for a padded grid of models, is None or a pair of
+    ``(n_init,)`` int arrays: the restart number whose key each batch entry uses, and how many of
+    its leading components are active (the others are switched off)."""
 
     def one(k, active):
         return initial_params(
@@ -111,24 +109,25 @@ def _initialize_centred(
             n_active=active,
         )
 
-    keys = _restart_keys(key, n_init)
-    if n_active is None:
-        return jax.vmap(lambda k: one(k, None))(keys)
-    return jax.vmap(one)(keys, n_active)
+    fold = partial(jax.random.fold_in, key)
+    if layout is None:
+        return jax.vmap(lambda i: one(fold(i), None))(jnp.arange(n_init))
+    restart_ids, n_active = layout
+    return jax.vmap(lambda i, active: one(fold(i), active))(restart_ids, n_active)
 
 
 _STATIC = ("n_components", "covariance_type", "n_init", "init")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _initialize(key, X, sample_weight, reg_covar, n_active, **static) -> GMMParams:
+def _initialize(key, X, sample_weight, reg_covar, layout, **static) -> GMMParams:
     Xc, centre = _centre(X, sample_weight)
-    params = _initialize_centred(key, Xc, sample_weight, reg_covar, n_active, **static)
+    params = _initialize_centred(key, Xc, sample_weight, reg_covar, layout, **static)
     return params._replace(means=params.means + centre)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _start(key, X, sample_weight, reg_covar, init_params, n_active, **static):
+def _start(key, X, sample_weight, reg_covar, init_params, layout, **static):
     n_init = static["n_init"]
     Xc, centre = _centre(X, sample_weight)
     if static["init"] == "given":
@@ -138,7 +137,7 @@ def _start(key, X, sample_weight, reg_covar, init_params, n_active, **static):
                 lambda a: jnp.broadcast_to(a, (n_init, *a.shape)), params
             )
     else:
-        params = _initialize_centred(key, Xc, sample_weight, reg_covar, n_active, **static)
+        params = _initialize_centred(key, Xc, sample_weight, reg_covar, layout, **static)
     state = _State(
         params=params,
         lower_bound=jnp.full((n_init,), -jnp.inf, X.dtype),
@@ -305,7 +304,7 @@ def run_restarts(
     n_init,
     init,
     init_params=None,
-    n_active=None,
+    layout=None,
     max_iter,
     tol,
     reg_covar,
@@ -321,7 +320,7 @@ def run_restarts(
         sample_weight,
         reg_covar,
         init_params,
-        n_active,
+        layout,
         n_components=n_components,
         covariance_type=covariance_type,
         n_init=n_init,

@@ -29,20 +29,25 @@ def x64_enabled() -> bool:
     return bool(jax.config.jax_enable_x64)
 
 
-def float_dtype(dtype, name: str = "X") -> np.dtype:
-    """The floating dtype a numeric input of ``dtype`` is computed in, or a clear error."""
+def float_dtype(dtype, name: str = "X", *, wide: bool = False) -> np.dtype:
+    """The floating dtype a numeric input of ``dtype`` is computed in, or a clear error.
+
+    ``wide=False`` (the functional core): integers become JAX's default float, and float64 needs
+    JAX's 64-bit mode. ``wide=True`` (the estimator, which enters the 64-bit context itself):
+    integers become float64 and float64 stays float64, as in scikit-learn.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
         raise ValueError(f"{name} is boolean; convert it to floating point first")
     if dtype.kind == "c":
-        raise ValueError(f"{name} is complex; Gaussian mixtures here need real-valued data")
+        raise ValueError(f"Complex data not supported: {name} must be real-valued")
     if dtype.kind in "iu":
-        return np.dtype(np.float64 if x64_enabled() else np.float32)
+        return np.dtype(np.float64 if wide or x64_enabled() else np.float32)
     if dtype.kind != "f":
         raise ValueError(f"{name} has dtype {dtype}, which is not numeric")
     if dtype.itemsize < 4:
         return np.dtype(np.float32)
-    if dtype == np.float64 and not x64_enabled():
+    if dtype == np.float64 and not (wide or x64_enabled()):
         raise ValueError(
             f"{name} is float64 but JAX's 64-bit mode is off, so it would be cut to float32 "
             f"silently. Pass float32 data ({name}.astype(numpy.float32)) or enable 64-bit mode "
@@ -63,8 +68,12 @@ def _first_non_finite(values: np.ndarray, name: str) -> None:
         )
 
 
-def as_data(X, name: str = "X", *, min_samples: int = 2) -> jax.Array:
-    """``X`` as a finite 2-D floating JAX array with at least ``min_samples`` rows."""
+def checked_array(X, name: str = "X", *, min_samples: int = 2, wide: bool = False):
+    """``X`` (array, list, DataFrame or JAX array) checked to be a finite 2-D numeric array with
+    at least ``min_samples`` rows. Returns it, as a NumPy array cast to its computation dtype or
+    the JAX array it was, and that dtype."""
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is sparse; pass dense data ({name}.toarray())")
     if not isinstance(X, jax.Array):
         try:
             X = np.asarray(X)
@@ -73,14 +82,14 @@ def as_data(X, name: str = "X", *, min_samples: int = 2) -> jax.Array:
         if X.dtype.kind == "O":
             try:
                 X = X.astype(np.float64)
-            except (ValueError, TypeError):
-                raise ValueError(f"{name} holds values that are not numbers") from None
+            except (ValueError, TypeError) as error:
+                raise type(error)(f"{name} holds values that are not numbers: {error}") from None
     if X.dtype.kind in "SUV":
         raise ValueError(f"{name} holds strings (dtype {X.dtype}), not numbers")
-    dtype = float_dtype(X.dtype, name)
+    dtype = float_dtype(X.dtype, name, wide=wide)
     if X.ndim != 2:
         hint = (
-            "; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+            ". Reshape your data: X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample"
             if X.ndim == 1
             else ""
         )
@@ -90,19 +99,27 @@ def as_data(X, name: str = "X", *, min_samples: int = 2) -> jax.Array:
         )
     n_samples, n_features = X.shape
     if n_features == 0:
-        raise ValueError(f"{name} has 0 features; at least one column is needed")
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+            f"required: {name} needs at least one column"
+        )
     if n_samples < min_samples:
         raise ValueError(
             f"{name} has {n_samples} sample{'s' * (n_samples != 1)}; "
-            f"at least {min_samples} are needed"
+            f"at least {min_samples} {'is' if min_samples == 1 else 'are'} needed"
         )
     if isinstance(X, jax.Array):
-        X = X.astype(dtype)
         if not bool(jnp.all(jnp.isfinite(X))):
             _first_non_finite(np.asarray(X), name)
-        return X
+        return X, dtype
     X = X.astype(dtype, copy=False)
     _first_non_finite(X, name)
+    return X, dtype
+
+
+def as_data(X, name: str = "X", *, min_samples: int = 2) -> jax.Array:
+    """``X`` as a finite 2-D floating JAX array with at least ``min_samples`` rows."""
+    X, dtype = checked_array(X, name, min_samples=min_samples)
     return to_device(X, dtype)
 
 

@@ -1,0 +1,294 @@
+"""Model selection over the number of components and the covariance type, ranked by BIC, AIC or
+ICL.
+
+For each covariance type the whole grid of K runs as one compiled program: every model is padded
+to the largest K, with its trailing components switched off (weight exactly 0, which EM keeps at
+0), and all models and their restarts are fitted together under ``vmap``. Restart i of every
+model uses the key ``fold_in(key, i)``, so each row equals a separate ``fit`` with that K.
+
+The criteria (BIC, AIC, ICL; lower is better) are those of :mod:`jaxgmm._criteria`, computed on
+the final parameters of each model's best restart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import jax
+import numpy as np
+
+from ._covariance import covariance_unit
+from ._criteria import criteria, n_parameters
+from ._fit import best_restart, run_restarts
+from ._init import INIT_METHODS
+from ._params import FitResult, RestartOutcome
+from ._validation import as_sample_weight, check_float, check_int, checked_array, to_device
+from .estimator import GaussianMixture, _feature_names, _key_from, _precision
+
+CRITERIA = ("bic", "aic", "icl")
+_COLUMNS = (
+    "covariance_type",
+    "n_components",
+    "log_likelihood",
+    "n_parameters",
+    "bic",
+    "aic",
+    "icl",
+    "converged",
+    "degenerate",
+    "failed",
+    "n_iter",
+)
+
+
+class SelectionResult:
+    """The outcome of :func:`select`.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per (covariance type, K), with the keys of ``COLUMNS``. A row whose every restart
+        failed has NaN criteria and ``failed=True``.
+    criterion : str
+    best : GaussianMixture
+        The fitted model with the lowest criterion (among non-degenerate rows when any exists).
+    best_row : dict
+    """
+
+    COLUMNS = _COLUMNS
+
+    def __init__(self, rows: list[dict], criterion: str, best: GaussianMixture, best_row: dict):
+        self.rows = rows
+        self.criterion = criterion
+        self.best = best
+        self.best_row = best_row
+
+    def to_dataframe(self):
+        """The table as a pandas DataFrame (pandas must be installed)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(self.COLUMNS))
+
+    def __str__(self) -> str:
+        header = (
+            f"{'covariance':<10} {'K':>3} {'log L':>12} {'params':>6} {'BIC':>12} "
+            f"{'AIC':>12} {'ICL':>12}  notes"
+        )
+        lines = [header]
+        for row in self.rows:
+            notes = ", ".join(
+                word
+                for word, flag in (
+                    ("failed", row["failed"]),
+                    ("degenerate", row["degenerate"]),
+                    ("not converged", not row["converged"]),
+                )
+                if flag
+            )
+            mark = "  <- best" if row is self.best_row else ""
+            lines.append(
+                f"{row['covariance_type']:<10} {row['n_components']:>3} "
+                f"{row['log_likelihood']:>12.3f} {row['n_parameters']:>6} {row['bic']:>12.3f} "
+                f"{row['aic']:>12.3f} {row['icl']:>12.3f}  {notes}{mark}"
+            )
+        return "\n".join(lines)
+
+
+def _grid_for_type(
+    key,
+    X,
+    w,
+    ks: list[int],
+    covariance_type: str,
+    *,
+    n_init,
+    init,
+    max_iter,
+    tol,
+    reg_covar,
+    prefer_nondegenerate,
+) -> list[tuple[int, FitResult]]:
+    """Fit every K of the grid for one covariance type in one program; return each K's
+    :class:`FitResult` over its own restarts, trimmed to its K components."""
+    n_models = len(ks)
+    restart_ids = np.tile(np.arange(n_init), n_models)
+    n_active = np.repeat(ks, n_init)
+    layout = (
+        jax.device_put(restart_ids.astype(np.int32)),
+        jax.device_put(n_active.astype(np.int32)),
+    )
+    state, traces, params, degenerate = run_restarts(
+        key,
+        X,
+        w,
+        n_components=max(ks),
+        covariance_type=covariance_type,
+        n_init=n_models * n_init,
+        init=init,
+        layout=layout,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        traced=False,
+    )
+    host = jax.tree_util.tree_map(np.asarray, (state, params, degenerate))
+    state, params, degenerate = host
+    traces = np.ascontiguousarray(np.asarray(traces).T)
+    results = []
+    for m, k in enumerate(ks):
+        group = slice(m * n_init, (m + 1) * n_init)
+        best = int(
+            best_restart(
+                state.lower_bound[group],
+                state.failed[group],
+                degenerate[group],
+                prefer_nondegenerate,
+            )
+        )
+        trim = 1 if covariance_type == "tied" else k  # tied covariances are not per component
+        group_params = params._replace(
+            weights=params.weights[group, :k],
+            means=params.means[group, :k],
+            covariances=params.covariances[group]
+            if covariance_type == "tied"
+            else params.covariances[group, :trim],
+            precisions_cholesky=params.precisions_cholesky[group]
+            if covariance_type == "tied"
+            else params.precisions_cholesky[group, :trim],
+        )
+        n_iter = state.n_iter[group]
+        outcome = RestartOutcome(
+            lower_bound=state.lower_bound[group],
+            lower_bounds=traces[group],
+            n_iter=n_iter,
+            converged=state.converged[group],
+            failed=state.failed[group],
+            degenerate=degenerate[group],
+            params=group_params,
+        )
+        chosen = jax.tree_util.tree_map(lambda a, b=best: a[b], group_params)
+        results.append(
+            (
+                k,
+                FitResult(
+                    params=chosen,
+                    lower_bound=outcome.lower_bound[best],
+                    lower_bounds=outcome.lower_bounds[best, : n_iter[best]],
+                    n_iter=n_iter[best],
+                    converged=outcome.converged[best],
+                    best_restart=np.asarray(best),
+                    restarts=outcome,
+                ),
+            )
+        )
+    return results
+
+
+def select(
+    X,
+    n_components: Iterable[int] = range(1, 11),
+    covariance_types: Sequence[str] = ("full", "tied", "diag", "spherical"),
+    *,
+    n_init: int = 4,
+    criterion: str = "bic",
+    random_state=None,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    init_params: str = "kmeans",
+    sample_weight=None,
+    prefer_nondegenerate: bool = True,
+) -> SelectionResult:
+    """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type)
+    and rank them by ``criterion`` ("bic", "aic" or "icl"; lower is better).
+
+    ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
+    float64). The other arguments are as in :class:`GaussianMixture`. Returns a
+    :class:`SelectionResult` with the table and the best model, fitted.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if isinstance(covariance_types, str):
+        covariance_types = (covariance_types,)
+    types = [covariance_unit(t).name for t in covariance_types]
+    if not types:
+        raise ValueError("covariance_types is empty")
+    ks = sorted({check_int(k, "n_components", 1) for k in n_components})
+    if not ks:
+        raise ValueError("n_components is empty; give the values of K to try")
+    n_init = check_int(n_init, "n_init", 1)
+    max_iter = check_int(max_iter, "max_iter", 0)
+    tol = check_float(tol, "tol")
+    reg_covar = check_float(reg_covar, "reg_covar")
+    if init_params not in INIT_METHODS:
+        raise ValueError(f"init_params must be one of {INIT_METHODS}, got {init_params!r}")
+    names = _feature_names(X)
+    X, dtype = checked_array(X, min_samples=2, wide=True)
+    n_samples, n_features = X.shape
+    if ks[-1] > n_samples:
+        raise ValueError(
+            f"n_components={ks[-1]} is larger than the number of samples (N={n_samples})"
+        )
+
+    rows, fits = [], []
+    with _precision(dtype):
+        Xd = to_device(X, dtype)
+        w = as_sample_weight(sample_weight, n_samples, dtype)
+        key = _key_from(random_state)
+        for covariance_type in types:
+            for k, result in _grid_for_type(
+                key,
+                Xd,
+                w,
+                ks,
+                covariance_type,
+                n_init=n_init,
+                init=init_params,
+                max_iter=max_iter,
+                tol=tol,
+                reg_covar=reg_covar,
+                prefer_nondegenerate=prefer_nondegenerate,
+            ):
+                rows.append(_row(Xd, w, covariance_type, k, result))
+                fits.append(result)
+
+    candidates = [i for i, row in enumerate(rows) if not row["failed"]]
+    if not candidates:
+        raise ValueError("every model of the grid failed; try a larger reg_covar or scaling X")
+    if prefer_nondegenerate and any(not rows[i]["degenerate"] for i in candidates):
+        candidates = [i for i in candidates if not rows[i]["degenerate"]]
+    best = min(candidates, key=lambda i: rows[i][criterion])
+    model = GaussianMixture(
+        rows[best]["n_components"],
+        covariance_type=rows[best]["covariance_type"],
+        tol=tol,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        n_init=n_init,
+        init_params=init_params,
+        random_state=random_state,
+        prefer_nondegenerate=prefer_nondegenerate,
+    )
+    with _precision(dtype):
+        model._set_fitted(fits[best], dtype)
+    model.n_features_in_ = n_features
+    if names is not None:
+        model.feature_names_in_ = names
+    return SelectionResult(rows, criterion, model, rows[best])
+
+
+def _row(X, w, covariance_type: str, k: int, result: FitResult) -> dict:
+    row = {
+        "covariance_type": covariance_type,
+        "n_components": k,
+        "n_parameters": n_parameters(covariance_type, k, X.shape[1]),
+        "converged": bool(result.converged),
+        "degenerate": bool(result.restarts.degenerate[int(result.best_restart)]),
+        "failed": bool(np.all(result.restarts.failed)),
+        "n_iter": int(result.n_iter),
+    }
+    if row["failed"]:
+        return row | dict.fromkeys(("log_likelihood", "bic", "aic", "icl"), math.nan)
+    params = jax.tree_util.tree_map(lambda a: to_device(a, X.dtype), result.params)
+    return row | criteria(X, params, covariance_type, w)

@@ -1,0 +1,615 @@
+"""``GaussianMixture``: scikit-learn's estimator contract, as a thin shell over the core.
+
+The estimator validates its inputs on the host, calls :func:`jaxgmm.fit`, and keeps the result as
+NumPy attributes named as scikit-learn's. It has no mathematics of its own: every density,
+responsibility and criterion comes from the core.
+
+Precision: float32 data are fitted in float32; float64 data (scikit-learn's default, and what
+integers and lists become) are fitted in float64 inside JAX's 64-bit context, whatever the global
+setting, so nothing is ever silently cut to float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import numbers
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._covariance import covariance_unit
+from ._criteria import criteria
+from ._em import e_step, log_prob
+from ._fit import fit as core_fit
+from ._fit import initialize
+from ._init import INIT_METHODS
+from ._model_file import save_model
+from ._params import GMMParams, RestartOutcome, params_from_precisions
+from ._validation import checked_array, to_device
+
+try:  # scikit-learn's own classes when it is installed, so that code written for it catches ours
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
+except ImportError:  # pragma: no cover - scikit-learn is a test dependency
+
+    class NotFittedError(ValueError, AttributeError):
+        """A method that needs a fitted model was called before ``fit``."""
+
+    class ConvergenceWarning(UserWarning):
+        """The chosen restart did not converge within ``max_iter`` iterations."""
+
+
+def _feature_names(X) -> np.ndarray | None:
+    """Column names of a DataFrame-like ``X`` when they are all strings (scikit-learn's rule)."""
+    columns = getattr(X, "columns", None)
+    if columns is None:
+        return None
+    names = list(columns)
+    if names and all(isinstance(name, str) for name in names):
+        return np.asarray(names, dtype=object)
+    return None
+
+
+def _precision(dtype: np.dtype):
+    """The context in which computations of ``dtype`` run."""
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def _key_from(random_state) -> jax.Array:
+    """A JAX key from ``None`` (fresh randomness, as scikit-learn), an int, a NumPy generator or
+    a JAX key."""
+    if isinstance(random_state, jax.Array):
+        return random_state
+    if random_state is None:
+        seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
+    elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        seed = int(random_state)
+    elif isinstance(random_state, np.random.RandomState):
+        seed = random_state.randint(np.iinfo(np.int32).max)
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(np.iinfo(np.int32).max))
+    else:
+        raise ValueError(
+            "random_state must be None, an int, a numpy RandomState/Generator or a JAX key, "
+            f"got {random_state!r}"
+        )
+    return jax.random.key(seed)
+
+
+def _check_number(value, name: str, *, integer: bool, minimum) -> None:
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if not (math.isfinite(value) and value >= minimum):
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _distinct_rows_at_least(X: np.ndarray, count: int) -> int:
+    """Number of distinct rows, looked at only as far as needed to know whether it reaches
+    ``count`` (a full ``unique`` of millions of rows would cost seconds for nothing)."""
+    head = X[: 20 * count + 1000]
+    distinct = len(np.unique(head, axis=0))
+    if distinct >= count or len(head) == len(X):
+        return distinct
+    return len(np.unique(X, axis=0))
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by EM in JAX, with scikit-learn's parameters and attributes.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Convergence threshold on the change of the lower bound (mean log-likelihood per sample).
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts, fitted together in one compiled program; the best is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    weights_init : (n_components,) array, optional
+    means_init : (n_components, n_features) array, optional
+    precisions_init : array, optional
+        Inverse covariances, shaped as ``covariances_`` for the covariance type. Whatever is
+        not given comes from ``init_params``, restart by restart, as in scikit-learn.
+    random_state : None, int, numpy RandomState/Generator or JAX key
+    warm_start : bool, default=False
+        Refit from the current parameters (one restart) when already fitted.
+    verbose : int, default=0
+        1 prints each restart's outcome after the fit, 2 also its lower bound every
+        ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+    prefer_nondegenerate : bool, default=True
+        Choose the best restart among those without a collapsed component (see
+        :class:`jaxgmm.RestartOutcome`); ``False`` keeps the plain highest likelihood.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        scikit-learn's shapes; float32 for float32 data, float64 otherwise.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+    lower_bounds_ : (n_iter_,) ndarray
+    restarts_ : RestartOutcome
+        Every restart's final lower bound, trace, n_iter, converged, failed, degenerate and
+        parameters, as NumPy arrays.
+    n_features_in_ : int
+    feature_names_in_ : (n_features_in_,) ndarray, only when fitted on a DataFrame with
+        string column names.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        prefer_nondegenerate: bool = True,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.prefer_nondegenerate = prefer_nondegenerate
+
+    # -- scikit-learn plumbing -------------------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return sorted(name for name in signature.parameters if name != "self")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {valid!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(type(self).__init__).parameters.items()
+            if name != "self"
+        }
+        changed = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            default = defaults[name]
+            same = value is default or (
+                not isinstance(value, np.ndarray | jax.Array) and value == default
+            )
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(allow_nan=False),
+        )
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _check_parameters(self) -> None:
+        _check_number(self.n_components, "n_components", integer=True, minimum=1)
+        covariance_unit(self.covariance_type)
+        _check_number(self.tol, "tol", integer=False, minimum=0.0)
+        _check_number(self.reg_covar, "reg_covar", integer=False, minimum=0.0)
+        _check_number(self.max_iter, "max_iter", integer=True, minimum=0)
+        _check_number(self.n_init, "n_init", integer=True, minimum=1)
+        _check_number(self.verbose, "verbose", integer=True, minimum=0)
+        _check_number(self.verbose_interval, "verbose_interval", integer=True, minimum=1)
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
+
+    def _check_init_arrays(self, n_features: int, dtype) -> dict[str, np.ndarray]:
+        """The given initial weights, means and precisions, checked and cast to ``dtype``."""
+        k = self.n_components
+        unit = covariance_unit(self.covariance_type)
+        given = {}
+        for name, shape in (
+            ("weights_init", (k,)),
+            ("means_init", (k, n_features)),
+            ("precisions_init", unit.shape(k, n_features)),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = np.asarray(value, dtype=np.float64)
+            if array.shape != shape:
+                raise ValueError(
+                    f"{name} must have shape {shape} for n_components={k}, "
+                    f"{n_features} features and covariance_type={self.covariance_type!r}, "
+                    f"got {array.shape}"
+                )
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+            given[name] = array
+        weights = given.get("weights_init")
+        if weights is not None:
+            if np.any(weights < 0) or np.any(weights > 1):
+                raise ValueError(f"weights_init must be in [0, 1], got {weights}")
+            if not abs(weights.sum() - 1.0) <= 1e-6:
+                raise ValueError(f"weights_init must sum to 1, got a sum of {weights.sum():.8g}")
+        precisions = given.get("precisions_init")
+        if precisions is not None:
+            if self.covariance_type in ("full", "tied"):
+                matrices = precisions.reshape(-1, n_features, n_features)
+                for i, matrix in enumerate(matrices):
+                    where = (
+                        f"precisions_init[{i}]"
+                        if self.covariance_type == "full"
+                        else ("precisions_init")
+                    )
+                    if not np.allclose(
+                        matrix, matrix.T, rtol=1e-8, atol=1e-12 * np.abs(matrix).max()
+                    ):
+                        raise ValueError(f"{where} is not symmetric")
+                    if np.linalg.eigvalsh(matrix)[0] <= 0:
+                        raise ValueError(f"{where} is not positive definite")
+            elif np.any(precisions <= 0):
+                raise ValueError("precisions_init must be positive")
+        return {name: array.astype(dtype) for name, array in given.items()}
+
+    def _validate_X(self, X, *, reset: bool, min_samples: int = 1):
+        """``X`` as a finite 2-D array of its computation dtype, with scikit-learn's checks of
+        feature names and counts against the fitted model."""
+        names = _feature_names(X)
+        if reset:
+            if names is None:
+                self.__dict__.pop("feature_names_in_", None)
+            else:
+                self.feature_names_in_ = names
+        else:
+            fitted = getattr(self, "feature_names_in_", None)
+            if fitted is not None and names is None:
+                warnings.warn(
+                    f"X does not have valid feature names, but {type(self).__name__} was "
+                    "fitted with feature names",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            elif fitted is None and names is not None:
+                warnings.warn(
+                    f"X has feature names, but {type(self).__name__} was fitted without "
+                    "feature names",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            elif fitted is not None and not np.array_equal(fitted, names):
+                raise ValueError(
+                    "The feature names should match those that were passed during fit. "
+                    f"Fitted with {list(fitted)}, got {list(names)}"
+                )
+        X, dtype = checked_array(X, min_samples=min_samples, wide=True)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X, dtype
+
+    def _check_is_fitted(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _warn_about_data(self, X) -> None:
+        if not isinstance(X, np.ndarray):
+            return
+        n_samples, n_features = X.shape
+        k = self.n_components
+        if k > n_samples:
+            raise ValueError(
+                f"n_components={k} is larger than the number of samples (N={n_samples}); "
+                "a mixture needs at least one sample per component"
+            )
+        distinct = _distinct_rows_at_least(X, k)
+        if distinct < k:
+            warnings.warn(
+                f"n_components={k} is more than the {distinct} distinct points in X: some "
+                "components will be empty or collapse onto repeated points",
+                UserWarning,
+                stacklevel=3,
+            )
+        if self.covariance_type == "full" and n_features >= n_samples / k:
+            warnings.warn(
+                f"{n_features} features with about {n_samples / k:.1f} samples per component: "
+                "full covariances will be poorly determined; consider covariance_type='diag' "
+                "or fewer components",
+                UserWarning,
+                stacklevel=3,
+            )
+        constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+        if len(constant) and n_samples > 1:
+            warnings.warn(
+                f"column{'s' * (len(constant) > 1)} {constant.tolist()} of X "
+                f"{'are' if len(constant) > 1 else 'is'} constant: its variance is only "
+                "reg_covar",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the mixture by EM (``n_init`` restarts, the best kept). Returns ``self``."""
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """Fit, then label each sample with its most probable component (a final E-step, so the
+        labels equal ``fit(X).predict(X)``)."""
+        self._check_parameters()
+        X, dtype = self._validate_X(X, reset=True, min_samples=2)
+        self._warn_about_data(X)
+        inits = self._check_init_arrays(X.shape[1], dtype)
+        with _precision(dtype):
+            key = _key_from(self.random_state)
+            warm = self.warm_start and hasattr(self, "weights_")
+            n_init = 1 if warm else self.n_init
+            if warm:
+                init = self._params(dtype)
+            elif inits:
+                init = self._initial_params(key, X, inits, n_init, sample_weight)
+            else:
+                init = self.init_params
+            result = core_fit(
+                key,
+                X,
+                self.n_components,
+                covariance_type=self.covariance_type,
+                n_init=n_init,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                reg_covar=self.reg_covar,
+                init=init,
+                sample_weight=sample_weight,
+                prefer_nondegenerate=self.prefer_nondegenerate,
+            )
+            self._set_fitted(result, dtype)
+            labels = self._log_resp(X).argmax(axis=1)
+        self._report(result)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return labels
+
+    def _initial_params(self, key, X, inits, n_init, sample_weight) -> GMMParams:
+        """Initial parameters of every restart: from ``init_params``, with whatever was given
+        in ``weights_init`` / ``means_init`` / ``precisions_init`` put in their place."""
+        k, d = self.n_components, X.shape[1]
+        ct = self.covariance_type
+        if len(inits) == 3:
+            return params_from_precisions(
+                inits["weights_init"],
+                inits["means_init"],
+                inits["precisions_init"],
+                covariance_type=ct,
+            )
+        params = initialize(
+            key,
+            X,
+            k,
+            covariance_type=ct,
+            n_init=n_init,
+            init=self.init_params,
+            reg_covar=self.reg_covar,
+            sample_weight=sample_weight,
+        )
+
+        def batch(array):
+            return jnp.broadcast_to(jnp.asarray(array), (n_init, *np.shape(array)))
+
+        if "weights_init" in inits:
+            params = params._replace(weights=batch(inits["weights_init"]))
+        if "means_init" in inits:
+            params = params._replace(means=batch(inits["means_init"]))
+        if "precisions_init" in inits:
+            given = params_from_precisions(
+                np.ones(k, X.dtype) / k,
+                np.zeros((k, d), X.dtype),
+                inits["precisions_init"],
+                covariance_type=ct,
+            )
+            params = params._replace(
+                covariances=batch(given.covariances),
+                precisions_cholesky=batch(given.precisions_cholesky),
+            )
+        return params
+
+    def _set_fitted(self, result, dtype) -> None:
+        unit = covariance_unit(self.covariance_type)
+
+        def host(a):
+            return np.asarray(a).astype(dtype) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
+
+        params = result.params
+        self.weights_ = host(params.weights)
+        self.means_ = host(params.means)
+        self.covariances_ = host(params.covariances)
+        self.precisions_cholesky_ = host(params.precisions_cholesky)
+        self.precisions_ = host(unit.precisions(params.precisions_cholesky))
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.lower_bound_ = float(result.lower_bound)
+        self.lower_bounds_ = host(result.lower_bounds)
+        outcome = result.restarts
+        self.restarts_ = RestartOutcome(
+            *(host(field) for field in outcome[:-1]),
+            params=GMMParams(*(host(a) for a in outcome.params)),
+        )
+
+    def _report(self, result) -> None:
+        if not self.verbose:
+            return
+        outcome = result.restarts
+        for i in range(len(outcome.n_iter)):
+            status = (
+                "failed"
+                if outcome.failed[i]
+                else "converged"
+                if outcome.converged[i]
+                else "did not converge"
+            )
+            print(
+                f"Initialization {i}: {status} after {int(outcome.n_iter[i])} iterations, "
+                f"lower bound {float(outcome.lower_bound[i]):.6f}"
+                + (" (degenerate)" if outcome.degenerate[i] else "")
+            )
+            if self.verbose >= 2:
+                trace = np.asarray(outcome.lower_bounds[i])
+                for it in range(
+                    self.verbose_interval - 1, int(outcome.n_iter[i]), self.verbose_interval
+                ):
+                    print(f"  Iteration {it + 1}: lower bound {trace[it]:.6f}")
+
+    # -- inference -------------------------------------------------------------------------
+
+    def _params(self, dtype) -> GMMParams:
+        return GMMParams(
+            *(
+                jax.device_put(np.asarray(a, dtype=dtype))
+                for a in (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+            )
+        )
+
+    def _prepared(self, X):
+        self._check_is_fitted()
+        X, dtype = self._validate_X(X, reset=False)
+        return X, np.promote_types(dtype, self.means_.dtype)
+
+    def _log_resp(self, X) -> np.ndarray:
+        log_resp, _ = e_step(
+            X, self._params(np.dtype(X.dtype)), covariance_type=self.covariance_type
+        )
+        return np.asarray(log_resp)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities ``(N, K)``: the probability of each component given each sample."""
+        X, dtype = self._prepared(X)
+        with _precision(dtype):
+            return np.exp(self._log_resp(to_device(X, dtype)))
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each sample, ``(N,)``."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log density of the mixture at each sample, ``(N,)``."""
+        X, dtype = self._prepared(X)
+        with _precision(dtype):
+            return np.asarray(
+                log_prob(
+                    to_device(X, dtype), self._params(dtype), covariance_type=self.covariance_type
+                )
+            )
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample."""
+        return float(np.mean(self.score_samples(X)))
+
+    def _criteria(self, X) -> dict[str, float]:
+        X, dtype = self._prepared(X)
+        with _precision(dtype):
+            return criteria(to_device(X, dtype), self._params(dtype), self.covariance_type)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion, ``-2 log L + p log N`` (lower is better)."""
+        return self._criteria(X)["bic"]
+
+    def aic(self, X) -> float:
+        """Akaike information criterion, ``-2 log L + 2 p`` (lower is better)."""
+        return self._criteria(X)["aic"]
+
+    def icl(self, X) -> float:
+        """Integrated completed likelihood criterion: BIC plus twice the entropy of the
+        responsibilities (lower is better; mclust reports its negative)."""
+        return self._criteria(X)["icl"]
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` points; returns ``(X, labels)``, grouped by component."""
+        self._check_is_fitted()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
+            raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        seed = np.asarray(jax.random.key_data(_key_from(self.random_state))).ravel()
+        rng = np.random.default_rng(seed.astype(np.uint64))
+        k, d = self.means_.shape
+        counts = rng.multinomial(
+            n_samples, self.weights_.astype(np.float64) / self.weights_.astype(np.float64).sum()
+        )
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        parts = []
+        for j in range(k):
+            z = rng.standard_normal((counts[j], d))
+            if self.covariance_type == "full":
+                parts.append(self.means_[j] + z @ np.linalg.cholesky(cov[j]).T)
+            elif self.covariance_type == "tied":
+                parts.append(self.means_[j] + z @ np.linalg.cholesky(cov).T)
+            else:  # diag (a variance per feature) or spherical (one variance)
+                parts.append(self.means_[j] + z * np.sqrt(cov[j]))
+        X = np.concatenate(parts).astype(self.means_.dtype)
+        return X, np.repeat(np.arange(k), counts)
+
+    # -- saved models ----------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` atomically, in the format of :func:`jaxgmm.load`
+        (an ``.npz`` of arrays with a JSON metadata entry; no pickle)."""
+        self._check_is_fitted()
+        save_model(self, path)
+
+
+__all__ = ["ConvergenceWarning", "GaussianMixture", "NotFittedError"]

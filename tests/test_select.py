@@ -1,0 +1,107 @@
+"""Model selection: the padded K-grid equals separate fits, and the criteria are right."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import COVARIANCE_TYPES, assert_close, blobs
+
+import jaxgmm
+from jaxgmm import GaussianMixture, _select
+
+X = blobs(n_per=40)
+KS = [1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return jaxgmm.select(X, KS, COVARIANCE_TYPES, n_init=2, random_state=0)
+
+
+def test_every_row_equals_a_separate_fit(grid):
+    assert [(r["covariance_type"], r["n_components"]) for r in grid.rows] == [
+        (t, k) for t in COVARIANCE_TYPES for k in KS
+    ]
+    for row in grid.rows:
+        alone = GaussianMixture(
+            row["n_components"], covariance_type=row["covariance_type"], n_init=2, random_state=0
+        ).fit(X)
+        assert row["n_iter"] == alone.n_iter_
+        assert row["bic"] == pytest.approx(alone.bic(X), rel=1e-10)
+        assert row["aic"] == pytest.approx(alone.aic(X), rel=1e-10)
+        assert row["icl"] == pytest.approx(alone.icl(X), rel=1e-10)
+
+
+def test_best_model_is_fitted_and_equals_its_separate_fit(grid):
+    best = grid.best
+    row = grid.best_row
+    assert row["bic"] == min(r["bic"] for r in grid.rows if not r["degenerate"])
+    assert (row["covariance_type"], row["n_components"]) == (
+        best.covariance_type,
+        best.n_components,
+    )
+    alone = GaussianMixture(
+        best.n_components, covariance_type=best.covariance_type, n_init=2, random_state=0
+    ).fit(X)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bounds_"):
+        assert_close(getattr(best, name), getattr(alone, name), 1e-10, name)
+    np.testing.assert_array_equal(best.predict(X), alone.predict(X))
+    assert row["n_components"] == 3  # three well separated clusters
+
+
+def test_criteria_follow_their_formulas(grid):
+    n = X.shape[0]
+    for row in grid.rows:
+        p = jaxgmm.n_parameters(row["covariance_type"], row["n_components"], X.shape[1])
+        assert row["n_parameters"] == p
+        assert row["bic"] == pytest.approx(-2 * row["log_likelihood"] + p * math.log(n))
+        assert row["aic"] == pytest.approx(-2 * row["log_likelihood"] + 2 * p)
+        assert row["icl"] >= row["bic"] - 1e-9  # the entropy is never negative
+        if row["n_components"] == 1:
+            assert row["icl"] == pytest.approx(row["bic"])  # one component: no entropy
+
+
+def test_parameter_counts_as_documented():
+    d, k = 5, 3
+    assert jaxgmm.n_parameters("full", k, d) == (k - 1) + k * d + k * d * (d + 1) // 2
+    assert jaxgmm.n_parameters("tied", k, d) == (k - 1) + k * d + d * (d + 1) // 2
+    assert jaxgmm.n_parameters("diag", k, d) == (k - 1) + 2 * k * d
+    assert jaxgmm.n_parameters("spherical", k, d) == (k - 1) + k * d + k
+
+
+def test_one_compiled_program_per_covariance_type(monkeypatch):
+    calls = []
+    original = _select.run_restarts
+
+    def counting(*args, **kwargs):
+        calls.append((kwargs["covariance_type"], kwargs["n_components"], kwargs["n_init"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_select, "run_restarts", counting)
+    jaxgmm.select(X, [1, 2, 3], ("diag", "full"), n_init=2, random_state=0)
+    assert calls == [("diag", 3, 6), ("full", 3, 6)]
+
+
+def test_table_as_records_dataframe_and_text(grid):
+    pd = pytest.importorskip("pandas")
+    frame = grid.to_dataframe()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == list(jaxgmm.SelectionResult.COLUMNS)
+    assert len(frame) == len(KS) * len(COVARIANCE_TYPES)
+    assert "<- best" in str(grid)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(criterion="dic"), "criterion must be one of"),
+        (dict(n_components=[]), "n_components is empty"),
+        (dict(covariance_types=["round"]), "covariance_type must be one of"),
+        (dict(n_components=[2, 500]), r"n_components=500 is larger than the number of samples"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        jaxgmm.select(X, **({"n_components": [1, 2]} | kwargs))
