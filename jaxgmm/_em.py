@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +119,87 @@ def _pooled(X: Array, sample_weight: Array | None, unit, n_components: int, reg_
     return jnp.broadcast_to(mean, (n_components, X.shape[1])), cov
 
 
+class Statistics(NamedTuple):
+    """Weighted sufficient statistics of one mixture around a per-component ``shift``: plain
+    sums over samples, so that blocks (or devices) add up.
+
+    ``mass`` (K,) is sum w r; ``first`` (K, D) is sum w r (x - shift); ``scatter`` (the
+    covariance type's shape) is sum w r (x - shift)(x - shift)^T; ``log_lik`` () is
+    sum w logsumexp_k(log w_k + log N_k), zero when the statistics come from given
+    responsibilities; ``weight`` () is sum w.
+    """
+
+    mass: Array
+    first: Array
+    scatter: Array
+    log_lik: Array
+    weight: Array
+
+
+def scatter_statistics(X: Array, wr: Array, shift: Array, unit) -> Statistics:
+    """Statistics of data ``X (N, D)`` under weighted responsibilities ``wr (K, N)``."""
+    diff = _diff(X, shift)
+    return Statistics(
+        mass=jnp.sum(wr, axis=1),
+        first=jnp.einsum("kn,knd->kd", wr, diff),
+        scatter=unit.scatter(diff, wr),
+        log_lik=jnp.zeros((), X.dtype),
+        weight=jnp.zeros((), X.dtype),
+    )
+
+
+def block_statistics(xb: Array, wb: Array, params: GMMParams, unit) -> Statistics:
+    """E-step and statistics of one block of samples ``xb (B, D)`` with weights ``wb (B,)``
+    (zero for padding rows), around the current means: one pass, the same ``x - mean`` serving
+    the densities and the scatter."""
+    diff = _diff(xb, params.means)
+    weighted = (
+        _log_gaussian(diff, params.precisions_cholesky, unit) + jnp.log(params.weights)[:, None]
+    )
+    log_norm = logsumexp(weighted, axis=0)
+    wr = jnp.exp(weighted - log_norm[None, :]) * wb[None, :]
+    return Statistics(
+        mass=jnp.sum(wr, axis=1),
+        first=jnp.einsum("kn,knd->kd", wr, diff),
+        scatter=unit.scatter(diff, wr),
+        log_lik=jnp.sum(wb * log_norm),
+        weight=jnp.sum(wb),
+    )
+
+
+def finalize(
+    stats: Statistics,
+    shift: Array,
+    *,
+    unit,
+    reg_covar,
+    mean_weight,
+    fallback_means: Array,
+    fallback_cov: Array,
+    previous_weights: Array | None,
+) -> GMMParams:
+    """Parameters from statistics: the M-step proper.
+
+    Components with mass below ``10 eps`` times the mean sample weight are empty and take the
+    fallback mean and covariance; with ``previous_weights``, a component whose previous weight is
+    exactly zero keeps weight zero (switched off)."""
+    tiny = _tiny(shift.dtype)
+    nk = stats.mass + tiny
+    delta = stats.first / nk[:, None]
+    cov = unit.add_to_diagonal(unit.from_scatter(stats.scatter, nk, delta), reg_covar)
+    empty = stats.mass < tiny * mean_weight
+    means = jnp.where(empty[:, None], fallback_means, shift + delta)
+    cov = unit.select(empty, fallback_cov, cov)
+    if previous_weights is not None:
+        nk = jnp.where(previous_weights > 0, nk, 0.0)
+    return GMMParams(
+        weights=nk / jnp.sum(nk),
+        means=means,
+        covariances=cov,
+        precisions_cholesky=unit.factor(cov),
+    )
+
+
 def maximize(
     X: Array,
     resp: Array,
@@ -130,31 +212,21 @@ def maximize(
     """The M-step from responsibilities ``resp (N, K)``; see :func:`m_step`."""
     unit = covariance_unit(covariance_type)
     n_components = resp.shape[1]
-    tiny = _tiny(X.dtype)
     wr = (resp if sample_weight is None else resp * sample_weight[:, None]).T
-    mass = jnp.sum(wr, axis=1)
     if previous is None:
-        shift = (wr @ X) / (mass + tiny)[:, None]
+        shift = (wr @ X) / (jnp.sum(wr, axis=1) + _tiny(X.dtype))[:, None]
         fallback_means, fallback_cov = _pooled(X, sample_weight, unit, n_components, reg_covar)
     else:
         shift, fallback_means, fallback_cov = previous.means, previous.means, previous.covariances
-
-    diff = _diff(X, shift)
-    nk = mass + tiny
-    delta = jnp.einsum("kn,knd->kd", wr, diff) / nk[:, None]
-    cov = unit.add_to_diagonal(unit.from_scatter(unit.scatter(diff, wr), nk, delta), reg_covar)
-
-    mean_weight = 1.0 if sample_weight is None else jnp.mean(sample_weight)
-    empty = mass < tiny * mean_weight
-    means = jnp.where(empty[:, None], fallback_means, shift + delta)
-    cov = unit.select(empty, fallback_cov, cov)
-    if previous is not None:  # a switched-off component (weight exactly 0) stays off
-        nk = jnp.where(previous.weights > 0, nk, 0.0)
-    return GMMParams(
-        weights=nk / jnp.sum(nk),
-        means=means,
-        covariances=cov,
-        precisions_cholesky=unit.factor(cov),
+    return finalize(
+        scatter_statistics(X, wr, shift, unit),
+        shift,
+        unit=unit,
+        reg_covar=reg_covar,
+        mean_weight=1.0 if sample_weight is None else jnp.mean(sample_weight),
+        fallback_means=fallback_means,
+        fallback_cov=fallback_cov,
+        previous_weights=None if previous is None else previous.weights,
     )
 
 
@@ -211,20 +283,22 @@ def em_step(
     reg_covar=1e-6,
     sample_weight: Array | None = None,
 ) -> tuple[GMMParams, Array]:
-    """One EM iteration: ``e_step`` then ``m_step(previous=params)``.
+    """One EM iteration: the E-step and ``m_step(previous=params)``, fused into one pass.
 
     Returns the new parameters and the lower bound computed in the E-step from ``params`` (so the
     lower bound belongs to the parameters passed in, as in scikit-learn).
     """
-    log_resp, lower_bound = e_step(
-        X, params, covariance_type=covariance_type, sample_weight=sample_weight
-    )
-    new = m_step(
-        X,
-        log_resp,
-        covariance_type=covariance_type,
+    unit = covariance_unit(covariance_type)
+    w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight
+    stats = block_statistics(X, w, params, unit)
+    new = finalize(
+        stats,
+        params.means,
+        unit=unit,
         reg_covar=reg_covar,
-        sample_weight=sample_weight,
-        previous=params,
+        mean_weight=stats.weight / X.shape[0],
+        fallback_means=params.means,
+        fallback_cov=params.covariances,
+        previous_weights=params.weights,
     )
-    return new, lower_bound
+    return new, stats.log_lik / stats.weight

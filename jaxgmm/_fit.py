@@ -40,7 +40,18 @@ from ._validation import (
 # far above float32 rounding.
 DEGENERATE_RTOL = 1e-5
 
-_CHUNK_ITERATIONS = 10
+CHUNK_ITERATIONS = 10
+
+
+class Progress(NamedTuple):
+    """What a fit's ``callback`` is told after each compiled chunk of iterations."""
+
+    iteration: int  # EM iterations run so far by the longest-running restart
+    max_iter: int
+    running: int  # restarts neither converged nor failed
+    n_init: int
+    best_lower_bound: float  # highest lower bound so far among restarts that did not fail
+
 
 _FAILURE_ADVICE = (
     "every one of the {n_init} restarts failed: the lower bound or a covariance became "
@@ -80,6 +91,15 @@ def _all_finite(params: GMMParams) -> Array:
     return jnp.all(
         jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]),
         axis=0,
+    )
+
+
+def _progress(state: _State, max_iter: int) -> Progress:
+    n_iter = np.asarray(state.n_iter)
+    done = np.asarray(state.converged | state.failed) | (n_iter >= max_iter)
+    bounds = np.where(np.asarray(state.failed), -np.inf, np.asarray(state.lower_bound))
+    return Progress(
+        int(n_iter.max()), max_iter, int((~done).sum()), len(n_iter), float(bounds.max())
     )
 
 
@@ -309,11 +329,17 @@ def run_restarts(
     tol,
     reg_covar,
     traced,
+    callback=None,
+    chunk_iterations=CHUNK_ITERATIONS,
 ):
     """EM for a batch of restarts on validated data: the engine behind :func:`fit` and
     :func:`jaxgmm.select`. Returns the final state, the lower-bound traces ``(T, n_init)`` (NaN
     where a restart was not running), the per-restart parameters in the data's frame and the
-    degenerate flags."""
+    degenerate flags.
+
+    Outside transformations the iterations run in compiled chunks of ``chunk_iterations``; after
+    each, ``callback(Progress)`` is called if given, and the loop ends once every restart is done.
+    The chunk length changes nothing in the result."""
     Xc, centre, state = _start(
         key,
         X,
@@ -340,10 +366,12 @@ def run_restarts(
     else:
         chunks, steps, done = [], 0, max_iter == 0
         while not done and steps < max_iter:
-            state, trace, all_done = advance(state, n_steps=_CHUNK_ITERATIONS)
+            state, trace, all_done = advance(state, n_steps=chunk_iterations)
             chunks.append(np.asarray(trace))
-            steps += _CHUNK_ITERATIONS
+            steps += chunk_iterations
             done = bool(all_done)
+            if callback is not None:
+                callback(_progress(state, max_iter))
         traces = np.concatenate(chunks) if chunks else np.zeros((0, n_init), X.dtype)
         traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
     params, degenerate = _outcome(
@@ -365,6 +393,7 @@ def fit(
     init: str | GMMParams = "kmeans",
     sample_weight=None,
     prefer_nondegenerate: bool = True,
+    callback=None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
 
@@ -393,6 +422,9 @@ def fit(
     prefer_nondegenerate : bool
         Choose the best restart among those without a collapsed component when there is one
         (see ``RestartOutcome.degenerate``); ``False`` takes the plain highest lower bound.
+    callback : callable, optional
+        Called with a :class:`Progress` after every compiled chunk of iterations (not under JAX
+        transformations), for progress bars.
 
     Returns
     -------
@@ -435,6 +467,7 @@ def fit(
         tol=tol,
         reg_covar=reg_covar,
         traced=traced,
+        callback=callback,
     )
     best = _choose(
         state.lower_bound, state.failed, degenerate, prefer_nondegenerate=bool(prefer_nondegenerate)

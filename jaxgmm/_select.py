@@ -23,6 +23,7 @@ from ._criteria import criteria, n_parameters
 from ._fit import best_restart, run_restarts
 from ._init import INIT_METHODS
 from ._params import FitResult, RestartOutcome
+from ._progress import ProgressBar
 from ._validation import as_sample_weight, check_float, check_int, checked_array, to_device
 from .estimator import GaussianMixture, _feature_names, _key_from, _precision
 
@@ -51,6 +52,9 @@ class SelectionResult:
         One per (covariance type, K), with the keys of ``COLUMNS``. A row whose every restart
         failed has NaN criteria and ``failed=True``.
     criterion : str
+    models : dict
+        The fitted :class:`GaussianMixture` of every row that did not fail, keyed by
+        ``(covariance_type, n_components)``.
     best : GaussianMixture
         The fitted model with the lowest criterion (among non-degenerate rows when any exists).
     best_row : dict
@@ -58,11 +62,12 @@ class SelectionResult:
 
     COLUMNS = _COLUMNS
 
-    def __init__(self, rows: list[dict], criterion: str, best: GaussianMixture, best_row: dict):
+    def __init__(self, rows: list[dict], criterion: str, models: dict, best_row: dict):
         self.rows = rows
         self.criterion = criterion
-        self.best = best
+        self.models = models
         self.best_row = best_row
+        self.best = models[(best_row["covariance_type"], best_row["n_components"])]
 
     def to_dataframe(self):
         """The table as a pandas DataFrame (pandas must be installed)."""
@@ -108,12 +113,14 @@ def _grid_for_type(
     tol,
     reg_covar,
     prefer_nondegenerate,
+    progress,
 ) -> list[tuple[int, FitResult]]:
     """Fit every K of the grid for one covariance type in one program; return each K's
     :class:`FitResult` over its own restarts, trimmed to its K components."""
     n_models = len(ks)
     restart_ids = np.tile(np.arange(n_init), n_models)
     n_active = np.repeat(ks, n_init)
+    bar = ProgressBar(f"{covariance_type} K={ks[0]}..{ks[-1]}") if progress else None
     layout = (
         jax.device_put(restart_ids.astype(np.int32)),
         jax.device_put(n_active.astype(np.int32)),
@@ -131,7 +138,10 @@ def _grid_for_type(
         tol=tol,
         reg_covar=reg_covar,
         traced=False,
+        callback=bar,
     )
+    if bar is not None:
+        bar.close()
     host = jax.tree_util.tree_map(np.asarray, (state, params, degenerate))
     state, params, degenerate = host
     traces = np.ascontiguousarray(np.asarray(traces).T)
@@ -199,13 +209,15 @@ def select(
     init_params: str = "kmeans",
     sample_weight=None,
     prefer_nondegenerate: bool = True,
+    progress: bool = False,
 ) -> SelectionResult:
     """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type)
     and rank them by ``criterion`` ("bic", "aic" or "icl"; lower is better).
 
     ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
-    float64). The other arguments are as in :class:`GaussianMixture`. Returns a
-    :class:`SelectionResult` with the table and the best model, fitted.
+    float64). The other arguments are as in :class:`GaussianMixture` (``progress`` draws a bar
+    per covariance type on stderr). Returns a :class:`SelectionResult` with the table and the
+    fitted models.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
@@ -249,6 +261,7 @@ def select(
                 tol=tol,
                 reg_covar=reg_covar,
                 prefer_nondegenerate=prefer_nondegenerate,
+                progress=progress,
             ):
                 rows.append(_row(Xd, w, covariance_type, k, result))
                 fits.append(result)
@@ -259,23 +272,28 @@ def select(
     if prefer_nondegenerate and any(not rows[i]["degenerate"] for i in candidates):
         candidates = [i for i in candidates if not rows[i]["degenerate"]]
     best = min(candidates, key=lambda i: rows[i][criterion])
-    model = GaussianMixture(
-        rows[best]["n_components"],
-        covariance_type=rows[best]["covariance_type"],
-        tol=tol,
-        reg_covar=reg_covar,
-        max_iter=max_iter,
-        n_init=n_init,
-        init_params=init_params,
-        random_state=random_state,
-        prefer_nondegenerate=prefer_nondegenerate,
-    )
-    with _precision(dtype):
-        model._set_fitted(fits[best], dtype)
-    model.n_features_in_ = n_features
-    if names is not None:
-        model.feature_names_in_ = names
-    return SelectionResult(rows, criterion, model, rows[best])
+    models = {}
+    for row, result in zip(rows, fits, strict=True):
+        if row["failed"]:
+            continue
+        model = GaussianMixture(
+            row["n_components"],
+            covariance_type=row["covariance_type"],
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            random_state=random_state,
+            prefer_nondegenerate=prefer_nondegenerate,
+        )
+        with _precision(dtype):
+            model._set_fitted(result, dtype)
+        model.n_features_in_ = n_features
+        if names is not None:
+            model.feature_names_in_ = names
+        models[(row["covariance_type"], row["n_components"])] = model
+    return SelectionResult(rows, criterion, models, rows[best])
 
 
 def _row(X, w, covariance_type: str, k: int, result: FitResult) -> dict:

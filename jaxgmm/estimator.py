@@ -30,6 +30,7 @@ from ._fit import initialize
 from ._init import INIT_METHODS
 from ._model_file import save_model
 from ._params import GMMParams, RestartOutcome, params_from_precisions
+from ._progress import ProgressBar
 from ._validation import checked_array, to_device
 
 try:  # scikit-learn's own classes when it is installed, so that code written for it catches ours
@@ -131,6 +132,8 @@ class GaussianMixture:
     prefer_nondegenerate : bool, default=True
         Choose the best restart among those without a collapsed component (see
         :class:`jaxgmm.RestartOutcome`); ``False`` keeps the plain highest likelihood.
+    progress : bool, default=False
+        Draw a progress bar on stderr while fitting.
 
     Attributes
     ----------
@@ -143,6 +146,8 @@ class GaussianMixture:
     restarts_ : RestartOutcome
         Every restart's final lower bound, trace, n_iter, converged, failed, degenerate and
         parameters, as NumPy arrays.
+    best_restart_ : int
+        Index of the chosen restart in ``restarts_``.
     n_features_in_ : int
     feature_names_in_ : (n_features_in_,) ndarray, only when fitted on a DataFrame with
         string column names.
@@ -166,6 +171,7 @@ class GaussianMixture:
         verbose: int = 0,
         verbose_interval: int = 10,
         prefer_nondegenerate: bool = True,
+        progress: bool = False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -182,6 +188,7 @@ class GaussianMixture:
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.prefer_nondegenerate = prefer_nondegenerate
+        self.progress = progress
 
     # -- scikit-learn plumbing -------------------------------------------------------------
 
@@ -400,6 +407,7 @@ class GaussianMixture:
                 init = self._initial_params(key, X, inits, n_init, sample_weight)
             else:
                 init = self.init_params
+            bar = ProgressBar(f"fit K={self.n_components}") if self.progress else None
             result = core_fit(
                 key,
                 X,
@@ -412,7 +420,10 @@ class GaussianMixture:
                 init=init,
                 sample_weight=sample_weight,
                 prefer_nondegenerate=self.prefer_nondegenerate,
+                callback=bar,
             )
+            if bar is not None:
+                bar.close()
             self._set_fitted(result, dtype)
             labels = self._log_resp(X).argmax(axis=1)
         self._report(result)
@@ -480,6 +491,7 @@ class GaussianMixture:
         self.covariances_ = host(params.covariances)
         self.precisions_cholesky_ = host(params.precisions_cholesky)
         self.precisions_ = host(unit.precisions(params.precisions_cholesky))
+        self.best_restart_ = int(result.best_restart)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
         self.lower_bound_ = float(result.lower_bound)

@@ -272,3 +272,47 @@ def test_max_iter_zero_returns_the_initial_parameters():
     assert int(result.n_iter) == 0 and not bool(result.converged)
     assert result.lower_bounds.shape == (0,)
     assert_close(result.params.means, init.means, 1e-6, "means")
+
+
+# --- chunked iterations and progress ------------------------------------------------------
+
+
+@pytest.mark.usefixtures("x64")
+def test_chunks_of_iterations_equal_one_scan_and_report_progress():
+    X = blobs()
+    key = jax.random.key(2)
+    seen = []
+    chunked = jaxgmm.fit(
+        key, X, 3, n_init=3, init="random", max_iter=35, tol=1e-8, callback=seen.append
+    )
+    one_scan = jax.jit(
+        lambda data: jaxgmm.fit(key, data, 3, n_init=3, init="random", max_iter=35, tol=1e-8)
+    )(jnp.asarray(X))
+    assert_close(chunked.restarts.params.means, one_scan.restarts.params.means, 1e-12)
+    assert_close(chunked.restarts.lower_bound, one_scan.restarts.lower_bound, 1e-12)
+    np.testing.assert_array_equal(
+        np.asarray(chunked.restarts.n_iter), np.asarray(one_scan.restarts.n_iter)
+    )
+    from jaxgmm import _fit
+
+    small = _fit.run_restarts(
+        key,
+        jnp.asarray(X),
+        None,
+        n_components=3,
+        covariance_type="full",
+        n_init=3,
+        init="random",
+        max_iter=35,
+        tol=1e-8,
+        reg_covar=1e-6,
+        traced=False,
+        chunk_iterations=3,
+    )
+    assert_close(small[2].means, chunked.restarts.params.means, 1e-12)
+    # progress after every chunk of 10: iterations rise, running restarts fall, bound rises
+    assert [p.iteration for p in seen] == sorted(p.iteration for p in seen)
+    assert seen[-1].iteration == int(np.max(np.asarray(chunked.restarts.n_iter)))
+    assert all(p.max_iter == 35 and p.n_init == 3 for p in seen)
+    assert seen[-1].running == 0 or seen[-1].iteration == 35
+    assert seen[-1].best_lower_bound == pytest.approx(float(chunked.lower_bound), rel=1e-12)

@@ -1,0 +1,200 @@
+"""The jaxgmm command, run in a subprocess: each command, and each bad file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxgmm
+from jaxgmm.cli import _named
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("xla-cache")
+
+
+@pytest.fixture
+def run(cache_dir):
+    def run(*args, cwd=None):
+        env = os.environ | {"JAXGMM_CACHE_DIR": str(cache_dir)}
+        env.pop("JAXGMM_DEBUG", None)
+        return subprocess.run(
+            [sys.executable, "-m", "jaxgmm", *map(str, args)],
+            cwd=cwd or ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run
+
+
+def assert_bad_input(result, *fragments):
+    """Exit code 2, one line on stderr with every fragment, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="module")
+def lesson_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "lesson.csv"
+    X = jaxgmm.lesson_data()
+    path.write_text("height,width\n" + "\n".join(f"{a:.6f},{b:.6f}" for a, b in X) + "\n")
+    return path
+
+
+# --- the commands -------------------------------------------------------------------------
+
+
+def test_demo_writes_its_report(run, tmp_path):
+    result = run("demo", "--out", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    for name in ("responsibilities", "lower_bound", "ellipses", "uncertainty", "exercises"):
+        assert (tmp_path / "demo" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "converged" in result.stdout and "BIC" in result.stdout
+    out = tmp_path / "demo"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_samples"] == 200 and summary["converged"]
+    assert summary["lower_bounds"][-1] > summary["lower_bounds"][0]
+    means = sorted(m["x1"] for m in summary["means"])
+    assert abs(means[0] + 2) < 0.3 and abs(means[1] - 2) < 0.3
+    assert (out / "exercises.csv").read_text().count("\n") == 5
+    assert jaxgmm.load(out / "model.npz").n_components == 2
+
+
+def test_fit_a_csv_with_header(run, tmp_path, lesson_csv):
+    out = tmp_path / "fit"
+    result = run(
+        "fit", lesson_csv, "-k", "2", "--covariance-type", "diag", "--out", out, "--no-plots"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "first row taken as column names: height, width" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["features"] == ["height", "width"]
+    assert set(summary["means"][0]) == {"height", "width"}
+    labels = (out / "labels.csv").read_text().splitlines()
+    assert labels[0] == "label,p0,p1" and len(labels) == 201
+    assert list(jaxgmm.load(out / "model.npz").feature_names_in_) == ["height", "width"]
+
+
+def test_select_then_predict(run, tmp_path, lesson_csv):
+    out = tmp_path / "select"
+    result = run(
+        "select",
+        lesson_csv,
+        "--k",
+        "1..3",
+        "--covariance-types",
+        "full,spherical",
+        "--n-init",
+        "2",
+        "--out",
+        out,
+        "--no-plots",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "<- best" in result.stdout
+    table = (out / "selection.csv").read_text().splitlines()
+    assert table[0].startswith("covariance_type,n_components,log_likelihood")
+    assert len(table) == 1 + 6
+    # columns in another order are matched by name
+    X = jaxgmm.lesson_data()
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("width,height\n" + "\n".join(f"{b},{a}" for a, b in X[:5]) + "\n")
+    result = run("predict", out / "model.npz", swapped, "--proba")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("label,p0") and len(lines) == 6
+    model = jaxgmm.load(out / "model.npz")
+    expected = model.predict(_named(X[:5], ["height", "width"]))
+    assert [int(line.split(",")[0]) for line in lines[1:]] == expected.tolist()
+
+
+def test_fit_without_data_uses_the_lesson_and_npy_works(run, tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, jaxgmm.lesson_data().astype(np.float32))
+    result = run("fit", path, "--dtype", "float32", "--out", tmp_path / "npy", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "npy" / "summary.json").read_text())["dtype"] == "float32"
+
+
+def test_help_has_examples(run):
+    for command in ("demo", "fit", "select", "predict"):
+        result = run(command, "--help")
+        assert result.returncode == 0
+        assert "example:" in result.stdout
+
+
+# --- bad files and settings: one line, exit code 2, no traceback --------------------------
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, content, fragments",
+    [
+        ("empty.csv", "", ["empty.csv", "empty"]),
+        ("header_only.csv", "a,b\n", ["header_only.csv", "no data rows"]),
+        ("token.csv", "a,b\n1,2\n3,abc\n", ["token.csv:3:2", "'abc'"]),
+        ("semicolons.csv", "1;2\n3;4\n5;6\n", ["semicolons.csv", "--delimiter ';'"]),
+        ("ragged.csv", "1,2\n3,4,5\n6,7\n", ["ragged.csv:2", "expected 2", "3"]),
+        ("missing.csv", "a,b\n1,2\nNA,4\n", ["missing.csv:3:1", "missing value"]),
+    ],
+    ids=["empty", "header-only", "non-numeric", "wrong-delimiter", "ragged", "NA"],
+)
+def test_bad_data_files(run, tmp_path, name, content, fragments):
+    path = write(tmp_path, name, content)
+    assert_bad_input(run("fit", path, "--out", tmp_path / "out", "--no-plots"), *fragments)
+
+
+def test_missing_file_and_directory(run, tmp_path):
+    assert_bad_input(run("fit", tmp_path / "nope.csv", "--out", tmp_path / "o"), "nope.csv")
+    assert_bad_input(run("fit", tmp_path, "--out", tmp_path / "o"), "directory")
+
+
+def test_unwritable_output_fails_before_fitting(run, tmp_path, lesson_csv):
+    blocker = write(tmp_path, "file.txt", "not a folder")
+    result = run("fit", lesson_csv, "--out", blocker / "sub")
+    assert_bad_input(result, "file.txt")
+    assert "Fitting" not in result.stdout
+
+
+def test_bad_settings(run, tmp_path):
+    assert_bad_input(run("fit", "-k", "0"), "must be at least 1")
+    assert_bad_input(run("select", "--k", "3..x"), "not a list of K")
+    assert_bad_input(run("fit", "--covariance-type", "round"), "invalid choice")
+    result = run("fit", "-k", "500", "--out", tmp_path / "o", "--no-plots")
+    assert_bad_input(result, "n_components=500", "N=200")
+
+
+def test_bad_model_files(run, tmp_path, lesson_csv):
+    junk = write(tmp_path, "junk.npz", b"\x00\x01 not a zip")
+    assert_bad_input(run("predict", junk, lesson_csv), "junk.npz", "not a readable jaxgmm model")
+    out = tmp_path / "m"
+    assert run("fit", "--out", out, "--no-plots", "--n-init", "1").returncode == 0
+    three = write(tmp_path, "three.csv", "1,2,3\n4,5,6\n")
+    assert_bad_input(
+        run("predict", out / "model.npz", three, "--no-header"),
+        "expects 2 features",
+        "three.csv has 3 columns",
+    )
+    renamed = write(tmp_path, "renamed.csv", "p,q\n1,2\n")
+    assert_bad_input(run("predict", out / "model.npz", renamed), "no columns x1, x2")
