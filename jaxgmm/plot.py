@@ -11,8 +11,8 @@ principal axes of the data (centred, SVD): the means and covariances project exa
 the mixture on that plane (a mixture of the projected Gaussians). One feature gets a histogram
 with the mixture density, or a strip of points.
 
-Components are numbered from 1 in every label, as a reader counts them; component ``k`` is
-``model.means_[k - 1]``.
+Components are numbered from 0 in every label, as ``predict`` numbers them: component ``k`` is
+``model.means_[k]``.
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ def _plane_figure(figsize, lo, hi, *, title_lines: int, legend: bool) -> Figure:
 
 
 def _component_colors(k: int) -> np.ndarray:
-    """(K, 4) RGBA colours: tab10 (component 1 blue, 2 orange, ...), tab20 beyond 10."""
+    """(K, 4) RGBA colours: tab10 (component 0 blue, 1 orange, ...), tab20 beyond 10."""
     import matplotlib
 
     name = "tab10" if k <= 10 else "tab20"
@@ -297,8 +297,8 @@ def _component_colors(k: int) -> np.ndarray:
 
 
 def _two_component_cmap():
-    """Diverging map for P(component 1): orange (component 2) through grey to blue (component
-    1). Grey, not white, in the middle, so undecided points stay visible on a white axes."""
+    """Diverging map for P(component 0): orange (component 1) through grey to blue (component
+    0). Grey, not white, in the middle, so undecided points stay visible on a white axes."""
     from matplotlib.colors import LinearSegmentedColormap
 
     colors = _component_colors(2)
@@ -343,10 +343,10 @@ def _mark_means(ax: Axes, means: np.ndarray, colors: np.ndarray) -> None:
             edgecolors="black",
             linewidths=1.5,
             zorder=5,
-            label=f"mean {j + 1}",
+            label=f"mean {j}",
         )
         ax.annotate(
-            str(j + 1),
+            str(j),
             (mean[0], mean[1]),
             xytext=(9, 9),
             textcoords="offset points",
@@ -384,9 +384,9 @@ def _strip(n: int) -> np.ndarray:
 
 
 def _probability_colorbar(fig: Figure, ax: Axes, mappable) -> None:
-    bar = fig.colorbar(mappable, ax=ax, label="P(component 1 | x)")
-    # Name the ends: 1 is surely component 1, 0 surely component 2.
-    labels = ["0\ncomp. 2", "0.25", "0.5", "0.75", "1\ncomp. 1"]
+    bar = fig.colorbar(mappable, ax=ax, label="P(component 0 | x)")
+    # Name the ends: 1 is surely component 0, 0 surely component 1.
+    labels = ["0\ncomp. 1", "0.25", "0.5", "0.75", "1\ncomp. 0"]
     bar.set_ticks([0, 0.25, 0.5, 0.75, 1], labels=labels)
 
 
@@ -396,7 +396,7 @@ def _probability_colorbar(fig: Figure, ax: Axes, mappable) -> None:
 def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
     """Points coloured by the probability of each component given them, means marked.
 
-    For K = 2 the colour is P(component 1 | x) on a diverging scale, with a colorbar; for K > 2
+    For K = 2 the colour is P(component 0 | x) on a diverging scale, with a colorbar; for K > 2
     each point's colour is the blend of the component colours weighted by its probabilities, so
     a point between two components takes a mixed colour. One feature: the curves P(k | x) over
     x, with the data as a strip below them.
@@ -433,7 +433,7 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
         grid_proba = _probabilities(model, grid[:, None])
         for j in range(k):
             ax.plot(
-                grid, grid_proba[:, j], color=colors[j], lw=2, label=f"P(component {j + 1} | x)"
+                grid, grid_proba[:, j], color=colors[j], lw=2, label=f"P(component {j} | x)"
             )
         # The data as a strip under the curves, coloured as in the 2-D plot.
         points = ax.scatter(
@@ -461,12 +461,12 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
     _setup_plane_axes(ax, plane, lo, hi)
     if k == 2:
         _probability_colorbar(fig, ax, points)
-        what = "Responsibilities: colour = P(component 1 | x)"
+        what = "Responsibilities: colour = P(component 0 | x)"
     else:
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], ls="", marker="o", color=colors[j], label=f"component {j + 1}")
+            Line2D([], [], ls="", marker="o", color=colors[j], label=f"component {j}")
             for j in range(k)
         ]
         fig.legend(
@@ -589,7 +589,7 @@ def lower_bound_trace(model: GaussianMixture, *, figsize=None) -> Figure:
             marker="o",
             ms=5,
             zorder=4,
-            label=f"chosen: restart {chosen + 1}, {trace[last]:.4f} ({status})",
+            label=f"chosen: restart {chosen}, {trace[last]:.4f} ({status})",
         )
         if outcome.degenerate[chosen]:
             ax.plot(
@@ -706,7 +706,7 @@ def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
 
     # The line styles are named in the title: a legend row for them would crowd out the data.
     handles = [
-        Line2D([], [], color=colors[j], lw=2.2, label=f"{j + 1}: weight {weights[j]:.2f}")
+        Line2D([], [], color=colors[j], lw=2.2, label=f"{j}: weight {weights[j]:.2f}")
         for j in range(k)
     ]
     fig.legend(
@@ -817,7 +817,7 @@ def _histogram(fig: Figure, model, X: np.ndarray, colors: np.ndarray) -> Figure:
             color=colors[j],
             ls="--",
             lw=1.8,
-            label=f"{j + 1}: weight {weights[j]:.2f}",
+            label=f"{j}: weight {weights[j]:.2f}",
         )
     ax.set_xlim(grid[0], grid[-1])
     ax.set_ylim(0, None)
@@ -1007,7 +1007,7 @@ def uncertainty(model: GaussianMixture, X, *, figsize=None) -> Figure:
         ax.plot(grid, curve, color="0.3", lw=1.2, zorder=1, label="1 - max P(k | x)")
         ax.scatter(X[order, 0], u[order], zorder=2, **scatter)  # the y axis is the scale
         for j, mean in enumerate(np.asarray(model.means_)[:, 0]):
-            ax.axvline(mean, color=colors[j], ls=":", lw=1.5, label=f"mean {j + 1}")
+            ax.axvline(mean, color=colors[j], ls=":", lw=1.5, label=f"mean {j}")
         ax.set_ylim(-0.03, 1.05 * (1.0 - 1.0 / k) + 0.01)
         ax.set_xlabel(_feature_names(model, 1)[0])
         ax.set_ylabel("uncertainty 1 - max P(k | x)")

@@ -203,7 +203,7 @@ def test_responsibilities_two_components(lesson):
     assert isinstance(fig, Figure)
     ax = main_axes(fig)
     assert len(fig.axes) == 2  # the axes and its colorbar
-    assert fig.axes[1].get_ylabel() == "P(component 1 | x)"
+    assert fig.axes[1].get_ylabel() == "P(component 0 | x)"
     points = points_of(ax)
     np.testing.assert_allclose(points.get_offsets(), X, rtol=1e-6)
     np.testing.assert_allclose(points.get_array(), model.predict_proba(X)[:, 0], atol=1e-6)
