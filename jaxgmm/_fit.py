@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from ._blocks import blockwise_sum, default_block_size
 from ._covariance import covariance_unit
-from ._em import em_step
+from ._em import block_statistics, finalize
 from ._init import INIT_METHODS, initial_params
 from ._params import FitResult, GMMParams, RestartOutcome
 from ._validation import (
@@ -168,23 +169,43 @@ def _start(key, X, sample_weight, reg_covar, init_params, layout, **static):
     return Xc, centre, state
 
 
-@partial(jax.jit, static_argnames=("covariance_type", "n_steps"))
-def _advance(state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_type, n_steps):
+@partial(jax.jit, static_argnames=("covariance_type", "n_steps", "block_size"))
+def _advance(
+    state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_type, n_steps, block_size
+):
     """``n_steps`` EM iterations of every active restart; returns the new state, the lower bounds
-    ``(n_steps, n_init)`` (NaN where a restart was not active) and whether all are done."""
+    ``(n_steps, n_init)`` (NaN where a restart was not active) and whether all are done.
 
-    def one_restart(params):
-        return em_step(
+    One iteration is one pass over the data in blocks of ``block_size`` rows, every restart's
+    statistics accumulated from the same block, then the M-step of each restart."""
+    unit = covariance_unit(covariance_type)
+    mean_weight = 1.0 if sample_weight is None else jnp.mean(sample_weight)
+
+    def statistics(params):
+        return blockwise_sum(
+            lambda xb, wb: jax.vmap(lambda p: block_statistics(xb, wb, p, unit))(params),
             X,
-            params,
-            covariance_type=covariance_type,
+            sample_weight,
+            block_size,
+        )
+
+    def m_step(stats, params):
+        return finalize(
+            stats,
+            params.means,
+            unit=unit,
             reg_covar=reg_covar,
-            sample_weight=sample_weight,
+            mean_weight=mean_weight,
+            fallback_means=params.means,
+            fallback_cov=params.covariances,
+            previous_weights=params.weights,
         )
 
     def iterate(state):
         active = _active(state, max_iter)
-        new_params, lower_bound = jax.vmap(one_restart)(state.params)
+        stats = statistics(state.params)
+        new_params = jax.vmap(m_step)(stats, state.params)
+        lower_bound = stats.log_lik / stats.weight
         ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
         keep = active & ok
         params = jax.tree_util.tree_map(
@@ -331,6 +352,7 @@ def run_restarts(
     traced,
     callback=None,
     chunk_iterations=CHUNK_ITERATIONS,
+    block_size=None,
 ):
     """EM for a batch of restarts on validated data: the engine behind :func:`fit` and
     :func:`jaxgmm.select`. Returns the final state, the lower-bound traces ``(T, n_init)`` (NaN
@@ -339,7 +361,8 @@ def run_restarts(
 
     Outside transformations the iterations run in compiled chunks of ``chunk_iterations``; after
     each, ``callback(Progress)`` is called if given, and the loop ends once every restart is done.
-    The chunk length changes nothing in the result."""
+    The chunk length changes nothing in the result; the block size (rows per block of the pass
+    over the data, by default from the shapes) only the rounding."""
     Xc, centre, state = _start(
         key,
         X,
@@ -352,8 +375,11 @@ def run_restarts(
         n_init=n_init,
         init=init,
     )
+    if block_size is None:
+        block_size = default_block_size(X.shape[0], n_components, X.shape[1], n_init)
     advance = partial(
         _advance,
+        block_size=int(block_size),
         X=Xc,
         sample_weight=sample_weight,
         tol=tol,
@@ -394,6 +420,7 @@ def fit(
     sample_weight=None,
     prefer_nondegenerate: bool = True,
     callback=None,
+    block_size: int | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
 
@@ -425,6 +452,9 @@ def fit(
     callback : callable, optional
         Called with a :class:`Progress` after every compiled chunk of iterations (not under JAX
         transformations), for progress bars.
+    block_size : int, optional
+        Rows per block of each pass over the data (memory then grows with the block, not with
+        N x K); by default chosen from the shapes and the device.
 
     Returns
     -------
@@ -468,6 +498,7 @@ def fit(
         reg_covar=reg_covar,
         traced=traced,
         callback=callback,
+        block_size=None if block_size is None else check_int(block_size, "block_size", 1),
     )
     best = _choose(
         state.lower_bound, state.failed, degenerate, prefer_nondegenerate=bool(prefer_nondegenerate)

@@ -316,3 +316,16 @@ def test_chunks_of_iterations_equal_one_scan_and_report_progress():
     assert all(p.max_iter == 35 and p.n_init == 3 for p in seen)
     assert seen[-1].running == 0 or seen[-1].iteration == 35
     assert seen[-1].best_lower_bound == pytest.approx(float(chunked.lower_bound), rel=1e-12)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_blocks_of_samples_equal_one_block(covariance_type):
+    X = blobs()  # 240 rows: blocks of 37 leave a tail of 18
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    kwargs = dict(covariance_type=covariance_type, n_init=2, max_iter=20, tol=0.0, sample_weight=w)
+    whole = jaxgmm.fit(jax.random.key(0), X, 3, block_size=len(X), **kwargs)
+    blocked = jaxgmm.fit(jax.random.key(0), X, 3, block_size=37, **kwargs)
+    assert_close(blocked.restarts.lower_bounds, whole.restarts.lower_bounds, 1e-12, "traces")
+    assert_close(blocked.restarts.params.means, whole.restarts.params.means, 1e-10, "means")
+    assert_close(blocked.restarts.params.covariances, whole.restarts.params.covariances, 1e-10)
