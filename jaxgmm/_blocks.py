@@ -45,10 +45,11 @@ def _kahan_add(carry, value):
 
 
 def blockwise_sum(fn, X: Array, sample_weight: Array | None, block_size: int):
-    """``sum over blocks of fn(x_block (B, D), w_block (B,))``, a pytree of arrays.
+    """``sum over blocks of fn(x_block (B, D), w_block (B,), rows (B,))``, a pytree of arrays.
 
-    ``w_block`` holds the sample weights (ones when ``sample_weight`` is None). The rows that do
-    not fill a last whole block form a smaller tail block of their own.
+    ``w_block`` holds the sample weights (ones when ``sample_weight`` is None) and ``rows`` the
+    blocks' row numbers. The rows that do not fill a last whole block form a smaller tail block
+    of their own.
     """
     n_samples = X.shape[0]
     block_size = min(block_size, n_samples)
@@ -61,7 +62,11 @@ def blockwise_sum(fn, X: Array, sample_weight: Array | None, block_size: int):
 
     def block(i):
         start = i * block_size
-        return fn(lax.dynamic_slice_in_dim(X, start, block_size), weights(start, block_size))
+        return fn(
+            lax.dynamic_slice_in_dim(X, start, block_size),
+            weights(start, block_size),
+            start + jnp.arange(block_size),
+        )
 
     first = block(0)
     if n_blocks > 1:
@@ -75,7 +80,7 @@ def blockwise_sum(fn, X: Array, sample_weight: Array | None, block_size: int):
         compensation = None
     if tail:
         start = n_blocks * block_size
-        last = fn(X[start:], weights(start, tail))
+        last = fn(X[start:], weights(start, tail), start + jnp.arange(tail))
         if compensation is None:
             return jax.tree_util.tree_map(jnp.add, first, last)
         first, _ = _kahan_add((first, compensation), last)

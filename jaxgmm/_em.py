@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import logsumexp
 
+from ._blocks import blockwise_sum
 from ._covariance import covariance_unit, symmetric
 from ._params import GMMParams
 
@@ -109,12 +110,18 @@ def e_step(
     return weighted - log_norm[:, None], _weighted_mean(log_norm, sample_weight)
 
 
-def _pooled(X: Array, sample_weight: Array | None, unit, n_components: int, reg_covar):
-    """Mean and covariance of the whole (weighted) data, in the unit's shapes."""
-    w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight
-    mean = (w @ X) / jnp.sum(w)
-    centred = X - mean
-    data_cov = symmetric((centred * w[:, None]).T @ centred / jnp.sum(w))
+def _pooled(X: Array, sample_weight, unit, n_components: int, reg_covar, block_size: int):
+    """Mean and covariance of the whole (weighted) data, in the unit's shapes (two passes)."""
+    total, sums = blockwise_sum(
+        lambda xb, wb, rows: (jnp.sum(wb), wb @ xb), X, sample_weight, block_size
+    )
+    mean = sums / total
+
+    def scatter(xb, wb, rows):
+        centred = xb - mean
+        return (centred * wb[:, None]).T @ centred
+
+    data_cov = symmetric(blockwise_sum(scatter, X, sample_weight, block_size) / total)
     cov = unit.add_to_diagonal(unit.pooled(data_cov, n_components), reg_covar)
     return jnp.broadcast_to(mean, (n_components, X.shape[1])), cov
 
@@ -202,24 +209,40 @@ def finalize(
 
 def maximize(
     X: Array,
-    resp: Array,
+    weighted_resp,
+    n_components: int,
     *,
     covariance_type: str,
     reg_covar,
     sample_weight: Array | None,
     previous: GMMParams | None,
+    block_size: int,
 ) -> GMMParams:
-    """The M-step from responsibilities ``resp (N, K)``; see :func:`m_step`."""
+    """The M-step, reading the data in blocks: ``weighted_resp(xb, wb, rows)`` gives the
+    responsibilities of a block's rows times their sample weights, ``(K, B)``. See
+    :func:`m_step` for the rest."""
     unit = covariance_unit(covariance_type)
-    n_components = resp.shape[1]
-    wr = (resp if sample_weight is None else resp * sample_weight[:, None]).T
     if previous is None:
-        shift = (wr @ X) / (jnp.sum(wr, axis=1) + _tiny(X.dtype))[:, None]
-        fallback_means, fallback_cov = _pooled(X, sample_weight, unit, n_components, reg_covar)
+        mass, sums = blockwise_sum(
+            lambda xb, wb, rows: _mass_and_sums(weighted_resp(xb, wb, rows), xb),
+            X,
+            sample_weight,
+            block_size,
+        )
+        shift = sums / (mass + _tiny(X.dtype))[:, None]
+        fallback_means, fallback_cov = _pooled(
+            X, sample_weight, unit, n_components, reg_covar, block_size
+        )
     else:
         shift, fallback_means, fallback_cov = previous.means, previous.means, previous.covariances
+    stats = blockwise_sum(
+        lambda xb, wb, rows: scatter_statistics(xb, weighted_resp(xb, wb, rows), shift, unit),
+        X,
+        sample_weight,
+        block_size,
+    )
     return finalize(
-        scatter_statistics(X, wr, shift, unit),
+        stats,
         shift,
         unit=unit,
         reg_covar=reg_covar,
@@ -228,6 +251,10 @@ def maximize(
         fallback_cov=fallback_cov,
         previous_weights=None if previous is None else previous.weights,
     )
+
+
+def _mass_and_sums(wr: Array, xb: Array) -> tuple[Array, Array]:
+    return jnp.sum(wr, axis=1), wr @ xb
 
 
 @partial(jax.jit, static_argnames=("covariance_type",))
@@ -266,11 +293,13 @@ def m_step(
     """
     return maximize(
         X,
-        jnp.exp(log_resp),
+        lambda xb, wb, rows: (jnp.exp(log_resp[rows]) * wb[:, None]).T,
+        log_resp.shape[1],
         covariance_type=covariance_type,
         reg_covar=reg_covar,
         sample_weight=sample_weight,
         previous=previous,
+        block_size=X.shape[0],
     )
 
 

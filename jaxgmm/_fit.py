@@ -109,7 +109,17 @@ def _active(state: _State, max_iter) -> Array:
 
 
 def _initialize_centred(
-    key, Xc, sample_weight, reg_covar, layout, *, n_components, covariance_type, n_init, init
+    key,
+    Xc,
+    sample_weight,
+    reg_covar,
+    layout,
+    *,
+    n_components,
+    covariance_type,
+    n_init,
+    init,
+    block_size,
 ) -> GMMParams:
     """Initial parameters of every restart (leading axis ``n_init``) on centred data.
 
@@ -128,6 +138,7 @@ def _initialize_centred(
             reg_covar=reg_covar,
             sample_weight=sample_weight,
             n_active=active,
+            block_size=block_size,
         )
 
     fold = partial(jax.random.fold_in, key)
@@ -137,7 +148,7 @@ def _initialize_centred(
     return jax.vmap(lambda i, active: one(fold(i), active))(restart_ids, n_active)
 
 
-_STATIC = ("n_components", "covariance_type", "n_init", "init")
+_STATIC = ("n_components", "covariance_type", "n_init", "init", "block_size")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
@@ -149,6 +160,7 @@ def _initialize(key, X, sample_weight, reg_covar, layout, **static) -> GMMParams
 
 @partial(jax.jit, static_argnames=_STATIC)
 def _start(key, X, sample_weight, reg_covar, init_params, layout, **static):
+    """Centre the data and initialise every restart's state."""
     n_init = static["n_init"]
     Xc, centre = _centre(X, sample_weight)
     if static["init"] == "given":
@@ -183,7 +195,7 @@ def _advance(
 
     def statistics(params):
         return blockwise_sum(
-            lambda xb, wb: jax.vmap(lambda p: block_statistics(xb, wb, p, unit))(params),
+            lambda xb, wb, rows: jax.vmap(lambda p: block_statistics(xb, wb, p, unit))(params),
             X,
             sample_weight,
             block_size,
@@ -332,6 +344,7 @@ def initialize(
         covariance_type=unit.name,
         n_init=n_init,
         init=init_name,
+        block_size=default_block_size(X.shape[0], n_components, X.shape[1], n_init),
     )
 
 
@@ -363,6 +376,9 @@ def run_restarts(
     each, ``callback(Progress)`` is called if given, and the loop ends once every restart is done.
     The chunk length changes nothing in the result; the block size (rows per block of the pass
     over the data, by default from the shapes) only the rounding."""
+    if block_size is None:
+        block_size = default_block_size(X.shape[0], n_components, X.shape[1], n_init)
+    block_size = int(block_size)
     Xc, centre, state = _start(
         key,
         X,
@@ -374,12 +390,11 @@ def run_restarts(
         covariance_type=covariance_type,
         n_init=n_init,
         init=init,
+        block_size=block_size,
     )
-    if block_size is None:
-        block_size = default_block_size(X.shape[0], n_components, X.shape[1], n_init)
     advance = partial(
         _advance,
-        block_size=int(block_size),
+        block_size=block_size,
         X=Xc,
         sample_weight=sample_weight,
         tol=tol,

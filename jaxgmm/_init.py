@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
+from ._blocks import blockwise_sum
 from ._em import maximize
 from ._params import GMMParams
 
@@ -108,20 +109,31 @@ def _nearest(X: Array, centres: Array, active: Array | None) -> Array:
 
 
 def lloyd(
-    X: Array, centres: Array, sample_weight: Array | None = None, active: Array | None = None
+    X: Array,
+    centres: Array,
+    sample_weight: Array | None = None,
+    active: Array | None = None,
+    block_size: int | None = None,
 ) -> Array:
     """Lloyd's k-means iterations from ``centres``, until the squared centre shift is below
-    ``1e-4`` times the mean feature variance (at most 100 iterations). An empty cluster keeps its
-    centre; centres outside the boolean mask ``active`` take no points."""
+    ``1e-4`` times the mean feature variance (at most 100 iterations), reading the data in
+    blocks. An empty cluster keeps its centre; centres outside the mask ``active`` take no
+    points."""
+    block_size = block_size or X.shape[0]
     w = _weights(X, sample_weight)
     mean = (w @ X) / jnp.sum(w)
     tol = _LLOYD_RTOL * jnp.mean((w @ jnp.square(X - mean)) / jnp.sum(w))
 
     def update(centres):
-        labels = _nearest(X, centres, active)
-        member = jax.nn.one_hot(labels, centres.shape[0], dtype=X.dtype) * w[:, None]
-        mass = jnp.sum(member, axis=0)
-        new = (member.T @ X) / jnp.where(mass > 0, mass, 1.0)[:, None]
+        def sums(xb, wb, rows):
+            member = (
+                jax.nn.one_hot(_nearest(xb, centres, active), centres.shape[0], dtype=X.dtype)
+                * wb[:, None]
+            )
+            return jnp.sum(member, axis=0), member.T @ xb
+
+        mass, total = blockwise_sum(sums, X, sample_weight, block_size)
+        new = total / jnp.where(mass > 0, mass, 1.0)[:, None]
         return jnp.where((mass > 0)[:, None], new, centres)
 
     def not_done(carry):
@@ -145,19 +157,31 @@ def initial_responsibilities(
     method: str,
     sample_weight: Array | None = None,
     n_active: Array | None = None,
-) -> Array:
-    """``(N, K)`` starting responsibilities for one restart. With ``n_active``, only the first
-    ``n_active`` columns are used, and they equal those of the unpadded call with
-    ``n_components=n_active`` (so a padded grid of K reproduces separate fits)."""
+    block_size: int | None = None,
+):
+    """Starting responsibilities of one restart, as a function of a block of rows:
+    ``resp(xb, rows) -> (K, B)``. With ``n_active``, only the first ``n_active`` components are
+    used, and they equal those of the unpadded call with ``n_components=n_active`` (so a padded
+    grid of K reproduces separate fits)."""
     n_samples = X.shape[0]
     active = None if n_active is None else jnp.arange(n_components) < n_active
     if method == "random":
-        # One key per column, so that the first columns do not depend on how many there are.
-        columns = jax.vmap(
-            lambda k: jax.random.uniform(jax.random.fold_in(key, k), (n_samples,), X.dtype)
-        )(jnp.arange(n_components))
-        resp = columns.T if active is None else jnp.where(active[None, :], columns.T, 0.0)
-        return resp / jnp.sum(resp, axis=1, keepdims=True)
+
+        def resp(xb, rows):
+            # A key per component and row: the numbers depend neither on the blocks nor on
+            # how many components there are.
+            def column(k):
+                column_key = jax.random.fold_in(key, k)
+                return jax.vmap(
+                    lambda r: jax.random.uniform(jax.random.fold_in(column_key, r), (), X.dtype)
+                )(rows)
+
+            u = jax.vmap(column)(jnp.arange(n_components))
+            if active is not None:
+                u = jnp.where(active[:, None], u, 0.0)
+            return u / jnp.sum(u, axis=0, keepdims=True)
+
+        return resp
     if method == "random_from_data":
         w = _weights(X, sample_weight)
         index = jax.random.choice(key, n_samples, (n_components,), replace=False, p=w / jnp.sum(w))
@@ -166,10 +190,14 @@ def initial_responsibilities(
         centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
     elif method == "kmeans":
         centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
-        centres = lloyd(X, centres, sample_weight, active)
+        centres = lloyd(X, centres, sample_weight, active, block_size)
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")
-    return jax.nn.one_hot(_nearest(X, centres, active), n_components, dtype=X.dtype)
+
+    def nearest(xb, rows):
+        return jax.nn.one_hot(_nearest(xb, centres, active), n_components, dtype=X.dtype).T
+
+    return nearest
 
 
 def initial_params(
@@ -182,18 +210,25 @@ def initial_params(
     reg_covar,
     sample_weight: Array | None = None,
     n_active: Array | None = None,
+    block_size: int | None = None,
 ) -> GMMParams:
-    """Starting parameters for one restart: one M-step from :func:`initial_responsibilities`.
-    Components beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`) and
-    the data's mean and covariance as finite placeholders."""
-    resp = initial_responsibilities(key, X, n_components, method, sample_weight, n_active)
+    """Starting parameters for one restart: one M-step from :func:`initial_responsibilities`,
+    reading the data in blocks of ``block_size`` rows (all at once by default). Components
+    beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`) and the data's
+    mean and covariance as finite placeholders."""
+    block_size = block_size or X.shape[0]
+    resp = initial_responsibilities(
+        key, X, n_components, method, sample_weight, n_active, block_size
+    )
     params = maximize(
         X,
-        resp,
+        lambda xb, wb, rows: resp(xb, rows) * wb[None, :],
+        n_components,
         covariance_type=covariance_type,
         reg_covar=reg_covar,
         sample_weight=sample_weight,
         previous=None,
+        block_size=block_size,
     )
     if n_active is None:
         return params

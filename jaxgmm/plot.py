@@ -432,9 +432,7 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
         grid = _one_d_grid(model, X)
         grid_proba = _probabilities(model, grid[:, None])
         for j in range(k):
-            ax.plot(
-                grid, grid_proba[:, j], color=colors[j], lw=2, label=f"P(component {j} | x)"
-            )
+            ax.plot(grid, grid_proba[:, j], color=colors[j], lw=2, label=f"P(component {j} | x)")
         # The data as a strip under the curves, coloured as in the 2-D plot.
         points = ax.scatter(
             x, -0.12 + 0.05 * _strip(len(x)), **point_colors(), **_point_style(len(x))

@@ -329,3 +329,17 @@ def test_blocks_of_samples_equal_one_block(covariance_type):
     assert_close(blocked.restarts.lower_bounds, whole.restarts.lower_bounds, 1e-12, "traces")
     assert_close(blocked.restarts.params.means, whole.restarts.params.means, 1e-10, "means")
     assert_close(blocked.restarts.params.covariances, whole.restarts.params.covariances, 1e-10)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("init", jaxgmm.INIT_METHODS)
+def test_initialisation_in_blocks_equals_one_block(init):
+    from jaxgmm._init import initial_params
+
+    X = jnp.asarray(blobs())
+    w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0]))
+    kwargs = dict(covariance_type="full", reg_covar=1e-6, sample_weight=w)
+    whole = initial_params(jax.random.key(5), X, 4, init, **kwargs)
+    blocked = initial_params(jax.random.key(5), X, 4, init, block_size=37, **kwargs)
+    for a, b in zip(blocked, whole, strict=True):
+        assert_close(a, b, 1e-12)
