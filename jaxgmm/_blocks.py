@@ -1,4 +1,4 @@
-"""Sums over blocks of samples, so that no array grows with N x K.
+"""Sums over blocks of samples, so that no array grows with N x K, on one device or several.
 
 An EM iteration only needs sums over samples (responsibility masses, first moments, scatters, the
 log-likelihood). :func:`blockwise_sum` computes such a sum by scanning over blocks of rows of
@@ -6,13 +6,22 @@ log-likelihood). :func:`blockwise_sum` computes such a sum by scanning over bloc
 partial sums with Kahan compensation, so that float32 sums over millions of samples keep their
 digits. The block size follows from the shapes (:func:`default_block_size`) and can be
 overridden.
+
+With a :class:`Blocks` that holds a one-axis ``jax.sharding.Mesh``, ``X`` is sharded along its
+rows over the mesh's devices: each device scans its own rows and the partial sums are added
+across devices by one ``psum`` (``shard_map``), so an iteration moves only the statistics, never
+the data.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax import Array, lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 # Elements of the largest per-block intermediate, (restarts, K, block, D): a few MB keeps it in
 # the CPU's caches; a GPU wants much more work per step.
@@ -36,6 +45,18 @@ def default_block_size(
     return int(min(block, n_samples))
 
 
+class Blocks(NamedTuple):
+    """How a pass reads the data: ``size`` rows per block, and the ``mesh`` (one axis) over
+    whose devices the rows are sharded, if any. Hashable, so it can be a static argument."""
+
+    size: int
+    mesh: Mesh | None = None
+
+    @property
+    def axis(self) -> str | None:
+        return None if self.mesh is None else self.mesh.axis_names[0]
+
+
 def _kahan_add(carry, value):
     total, compensation = carry
     y = jax.tree_util.tree_map(jnp.subtract, value, compensation)
@@ -44,13 +65,34 @@ def _kahan_add(carry, value):
     return new_total, compensation
 
 
-def blockwise_sum(fn, X: Array, sample_weight: Array | None, block_size: int):
-    """``sum over blocks of fn(x_block (B, D), w_block (B,), rows (B,))``, a pytree of arrays.
+def blockwise_sum(fn, X: Array, sample_weight: Array | None, blocks: Blocks | int, *operands):
+    """``sum over blocks of fn(x_block (B, D), w_block (B,), rows (B,), *operands)``, a pytree.
 
     ``w_block`` holds the sample weights (ones when ``sample_weight`` is None) and ``rows`` the
-    blocks' row numbers. The rows that do not fill a last whole block form a smaller tail block
-    of their own.
+    block's (global) row numbers. The rows that do not fill a last whole block form a smaller
+    tail block of their own. ``blocks`` is a block size or a :class:`Blocks`; with a mesh, every
+    device sums its own rows and the results are added across devices. Arrays that ``fn`` needs
+    besides the data go in ``operands`` (not in a closure): with a mesh they enter every device
+    whole.
     """
+    if not isinstance(blocks, Blocks):
+        blocks = Blocks(int(blocks))
+    if blocks.mesh is None:
+        return _local_sum(fn, X, sample_weight, blocks.size, 0, operands)
+    axis = blocks.axis
+
+    def local(x, w, operands):
+        first_row = lax.axis_index(axis) * x.shape[0]
+        partial_sum = _local_sum(fn, x, w, blocks.size, first_row, operands)
+        return jax.tree_util.tree_map(lambda a: lax.psum(a, axis), partial_sum)
+
+    weights_spec = None if sample_weight is None else P(axis)
+    return jax.shard_map(
+        local, mesh=blocks.mesh, in_specs=(P(axis), weights_spec, P()), out_specs=P()
+    )(X, sample_weight, operands)
+
+
+def _local_sum(fn, X, sample_weight, block_size: int, first_row, operands):
     n_samples = X.shape[0]
     block_size = min(block_size, n_samples)
     n_blocks, tail = divmod(n_samples, block_size)
@@ -65,7 +107,8 @@ def blockwise_sum(fn, X: Array, sample_weight: Array | None, block_size: int):
         return fn(
             lax.dynamic_slice_in_dim(X, start, block_size),
             weights(start, block_size),
-            start + jnp.arange(block_size),
+            first_row + start + jnp.arange(block_size),
+            *operands,
         )
 
     first = block(0)
@@ -80,7 +123,7 @@ def blockwise_sum(fn, X: Array, sample_weight: Array | None, block_size: int):
         compensation = None
     if tail:
         start = n_blocks * block_size
-        last = fn(X[start:], weights(start, tail), start + jnp.arange(tail))
+        last = fn(X[start:], weights(start, tail), first_row + start + jnp.arange(tail), *operands)
         if compensation is None:
             return jax.tree_util.tree_map(jnp.add, first, last)
         first, _ = _kahan_add((first, compensation), last)

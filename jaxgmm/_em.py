@@ -110,18 +110,18 @@ def e_step(
     return weighted - log_norm[:, None], _weighted_mean(log_norm, sample_weight)
 
 
-def _pooled(X: Array, sample_weight, unit, n_components: int, reg_covar, block_size: int):
+def _pooled(X: Array, sample_weight, unit, n_components: int, reg_covar, blocks):
     """Mean and covariance of the whole (weighted) data, in the unit's shapes (two passes)."""
     total, sums = blockwise_sum(
-        lambda xb, wb, rows: (jnp.sum(wb), wb @ xb), X, sample_weight, block_size
+        lambda xb, wb, rows: (jnp.sum(wb), wb @ xb), X, sample_weight, blocks
     )
     mean = sums / total
 
-    def scatter(xb, wb, rows):
+    def scatter(xb, wb, rows, mean):
         centred = xb - mean
         return (centred * wb[:, None]).T @ centred
 
-    data_cov = symmetric(blockwise_sum(scatter, X, sample_weight, block_size) / total)
+    data_cov = symmetric(blockwise_sum(scatter, X, sample_weight, blocks, mean) / total)
     cov = unit.add_to_diagonal(unit.pooled(data_cov, n_components), reg_covar)
     return jnp.broadcast_to(mean, (n_components, X.shape[1])), cov
 
@@ -216,31 +216,31 @@ def maximize(
     reg_covar,
     sample_weight: Array | None,
     previous: GMMParams | None,
-    block_size: int,
+    blocks,
+    resp_operands=(),
 ) -> GMMParams:
-    """The M-step, reading the data in blocks: ``weighted_resp(xb, wb, rows)`` gives the
-    responsibilities of a block's rows times their sample weights, ``(K, B)``. See
+    """The M-step, reading the data in blocks: ``weighted_resp(xb, wb, rows, *resp_operands)``
+    gives the responsibilities of a block's rows times their sample weights, ``(K, B)``. See
     :func:`m_step` for the rest."""
     unit = covariance_unit(covariance_type)
     if previous is None:
-        mass, sums = blockwise_sum(
-            lambda xb, wb, rows: _mass_and_sums(weighted_resp(xb, wb, rows), xb),
-            X,
-            sample_weight,
-            block_size,
-        )
+
+        def mass_and_sums(xb, wb, rows, *ops):
+            wr = weighted_resp(xb, wb, rows, *ops)
+            return jnp.sum(wr, axis=1), wr @ xb
+
+        mass, sums = blockwise_sum(mass_and_sums, X, sample_weight, blocks, *resp_operands)
         shift = sums / (mass + _tiny(X.dtype))[:, None]
         fallback_means, fallback_cov = _pooled(
-            X, sample_weight, unit, n_components, reg_covar, block_size
+            X, sample_weight, unit, n_components, reg_covar, blocks
         )
     else:
         shift, fallback_means, fallback_cov = previous.means, previous.means, previous.covariances
-    stats = blockwise_sum(
-        lambda xb, wb, rows: scatter_statistics(xb, weighted_resp(xb, wb, rows), shift, unit),
-        X,
-        sample_weight,
-        block_size,
-    )
+
+    def statistics(xb, wb, rows, shift, *ops):
+        return scatter_statistics(xb, weighted_resp(xb, wb, rows, *ops), shift, unit)
+
+    stats = blockwise_sum(statistics, X, sample_weight, blocks, shift, *resp_operands)
     return finalize(
         stats,
         shift,
@@ -251,10 +251,6 @@ def maximize(
         fallback_cov=fallback_cov,
         previous_weights=None if previous is None else previous.weights,
     )
-
-
-def _mass_and_sums(wr: Array, xb: Array) -> tuple[Array, Array]:
-    return jnp.sum(wr, axis=1), wr @ xb
 
 
 @partial(jax.jit, static_argnames=("covariance_type",))
@@ -293,13 +289,14 @@ def m_step(
     """
     return maximize(
         X,
-        lambda xb, wb, rows: (jnp.exp(log_resp[rows]) * wb[:, None]).T,
+        lambda xb, wb, rows, log_resp: (jnp.exp(log_resp[rows]) * wb[:, None]).T,
         log_resp.shape[1],
+        resp_operands=(log_resp,),
         covariance_type=covariance_type,
         reg_covar=reg_covar,
         sample_weight=sample_weight,
         previous=previous,
-        block_size=X.shape[0],
+        blocks=X.shape[0],
     )
 
 

@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from ._blocks import blockwise_sum, default_block_size
+from ._blocks import Blocks, blockwise_sum, default_block_size
 from ._covariance import covariance_unit
 from ._em import block_statistics, finalize
 from ._init import INIT_METHODS, initial_params
@@ -119,7 +121,7 @@ def _initialize_centred(
     covariance_type,
     n_init,
     init,
-    block_size,
+    blocks,
 ) -> GMMParams:
     """Initial parameters of every restart (leading axis ``n_init``) on centred data.
 
@@ -138,7 +140,7 @@ def _initialize_centred(
             reg_covar=reg_covar,
             sample_weight=sample_weight,
             n_active=active,
-            block_size=block_size,
+            blocks=blocks,
         )
 
     fold = partial(jax.random.fold_in, key)
@@ -148,7 +150,7 @@ def _initialize_centred(
     return jax.vmap(lambda i, active: one(fold(i), active))(restart_ids, n_active)
 
 
-_STATIC = ("n_components", "covariance_type", "n_init", "init", "block_size")
+_STATIC = ("n_components", "covariance_type", "n_init", "init", "blocks")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
@@ -181,25 +183,23 @@ def _start(key, X, sample_weight, reg_covar, init_params, layout, **static):
     return Xc, centre, state
 
 
-@partial(jax.jit, static_argnames=("covariance_type", "n_steps", "block_size"))
+@partial(jax.jit, static_argnames=("covariance_type", "n_steps", "blocks"))
 def _advance(
-    state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_type, n_steps, block_size
+    state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_type, n_steps, blocks
 ):
     """``n_steps`` EM iterations of every active restart; returns the new state, the lower bounds
     ``(n_steps, n_init)`` (NaN where a restart was not active) and whether all are done.
 
-    One iteration is one pass over the data in blocks of ``block_size`` rows, every restart's
+    One iteration is one pass over the data in ``blocks`` (on each device), every restart's
     statistics accumulated from the same block, then the M-step of each restart."""
     unit = covariance_unit(covariance_type)
     mean_weight = 1.0 if sample_weight is None else jnp.mean(sample_weight)
 
+    def restarts_statistics(xb, wb, rows, params):
+        return jax.vmap(lambda p: block_statistics(xb, wb, p, unit))(params)
+
     def statistics(params):
-        return blockwise_sum(
-            lambda xb, wb, rows: jax.vmap(lambda p: block_statistics(xb, wb, p, unit))(params),
-            X,
-            sample_weight,
-            block_size,
-        )
+        return blockwise_sum(restarts_statistics, X, sample_weight, blocks, params)
 
     def m_step(stats, params):
         return finalize(
@@ -344,8 +344,39 @@ def initialize(
         covariance_type=unit.name,
         n_init=n_init,
         init=init_name,
-        block_size=default_block_size(X.shape[0], n_components, X.shape[1], n_init),
+        blocks=Blocks(default_block_size(X.shape[0], n_components, X.shape[1], n_init)),
     )
+
+
+def as_mesh(devices) -> Mesh | None:
+    """A one-axis mesh from ``devices``: None, a ``jax.sharding.Mesh`` (its first axis is used
+    for the rows), or a sequence of devices."""
+    if devices is None:
+        return None
+    if isinstance(devices, Mesh):
+        if len(devices.axis_names) != 1:
+            raise ValueError(
+                f"devices: the mesh must have one axis (the data's rows), got axes "
+                f"{devices.axis_names}"
+            )
+        return devices
+    devices = list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError("devices must be a jax.sharding.Mesh or a non-empty list of jax devices")
+    return Mesh(np.array(devices), ("data",))
+
+
+def shard_rows(X, sample_weight, mesh: Mesh):
+    """``X`` and the weights sharded by rows over the mesh. Rows are padded to a multiple of the
+    device count with zero-weight rows, which add nothing to any sum (so weights always exist)."""
+    n_samples = X.shape[0]
+    pad = -n_samples % mesh.size
+    w = jnp.ones(n_samples, X.dtype) if sample_weight is None else sample_weight
+    if pad:
+        X = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, X.shape[1]))])
+        w = jnp.concatenate([w, jnp.zeros(pad, w.dtype)])
+    rows = NamedSharding(mesh, P(mesh.axis_names[0]))
+    return jax.device_put(X, rows), jax.device_put(w, rows)
 
 
 def run_restarts(
@@ -366,6 +397,7 @@ def run_restarts(
     callback=None,
     chunk_iterations=CHUNK_ITERATIONS,
     block_size=None,
+    mesh=None,
 ):
     """EM for a batch of restarts on validated data: the engine behind :func:`fit` and
     :func:`jaxgmm.select`. Returns the final state, the lower-bound traces ``(T, n_init)`` (NaN
@@ -376,9 +408,12 @@ def run_restarts(
     each, ``callback(Progress)`` is called if given, and the loop ends once every restart is done.
     The chunk length changes nothing in the result; the block size (rows per block of the pass
     over the data, by default from the shapes) only the rounding."""
+    n_devices = 1 if mesh is None else mesh.size
+    if mesh is not None:
+        X, sample_weight = shard_rows(X, sample_weight, mesh)
     if block_size is None:
-        block_size = default_block_size(X.shape[0], n_components, X.shape[1], n_init)
-    block_size = int(block_size)
+        block_size = default_block_size(X.shape[0] // n_devices, n_components, X.shape[1], n_init)
+    blocks = Blocks(int(block_size), mesh)
     Xc, centre, state = _start(
         key,
         X,
@@ -390,11 +425,11 @@ def run_restarts(
         covariance_type=covariance_type,
         n_init=n_init,
         init=init,
-        block_size=block_size,
+        blocks=blocks,
     )
     advance = partial(
         _advance,
-        block_size=block_size,
+        blocks=blocks,
         X=Xc,
         sample_weight=sample_weight,
         tol=tol,
@@ -436,6 +471,7 @@ def fit(
     prefer_nondegenerate: bool = True,
     callback=None,
     block_size: int | None = None,
+    devices=None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
 
@@ -470,6 +506,11 @@ def fit(
     block_size : int, optional
         Rows per block of each pass over the data (memory then grows with the block, not with
         N x K); by default chosen from the shapes and the device.
+    devices : jax.sharding.Mesh or list of devices, optional
+        Shard the data's rows over these devices: each device passes over its own rows and the
+        statistics are added across devices (``psum``), so the result equals one device's up to
+        rounding. Several hosts: call ``jax.distributed.initialize()`` first and pass a mesh of
+        ``jax.devices()``.
 
     Returns
     -------
@@ -514,6 +555,7 @@ def fit(
         traced=traced,
         callback=callback,
         block_size=None if block_size is None else check_int(block_size, "block_size", 1),
+        mesh=as_mesh(devices),
     )
     best = _choose(
         state.lower_bound, state.failed, degenerate, prefer_nondegenerate=bool(prefer_nondegenerate)

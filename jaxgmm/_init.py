@@ -113,26 +113,26 @@ def lloyd(
     centres: Array,
     sample_weight: Array | None = None,
     active: Array | None = None,
-    block_size: int | None = None,
+    blocks=None,
 ) -> Array:
     """Lloyd's k-means iterations from ``centres``, until the squared centre shift is below
     ``1e-4`` times the mean feature variance (at most 100 iterations), reading the data in
     blocks. An empty cluster keeps its centre; centres outside the mask ``active`` take no
     points."""
-    block_size = block_size or X.shape[0]
+    blocks = blocks or X.shape[0]
     w = _weights(X, sample_weight)
     mean = (w @ X) / jnp.sum(w)
     tol = _LLOYD_RTOL * jnp.mean((w @ jnp.square(X - mean)) / jnp.sum(w))
 
-    def update(centres):
-        def sums(xb, wb, rows):
-            member = (
-                jax.nn.one_hot(_nearest(xb, centres, active), centres.shape[0], dtype=X.dtype)
-                * wb[:, None]
-            )
-            return jnp.sum(member, axis=0), member.T @ xb
+    def sums(xb, wb, rows, centres, active):
+        member = (
+            jax.nn.one_hot(_nearest(xb, centres, active), centres.shape[0], dtype=X.dtype)
+            * wb[:, None]
+        )
+        return jnp.sum(member, axis=0), member.T @ xb
 
-        mass, total = blockwise_sum(sums, X, sample_weight, block_size)
+    def update(centres):
+        mass, total = blockwise_sum(sums, X, sample_weight, blocks, centres, active)
         new = total / jnp.where(mass > 0, mass, 1.0)[:, None]
         return jnp.where((mass > 0)[:, None], new, centres)
 
@@ -157,31 +157,17 @@ def initial_responsibilities(
     method: str,
     sample_weight: Array | None = None,
     n_active: Array | None = None,
-    block_size: int | None = None,
+    blocks=None,
 ):
-    """Starting responsibilities of one restart, as a function of a block of rows:
-    ``resp(xb, rows) -> (K, B)``. With ``n_active``, only the first ``n_active`` components are
-    used, and they equal those of the unpadded call with ``n_components=n_active`` (so a padded
-    grid of K reproduces separate fits)."""
+    """Starting responsibilities of one restart, as a function of a block of rows and the arrays
+    it needs: returns ``(resp, operands)`` with ``resp(xb, rows, *operands) -> (K, B)``. With
+    ``n_active``, only the first ``n_active`` components are used, and they equal those of the
+    unpadded call with ``n_components=n_active`` (so a padded grid of K reproduces separate
+    fits)."""
     n_samples = X.shape[0]
     active = None if n_active is None else jnp.arange(n_components) < n_active
     if method == "random":
-
-        def resp(xb, rows):
-            # A key per component and row: the numbers depend neither on the blocks nor on
-            # how many components there are.
-            def column(k):
-                column_key = jax.random.fold_in(key, k)
-                return jax.vmap(
-                    lambda r: jax.random.uniform(jax.random.fold_in(column_key, r), (), X.dtype)
-                )(rows)
-
-            u = jax.vmap(column)(jnp.arange(n_components))
-            if active is not None:
-                u = jnp.where(active[:, None], u, 0.0)
-            return u / jnp.sum(u, axis=0, keepdims=True)
-
-        return resp
+        return _random_resp(n_components, X.dtype), (key, active)
     if method == "random_from_data":
         w = _weights(X, sample_weight)
         index = jax.random.choice(key, n_samples, (n_components,), replace=False, p=w / jnp.sum(w))
@@ -190,14 +176,32 @@ def initial_responsibilities(
         centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
     elif method == "kmeans":
         centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
-        centres = lloyd(X, centres, sample_weight, active, block_size)
+        centres = lloyd(X, centres, sample_weight, active, blocks)
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")
 
-    def nearest(xb, rows):
+    def nearest(xb, rows, centres, active):
         return jax.nn.one_hot(_nearest(xb, centres, active), n_components, dtype=X.dtype).T
 
-    return nearest
+    return nearest, (centres, active)
+
+
+def _random_resp(n_components: int, dtype):
+    def resp(xb, rows, key, active):
+        # A key per component and row: the numbers depend neither on the blocks nor on how many
+        # components there are.
+        def column(k):
+            column_key = jax.random.fold_in(key, k)
+            return jax.vmap(
+                lambda r: jax.random.uniform(jax.random.fold_in(column_key, r), (), dtype)
+            )(rows)
+
+        u = jax.vmap(column)(jnp.arange(n_components))
+        if active is not None:
+            u = jnp.where(active[:, None], u, 0.0)
+        return u / jnp.sum(u, axis=0, keepdims=True)
+
+    return resp
 
 
 def initial_params(
@@ -210,25 +214,26 @@ def initial_params(
     reg_covar,
     sample_weight: Array | None = None,
     n_active: Array | None = None,
-    block_size: int | None = None,
+    blocks=None,
 ) -> GMMParams:
     """Starting parameters for one restart: one M-step from :func:`initial_responsibilities`,
-    reading the data in blocks of ``block_size`` rows (all at once by default). Components
-    beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`) and the data's
-    mean and covariance as finite placeholders."""
-    block_size = block_size or X.shape[0]
-    resp = initial_responsibilities(
-        key, X, n_components, method, sample_weight, n_active, block_size
+    reading the data in ``blocks`` (a block size or a ``Blocks``; all at once by default).
+    Components beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`)
+    and the data's mean and covariance as finite placeholders."""
+    blocks = blocks or X.shape[0]
+    resp, operands = initial_responsibilities(
+        key, X, n_components, method, sample_weight, n_active, blocks
     )
     params = maximize(
         X,
-        lambda xb, wb, rows: resp(xb, rows) * wb[None, :],
+        lambda xb, wb, rows, *ops: resp(xb, rows, *ops) * wb[None, :],
         n_components,
+        resp_operands=operands,
         covariance_type=covariance_type,
         reg_covar=reg_covar,
         sample_weight=sample_weight,
         previous=None,
-        block_size=block_size,
+        blocks=blocks,
     )
     if n_active is None:
         return params

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._covariance import covariance_unit
 from ._criteria import criteria, n_parameters
-from ._fit import best_restart, run_restarts
+from ._fit import as_mesh, best_restart, run_restarts
 from ._init import INIT_METHODS
 from ._params import FitResult, RestartOutcome
 from ._progress import ProgressBar
@@ -114,6 +114,7 @@ def _grid_for_type(
     reg_covar,
     prefer_nondegenerate,
     progress,
+    mesh,
 ) -> list[tuple[int, FitResult]]:
     """Fit every K of the grid for one covariance type in one program; return each K's
     :class:`FitResult` over its own restarts, trimmed to its K components."""
@@ -139,6 +140,7 @@ def _grid_for_type(
         reg_covar=reg_covar,
         traced=False,
         callback=bar,
+        mesh=mesh,
     )
     if bar is not None:
         bar.close()
@@ -210,14 +212,15 @@ def select(
     sample_weight=None,
     prefer_nondegenerate: bool = True,
     progress: bool = False,
+    devices=None,
 ) -> SelectionResult:
     """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type)
     and rank them by ``criterion`` ("bic", "aic" or "icl"; lower is better).
 
     ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
     float64). The other arguments are as in :class:`GaussianMixture` (``progress`` draws a bar
-    per covariance type on stderr). Returns a :class:`SelectionResult` with the table and the
-    fitted models.
+    per covariance type on stderr; ``devices`` shards the rows). Returns a
+    :class:`SelectionResult` with the table and the fitted models.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
@@ -235,6 +238,7 @@ def select(
     reg_covar = check_float(reg_covar, "reg_covar")
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {INIT_METHODS}, got {init_params!r}")
+    mesh = as_mesh(devices)
     names = _feature_names(X)
     X, dtype = checked_array(X, min_samples=2, wide=True)
     n_samples, n_features = X.shape
@@ -262,6 +266,7 @@ def select(
                 reg_covar=reg_covar,
                 prefer_nondegenerate=prefer_nondegenerate,
                 progress=progress,
+                mesh=mesh,
             ):
                 rows.append(_row(Xd, w, covariance_type, k, result))
                 fits.append(result)

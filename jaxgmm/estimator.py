@@ -134,6 +134,8 @@ class GaussianMixture:
         :class:`jaxgmm.RestartOutcome`); ``False`` keeps the plain highest likelihood.
     progress : bool, default=False
         Draw a progress bar on stderr while fitting.
+    devices : jax.sharding.Mesh or list of devices, optional
+        Shard the data's rows over these devices while fitting (see :func:`jaxgmm.fit`).
 
     Attributes
     ----------
@@ -172,6 +174,7 @@ class GaussianMixture:
         verbose_interval: int = 10,
         prefer_nondegenerate: bool = True,
         progress: bool = False,
+        devices=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -189,6 +192,7 @@ class GaussianMixture:
         self.verbose_interval = verbose_interval
         self.prefer_nondegenerate = prefer_nondegenerate
         self.progress = progress
+        self.devices = devices
 
     # -- scikit-learn plumbing -------------------------------------------------------------
 
@@ -421,6 +425,7 @@ class GaussianMixture:
                 sample_weight=sample_weight,
                 prefer_nondegenerate=self.prefer_nondegenerate,
                 callback=bar,
+                devices=self.devices,
             )
             if bar is not None:
                 bar.close()

@@ -340,6 +340,6 @@ def test_initialisation_in_blocks_equals_one_block(init):
     w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0]))
     kwargs = dict(covariance_type="full", reg_covar=1e-6, sample_weight=w)
     whole = initial_params(jax.random.key(5), X, 4, init, **kwargs)
-    blocked = initial_params(jax.random.key(5), X, 4, init, block_size=37, **kwargs)
+    blocked = initial_params(jax.random.key(5), X, 4, init, blocks=37, **kwargs)
     for a, b in zip(blocked, whole, strict=True):
         assert_close(a, b, 1e-12)
