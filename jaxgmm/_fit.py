@@ -14,6 +14,8 @@ host, so the same pieces run once with a scan of ``max_iter`` iterations.
 
 from __future__ import annotations
 
+import signal
+import threading
 from functools import partial
 from typing import NamedTuple
 
@@ -24,6 +26,7 @@ from jax import Array, lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from . import _checkpoint
 from ._blocks import Blocks, blockwise_sum, default_block_size
 from ._covariance import covariance_unit
 from ._em import block_statistics, finalize
@@ -164,7 +167,7 @@ def _initialize(key, X, sample_weight, reg_covar, layout, **static) -> GMMParams
 def _start(key, X, sample_weight, reg_covar, init_params, layout, **static):
     """Centre the data and initialise every restart's state."""
     n_init = static["n_init"]
-    Xc, centre = _centre(X, sample_weight)
+    Xc, centre = _prepare(X, sample_weight, mesh=static["blocks"].mesh)
     if static["init"] == "given":
         params = init_params._replace(means=init_params.means - centre)
         if params.weights.ndim == 1:
@@ -379,6 +382,66 @@ def shard_rows(X, sample_weight, mesh: Mesh):
     return jax.device_put(X, rows), jax.device_put(w, rows)
 
 
+class _Interruptible:
+    """While active, a first Ctrl-C only asks the host loop to stop after the running chunk of
+    iterations (``requested``); a second one aborts with ``KeyboardInterrupt``."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if self.enabled:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+
+
+def _all_done(state: _State, max_iter: int) -> bool:
+    n_iter = np.asarray(state.n_iter)
+    running = ~(np.asarray(state.converged) | np.asarray(state.failed)) & (n_iter < max_iter)
+    return not running.any()
+
+
+def _iterate_on_host(
+    state, advance, traces, *, max_iter, chunk_iterations, callback, checkpoint, interruptible
+):
+    """Chunks of compiled iterations until every restart is done (or Ctrl-C): returns the
+    state, all traces ``(T, n_init)`` and whether the loop was interrupted."""
+    chunks = [traces]
+    steps = len(traces)
+    done = _all_done(state, max_iter)
+    with _Interruptible(interruptible) as interrupt:
+        while not done and steps < max_iter and not interrupt.requested:
+            state, trace, all_done = advance(state, n_steps=chunk_iterations)
+            chunks.append(np.asarray(trace))
+            steps += chunk_iterations
+            done = bool(all_done)
+            if checkpoint is not None:
+                checkpoint(state, np.concatenate(chunks))
+            if callback is not None:
+                callback(_progress(state, max_iter))
+    interrupted = interrupt.requested and not (done or steps >= max_iter)
+    return state, np.concatenate(chunks), interrupted
+
+
+@partial(jax.jit, static_argnames=("mesh",))
+def _prepare(X, sample_weight, mesh=None):
+    Xc, centre = _centre(X, sample_weight)
+    if mesh is not None:  # keep the centred copy sharded as the data
+        Xc = lax.with_sharding_constraint(Xc, NamedSharding(mesh, P(mesh.axis_names[0])))
+    return Xc, centre
+
+
 def run_restarts(
     key,
     X,
@@ -398,35 +461,67 @@ def run_restarts(
     chunk_iterations=CHUNK_ITERATIONS,
     block_size=None,
     mesh=None,
+    checkpoint=None,
+    interruptible=False,
 ):
     """EM for a batch of restarts on validated data: the engine behind :func:`fit` and
     :func:`jaxgmm.select`. Returns the final state, the lower-bound traces ``(T, n_init)`` (NaN
-    where a restart was not running), the per-restart parameters in the data's frame and the
-    degenerate flags.
+    where a restart was not running), the per-restart parameters in the data's frame, the
+    degenerate flags, and whether a Ctrl-C stopped it early.
 
     Outside transformations the iterations run in compiled chunks of ``chunk_iterations``; after
-    each, ``callback(Progress)`` is called if given, and the loop ends once every restart is done.
-    The chunk length changes nothing in the result; the block size (rows per block of the pass
-    over the data, by default from the shapes) only the rounding."""
+    each, ``callback(Progress)`` is called if given, the ``checkpoint`` file (a path) is
+    rewritten, and the loop ends once every restart is done. An existing checkpoint of the same
+    fit is resumed. The chunk length changes nothing in the result; the block size (rows per
+    block of the pass over the data, by default from the shapes) only the rounding."""
     n_devices = 1 if mesh is None else mesh.size
-    if mesh is not None:
-        X, sample_weight = shard_rows(X, sample_weight, mesh)
     if block_size is None:
         block_size = default_block_size(X.shape[0] // n_devices, n_components, X.shape[1], n_init)
+    print_ = None
+    if checkpoint is not None:
+        print_ = _checkpoint.fingerprint(
+            X,
+            sample_weight,
+            {
+                "key": jax.random.key_data(key),
+                "n_components": n_components,
+                "covariance_type": covariance_type,
+                "n_init": n_init,
+                "init": init,
+                "init_params": []
+                if init_params is None
+                else jax.tree_util.tree_leaves(init_params),
+                "layout": [] if layout is None else list(layout),
+                "tol": float(tol),
+                "reg_covar": float(reg_covar),
+                "block_size": int(block_size),
+                "devices": n_devices,
+            },
+        )
+    if mesh is not None:
+        X, sample_weight = shard_rows(X, sample_weight, mesh)
     blocks = Blocks(int(block_size), mesh)
-    Xc, centre, state = _start(
-        key,
-        X,
-        sample_weight,
-        reg_covar,
-        init_params,
-        layout,
-        n_components=n_components,
-        covariance_type=covariance_type,
-        n_init=n_init,
-        init=init,
-        blocks=blocks,
-    )
+    resumed = None if checkpoint is None else _checkpoint.load(checkpoint, print_, _State)
+    if resumed is None:
+        Xc, centre, state = _start(
+            key,
+            X,
+            sample_weight,
+            reg_covar,
+            init_params,
+            layout,
+            n_components=n_components,
+            covariance_type=covariance_type,
+            n_init=n_init,
+            init=init,
+            blocks=blocks,
+        )
+        traces = np.zeros((0, n_init), X.dtype)
+    else:
+        Xc, centre = _prepare(X, sample_weight, mesh=mesh)
+        state, traces = resumed
+        replicated = None if mesh is None else NamedSharding(mesh, P())
+        state = jax.tree_util.tree_map(lambda a: jax.device_put(a, replicated), state)
     advance = partial(
         _advance,
         blocks=blocks,
@@ -437,23 +532,31 @@ def run_restarts(
         max_iter=max_iter,
         covariance_type=covariance_type,
     )
+    interrupted = False
     if traced:
         state, traces, _ = advance(state, n_steps=max_iter)
     else:
-        chunks, steps, done = [], 0, max_iter == 0
-        while not done and steps < max_iter:
-            state, trace, all_done = advance(state, n_steps=chunk_iterations)
-            chunks.append(np.asarray(trace))
-            steps += chunk_iterations
-            done = bool(all_done)
-            if callback is not None:
-                callback(_progress(state, max_iter))
-        traces = np.concatenate(chunks) if chunks else np.zeros((0, n_init), X.dtype)
+        save = None
+        if checkpoint is not None:
+
+            def save(state, traces):
+                _checkpoint.save(checkpoint, state, traces, print_)
+
+        state, traces, interrupted = _iterate_on_host(
+            state,
+            advance,
+            traces,
+            max_iter=max_iter,
+            chunk_iterations=chunk_iterations,
+            callback=callback,
+            checkpoint=save,
+            interruptible=interruptible,
+        )
         traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
     params, degenerate = _outcome(
         state, Xc, sample_weight, centre, reg_covar, covariance_type=covariance_type
     )
-    return state, traces, params, degenerate
+    return state, traces, params, degenerate, interrupted
 
 
 def fit(
@@ -472,6 +575,7 @@ def fit(
     callback=None,
     block_size: int | None = None,
     devices=None,
+    checkpoint=None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
 
@@ -511,6 +615,14 @@ def fit(
         statistics are added across devices (``psum``), so the result equals one device's up to
         rounding. Several hosts: call ``jax.distributed.initialize()`` first and pass a mesh of
         ``jax.devices()``.
+    checkpoint : path, optional
+        Write every restart's state to this file (atomically) after each compiled chunk of
+        iterations, and resume from it when it exists and was written by the same fit (same
+        data, key and settings; another fit's checkpoint is refused). The resumed fit gives the
+        result an uninterrupted one would.
+
+    A first Ctrl-C during the fit stops it after the running chunk of iterations and returns
+    the best result so far, with ``interrupted`` set; a second one aborts.
 
     Returns
     -------
@@ -540,7 +652,7 @@ def fit(
         dtype=X.dtype,
         n_init=n_init,
     )
-    state, traces, params, degenerate = run_restarts(
+    state, traces, params, degenerate, interrupted = run_restarts(
         key,
         X,
         sample_weight,
@@ -556,6 +668,8 @@ def fit(
         callback=callback,
         block_size=None if block_size is None else check_int(block_size, "block_size", 1),
         mesh=as_mesh(devices),
+        checkpoint=checkpoint,
+        interruptible=not traced,
     )
     best = _choose(
         state.lower_bound, state.failed, degenerate, prefer_nondegenerate=bool(prefer_nondegenerate)
@@ -591,4 +705,5 @@ def fit(
         converged=state.converged[best],
         best_restart=best,
         restarts=restarts,
+        interrupted=jnp.asarray(interrupted),
     )

@@ -92,6 +92,8 @@ class FitResult(NamedTuple):
     best_restart : () int
         Index of the chosen restart in ``restarts``.
     restarts : RestartOutcome
+    interrupted : () bool
+        A Ctrl-C stopped the fit early: the result is the best so far.
     """
 
     params: GMMParams
@@ -101,6 +103,7 @@ class FitResult(NamedTuple):
     converged: Array
     best_restart: Array
     restarts: RestartOutcome
+    interrupted: Array
 
 
 def params_from_covariances(weights, means, covariances, *, covariance_type: str) -> GMMParams:

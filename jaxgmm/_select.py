@@ -126,7 +126,7 @@ def _grid_for_type(
         jax.device_put(restart_ids.astype(np.int32)),
         jax.device_put(n_active.astype(np.int32)),
     )
-    state, traces, params, degenerate = run_restarts(
+    state, traces, params, degenerate, _ = run_restarts(
         key,
         X,
         w,
@@ -191,6 +191,7 @@ def _grid_for_type(
                     converged=outcome.converged[best],
                     best_restart=np.asarray(best),
                     restarts=outcome,
+                    interrupted=np.asarray(False),
                 ),
             )
         )

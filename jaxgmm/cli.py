@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,12 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
         "--init", default="kmeans", choices=("kmeans", "k-means++", "random", "random_from_data")
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if single_k:
+        parser.add_argument(
+            "--checkpoint",
+            metavar="FILE",
+            help="save the fit's state to FILE as it goes, and resume from it if it exists",
+        )
 
 
 def _add_output_options(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -336,6 +343,7 @@ def _summary(model, X, names, source: str, timings: dict) -> dict:
         },
         "n_iter": model.n_iter_,
         "converged": model.converged_,
+        "interrupted": getattr(model, "interrupted_", False),
         "lower_bound": model.lower_bound_,
         "lower_bounds": [float(v) for v in model.lower_bounds_],
         "bic": model.bic(X),
@@ -453,15 +461,20 @@ def run_fit(args) -> int:
         init_params=args.init,
         random_state=args.seed,
         progress=_show_progress(args),
+        checkpoint=args.checkpoint,
     )
     start = time.perf_counter()
-    model.fit(X)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Fit interrupted")  # reported below
+        model.fit(X)
     timings["fitting"] = round(time.perf_counter() - start, 3)
+    if model.interrupted_:
+        _log("interrupted: saving the best result so far (a second Ctrl-C aborts at once)")
     _print_model(model, names)
     print(f"BIC {model.bic(X):.3f}   AIC {model.aic(X):.3f}   ICL {model.icl(X):.3f}")
     written = _save_model_outputs(model, X, names, source, out, timings, not args.no_plots)
     _print_written(written)
-    return 0
+    return EXIT_INTERRUPTED if model.interrupted_ else 0
 
 
 def _selection_outputs(result, X, names, source, out: Path, timings, plots: bool):
@@ -632,6 +645,11 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     _use_compilation_cache()
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"jaxgmm {args.command}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show_warning
     try:
         return args.func(args)
     except (CommandError, DataFileError, ModelFileError, ValueError, TypeError) as error:

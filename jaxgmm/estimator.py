@@ -136,6 +136,9 @@ class GaussianMixture:
         Draw a progress bar on stderr while fitting.
     devices : jax.sharding.Mesh or list of devices, optional
         Shard the data's rows over these devices while fitting (see :func:`jaxgmm.fit`).
+    checkpoint : path, optional
+        Checkpoint file for long fits: written as the fit goes, resumed when it exists (see
+        :func:`jaxgmm.fit`).
 
     Attributes
     ----------
@@ -150,6 +153,8 @@ class GaussianMixture:
         parameters, as NumPy arrays.
     best_restart_ : int
         Index of the chosen restart in ``restarts_``.
+    interrupted_ : bool
+        A Ctrl-C stopped the fit early (see :func:`jaxgmm.fit`); the model is the best so far.
     n_features_in_ : int
     feature_names_in_ : (n_features_in_,) ndarray, only when fitted on a DataFrame with
         string column names.
@@ -175,6 +180,7 @@ class GaussianMixture:
         prefer_nondegenerate: bool = True,
         progress: bool = False,
         devices=None,
+        checkpoint=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -193,6 +199,7 @@ class GaussianMixture:
         self.prefer_nondegenerate = prefer_nondegenerate
         self.progress = progress
         self.devices = devices
+        self.checkpoint = checkpoint
 
     # -- scikit-learn plumbing -------------------------------------------------------------
 
@@ -426,13 +433,20 @@ class GaussianMixture:
                 prefer_nondegenerate=self.prefer_nondegenerate,
                 callback=bar,
                 devices=self.devices,
+                checkpoint=self.checkpoint,
             )
             if bar is not None:
                 bar.close()
             self._set_fitted(result, dtype)
             labels = self._log_resp(X).argmax(axis=1)
         self._report(result)
-        if not self.converged_ and self.max_iter > 0:
+        if self.interrupted_:
+            warnings.warn(
+                "Fit interrupted (Ctrl-C): the parameters are the best reached so far.",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
@@ -497,6 +511,7 @@ class GaussianMixture:
         self.precisions_cholesky_ = host(params.precisions_cholesky)
         self.precisions_ = host(unit.precisions(params.precisions_cholesky))
         self.best_restart_ = int(result.best_restart)
+        self.interrupted_ = bool(result.interrupted)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
         self.lower_bound_ = float(result.lower_bound)
