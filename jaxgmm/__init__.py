@@ -3,7 +3,7 @@
 from ._covariance import COVARIANCE_TYPES
 from ._criteria import n_parameters
 from ._em import component_log_prob, e_step, em_step, log_prob, m_step
-from ._fit import DEGENERATE_RTOL, best_restart, fit, initialize
+from ._fit import DEGENERATE_RTOL, Progress, best_restart, fit, initialize
 from ._init import INIT_METHODS, kmeans_plusplus
 from ._model_file import ModelFileError, load
 from ._params import (
@@ -14,6 +14,7 @@ from ._params import (
     params_from_precisions,
 )
 from ._select import SelectionResult, select
+from ._stream import fit_stream
 from .datasets import lesson_data
 from .estimator import ConvergenceWarning, GaussianMixture, NotFittedError
 
@@ -25,6 +26,7 @@ __all__ = [
     "DEGENERATE_RTOL",
     "INIT_METHODS",
     "ModelFileError",
+    "Progress",
     "NotFittedError",
     "FitResult",
     "GaussianMixture",
@@ -36,6 +38,7 @@ __all__ = [
     "e_step",
     "em_step",
     "fit",
+    "fit_stream",
     "initialize",
     "kmeans_plusplus",
     "lesson_data",

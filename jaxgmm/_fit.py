@@ -186,23 +186,16 @@ def _start(key, X, sample_weight, reg_covar, init_params, layout, **static):
     return Xc, centre, state
 
 
-@partial(jax.jit, static_argnames=("covariance_type", "n_steps", "blocks"))
-def _advance(
-    state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_type, n_steps, blocks
-):
-    """``n_steps`` EM iterations of every active restart; returns the new state, the lower bounds
-    ``(n_steps, n_init)`` (NaN where a restart was not active) and whether all are done.
+def _restarts_statistics(xb, wb, rows, params, unit):
+    """One block's statistics for every restart (leading axis of ``params``)."""
+    return jax.vmap(lambda p: block_statistics(xb, wb, p, unit))(params)
 
-    One iteration is one pass over the data in ``blocks`` (on each device), every restart's
-    statistics accumulated from the same block, then the M-step of each restart."""
-    unit = covariance_unit(covariance_type)
-    mean_weight = 1.0 if sample_weight is None else jnp.mean(sample_weight)
 
-    def restarts_statistics(xb, wb, rows, params):
-        return jax.vmap(lambda p: block_statistics(xb, wb, p, unit))(params)
-
-    def statistics(params):
-        return blockwise_sum(restarts_statistics, X, sample_weight, blocks, params)
+def _update(state: _State, stats, *, unit, tol, reg_covar, max_iter, mean_weight):
+    """The M-step of every active restart from its statistics, and the bookkeeping: a restart
+    whose lower bound or new parameters are not finite is frozen and marked failed; one whose
+    lower bound moved by less than ``tol`` has converged. Returns the new state and this
+    iteration's lower bounds (NaN where a restart was not active)."""
 
     def m_step(stats, params):
         return finalize(
@@ -216,26 +209,49 @@ def _advance(
             previous_weights=params.weights,
         )
 
+    active = _active(state, max_iter)
+    new_params = jax.vmap(m_step)(stats, state.params)
+    lower_bound = stats.log_lik / stats.weight
+    ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
+    keep = active & ok
+    params = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(_per_restart(keep, new), new, old), new_params, state.params
+    )
+    new_state = _State(
+        params=params,
+        lower_bound=jnp.where(active & jnp.isfinite(lower_bound), lower_bound, state.lower_bound),
+        n_iter=state.n_iter + active.astype(jnp.int32),
+        converged=state.converged | (keep & (jnp.abs(lower_bound - state.lower_bound) < tol)),
+        failed=state.failed | (active & ~ok),
+    )
+    return new_state, jnp.where(active, lower_bound, jnp.nan)
+
+
+@partial(jax.jit, static_argnames=("covariance_type", "n_steps", "blocks"))
+def _advance(
+    state, X, sample_weight, tol, reg_covar, max_iter, *, covariance_type, n_steps, blocks
+):
+    """``n_steps`` EM iterations of every active restart; returns the new state, the lower bounds
+    ``(n_steps, n_init)`` (NaN where a restart was not active) and whether all are done.
+
+    One iteration is one pass over the data in ``blocks`` (on each device), every restart's
+    statistics accumulated from the same block, then the M-step of each restart."""
+    unit = covariance_unit(covariance_type)
+    mean_weight = 1.0 if sample_weight is None else jnp.mean(sample_weight)
+
     def iterate(state):
-        active = _active(state, max_iter)
-        stats = statistics(state.params)
-        new_params = jax.vmap(m_step)(stats, state.params)
-        lower_bound = stats.log_lik / stats.weight
-        ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
-        keep = active & ok
-        params = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(_per_restart(keep, new), new, old), new_params, state.params
+        stats = blockwise_sum(
+            partial(_restarts_statistics, unit=unit), X, sample_weight, blocks, state.params
         )
-        new_state = _State(
-            params=params,
-            lower_bound=jnp.where(
-                active & jnp.isfinite(lower_bound), lower_bound, state.lower_bound
-            ),
-            n_iter=state.n_iter + active.astype(jnp.int32),
-            converged=state.converged | (keep & (jnp.abs(lower_bound - state.lower_bound) < tol)),
-            failed=state.failed | (active & ~ok),
+        return _update(
+            state,
+            stats,
+            unit=unit,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            mean_weight=mean_weight,
         )
-        return new_state, jnp.where(active, lower_bound, jnp.nan)
 
     def skip(state):
         return state, jnp.full(state.lower_bound.shape, jnp.nan, state.lower_bound.dtype)
@@ -250,9 +266,17 @@ def _advance(
 @partial(jax.jit, static_argnames=("covariance_type",))
 def _outcome(state, Xc, sample_weight, centre, reg_covar, *, covariance_type):
     """Per-restart parameters in the data's frame, and which restarts are degenerate."""
-    unit = covariance_unit(covariance_type)
     w = jnp.ones(Xc.shape[0], Xc.dtype) if sample_weight is None else sample_weight
     data_var = (w @ jnp.square(Xc - (w @ Xc) / jnp.sum(w))) / jnp.sum(w)
+    return outcome_from_variance(
+        state, data_var, centre, reg_covar, covariance_type=covariance_type
+    )
+
+
+@partial(jax.jit, static_argnames=("covariance_type",))
+def outcome_from_variance(state, data_var, centre, reg_covar, *, covariance_type):
+    """:func:`_outcome` given the data's per-feature variance."""
+    unit = covariance_unit(covariance_type)
 
     def smallest(params):
         empirical = unit.add_to_diagonal(params.covariances, -reg_covar)

@@ -154,3 +154,83 @@ def test_first_ctrl_c_saves_the_best_so_far_and_exits_130(tmp_path):
     assert summary["interrupted"] is True
     assert 0 < summary["n_iter"] < 100000
     assert (out / "model.npz").exists()
+
+
+def _three_clusters(n, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3)) + rng.integers(0, 3, size=(n, 1)) * 2.0
+
+
+def test_streamed_fit_of_a_memmap_equals_the_in_memory_fit(tmp_path, x64):
+    import jax
+    import numpy as np
+    from helpers import assert_close
+
+    import jaxgmm
+
+    X = _three_clusters(5003)
+    np.save(tmp_path / "x.npy", X)
+    data = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for covariance_type in ("full", "spherical"):
+        init = jaxgmm.initialize(jax.random.key(0), X, 3, covariance_type=covariance_type,
+                                 n_init=2, init="random_from_data")
+        kwargs = dict(covariance_type=covariance_type, n_init=2, init=init, tol=0.0,
+                      max_iter=25)
+        memory = jaxgmm.fit(jax.random.key(0), X, 3, **kwargs)
+        streamed = jaxgmm.fit_stream(jax.random.key(0), data, 3, block_size=700, **kwargs)
+        assert_close(streamed.restarts.params.means, memory.restarts.params.means, 1e-10)
+        assert_close(streamed.restarts.params.covariances, memory.restarts.params.covariances,
+                     1e-10)
+        assert_close(streamed.restarts.lower_bounds, memory.restarts.lower_bounds, 1e-12)
+
+
+def test_streamed_fit_of_blocks_from_a_function():
+    import jax
+    import numpy as np
+
+    import jaxgmm
+
+    X = _three_clusters(6000).astype(np.float32)
+    passes = []
+
+    def blocks():
+        passes.append(1)
+        return (X[i : i + 1000] for i in range(0, len(X), 1000))
+
+    result = jaxgmm.fit_stream(jax.random.key(0), blocks, 3, n_init=2, subsample=2000)
+    centres = np.sort(np.asarray(result.params.means)[:, 0])
+    np.testing.assert_allclose(centres, [0.0, 2.0, 4.0], atol=0.15)
+    assert len(passes) == 1 + int(result.restarts.n_iter.max())  # first pass + one per iteration
+
+
+def test_streamed_fit_names_the_first_bad_value():
+    import jax
+    import numpy as np
+    import pytest
+
+    import jaxgmm
+
+    X = _three_clusters(3000).astype(np.float32)
+    X[2500, 1] = np.nan
+    with pytest.raises(ValueError, match=r"row 2500, column 1"):
+        jaxgmm.fit_stream(jax.random.key(0), X, 3, block_size=1000)
+
+
+def test_cli_streams_an_npy_file(tmp_path):
+    import json
+
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", _three_clusters(4000).astype(np.float32))
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxgmm", "fit", str(tmp_path / "x.npy"), "-k", "3", "--stream",
+         "--dtype", "float32", "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=os.environ | {"JAXGMM_CACHE_DIR": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["streamed"] and summary["n_samples"] == 4000
+    assert len((tmp_path / "out" / "labels.csv").read_text().splitlines()) == 4001
