@@ -234,3 +234,50 @@ def test_cli_streams_an_npy_file(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["streamed"] and summary["n_samples"] == 4000
     assert len((tmp_path / "out" / "labels.csv").read_text().splitlines()) == 4001
+
+
+TWO_HOST_WORKER = """
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.config.update("jax_enable_x64", True)
+process, port = int(sys.argv[1]), sys.argv[2]
+jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
+                           process_id=process)
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jaxgmm
+rng = np.random.default_rng(0)
+X = rng.normal(size=(400, 3)) + rng.integers(0, 3, size=(400, 1)) * 2.0
+mesh = Mesh(np.array(jax.devices()), ("data",))
+mine = X[process * 200 : (process + 1) * 200]  # each process reads only its own rows
+rows = jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), mine, X.shape)
+result = jaxgmm.fit(jax.random.key(0), rows, 3, n_init=2, devices=mesh)
+if process == 0:
+    alone = jaxgmm.fit(jax.random.key(0), X, 3, n_init=2)
+    difference = np.max(np.abs(np.asarray(result.params.means) - np.asarray(alone.params.means)))
+    print("processes", jax.process_count(), "devices", len(jax.devices()), "diff", difference)
+"""
+
+
+def test_two_processes_with_jax_distributed(tmp_path):
+    """Two hosts simulated by two processes on this machine (2 CPU devices each, gloo
+    collectives): each reads half the rows; the fit equals one process's on all rows."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    script = tmp_path / "worker.py"
+    script.write_text(TWO_HOST_WORKER)
+    env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    workers = [subprocess.Popen([sys.executable, str(script), str(i), port], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+    words = next(line for line in outputs[0][0].splitlines() if line.startswith("processes"))
+    words = words.split()
+    assert words[:4] == ["processes", "2", "devices", "4"]
+    assert float(words[-1]) < 1e-10
