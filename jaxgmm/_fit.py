@@ -695,6 +695,30 @@ def fit(
         checkpoint=checkpoint,
         interruptible=not traced,
     )
+    return assemble_result(
+        state,
+        traces,
+        params,
+        degenerate,
+        traced=traced,
+        prefer_nondegenerate=prefer_nondegenerate,
+        interrupted=interrupted,
+    )
+
+
+def assemble_result(
+    state,
+    traces,
+    params,
+    degenerate,
+    *,
+    traced: bool,
+    prefer_nondegenerate: bool,
+    interrupted: bool = False,
+) -> FitResult:
+    """The :class:`FitResult` of a finished batch of restarts: the best restart chosen, every
+    restart's outcome kept. Outside transformations the traces (``(T, n_init)``, NumPy) are
+    trimmed per restart, and an error is raised when every restart failed."""
     best = _choose(
         state.lower_bound, state.failed, degenerate, prefer_nondegenerate=bool(prefer_nondegenerate)
     )
@@ -703,10 +727,10 @@ def fit(
         best_trace = all_traces[best]
     else:
         if bool(np.all(np.asarray(state.failed))):
-            raise ValueError(_FAILURE_ADVICE.format(n_init=n_init))
+            raise ValueError(_FAILURE_ADVICE.format(n_init=len(np.asarray(state.failed))))
         # Assembled in NumPy and moved with device_put: traces differ in length from fit to
         # fit, and any JAX op on them (jnp.asarray included) would compile once per length.
-        all_traces = np.ascontiguousarray(traces.T)
+        all_traces = np.ascontiguousarray(np.asarray(traces).T)
         best_index = int(best)
         n_iter = int(np.asarray(state.n_iter)[best_index])
         best_trace = jax.device_put(all_traces[best_index, :n_iter])

@@ -18,17 +18,16 @@ import numpy as np
 from ._blocks import _kahan_add
 from ._covariance import covariance_unit
 from ._fit import (
-    _FAILURE_ADVICE,
     _all_done,
     _progress,
     _restarts_statistics,
     _State,
     _update,
-    best_restart,
+    assemble_result,
     initialize,
     outcome_from_variance,
 )
-from ._params import FitResult, GMMParams, RestartOutcome
+from ._params import FitResult, GMMParams
 from ._validation import check_float, check_int, check_params, float_dtype
 
 DEFAULT_BLOCK_ROWS = 65_536
@@ -258,29 +257,6 @@ def fit_stream(
         reg_covar,
         covariance_type=unit.name,
     )
-    best = int(
-        best_restart(state.lower_bound, state.failed, degenerate, bool(prefer_nondegenerate))
-    )
-    if bool(np.all(np.asarray(state.failed))):
-        raise ValueError(_FAILURE_ADVICE.format(n_init=n_init))
-    all_traces = np.ascontiguousarray(traces.T)
-    n_iter = int(np.asarray(state.n_iter)[best])
-    outcome = RestartOutcome(
-        lower_bound=state.lower_bound,
-        lower_bounds=jax.device_put(all_traces),
-        n_iter=state.n_iter,
-        converged=state.converged,
-        failed=state.failed,
-        degenerate=degenerate,
-        params=params,
-    )
-    return FitResult(
-        params=jax.tree_util.tree_map(lambda a: a[best], params),
-        lower_bound=state.lower_bound[best],
-        lower_bounds=jax.device_put(all_traces[best, :n_iter]),
-        n_iter=state.n_iter[best],
-        converged=state.converged[best],
-        best_restart=jnp.asarray(best),
-        restarts=outcome,
-        interrupted=jnp.asarray(False),
+    return assemble_result(
+        state, traces, params, degenerate, traced=False, prefer_nondegenerate=prefer_nondegenerate
     )
