@@ -5,6 +5,14 @@ Each unit knows, for its own parameter shapes, how to factor a covariance into s
 how to turn weighted scatter statistics into covariances, and how many free parameters it has.
 The EM code is written once against this interface, never as an if-chain over types.
 
+Each unit also has the *expanded* (exponential-family) form of the same quantities: the
+log-density is linear in the features ``(x, q(x))`` with ``q`` the products ``x_i x_j`` (full,
+tied) or squares ``x_i^2`` (diag, spherical), so the E-step is a matrix product of the features
+with natural parameters, and the M-step's statistics are a product of the responsibilities with
+the features; :meth:`scatter_from_moments` turns the raw moments into the scatter around the
+shift. It is faster for small D, and loses digits when a component lies many of its standard
+deviations from the data's centre (see ``fit(statistics=...)``).
+
 Conventions: ``diff`` is ``(K, N, D)``, the data minus a per-component shift; ``wr`` is
 ``(K, N)``, responsibilities times sample weights; ``nk`` is ``(K,)`` and ``delta`` ``(K, D)``
 is the weighted mean of ``diff`` per component (the mean minus the shift).
@@ -13,6 +21,7 @@ is the weighted mean of ``diff`` per component (the mean minus the shift).
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.scipy.linalg import solve_triangular
 
@@ -26,8 +35,10 @@ def _eye_like(a: Array) -> Array:
 
 
 def symmetric(a: Array) -> Array:
-    """The lower triangle mirrored: exactly symmetric, unlike (a + a^T) / 2 once XLA fuses it
-    into multiply-adds."""
+    """The lower triangle mirrored. Exactly symmetric when ``a`` is a buffer already computed;
+    when XLA fuses the computation of ``a`` into both triangles it may round the two copies
+    differently (multiply-adds in one code path, not in the other), which is why fitted
+    covariances are made symmetric once more after the fit (``Full.symmetrize``)."""
     return jnp.tril(a) + jnp.swapaxes(jnp.tril(a, -1), -1, -2)
 
 
@@ -93,6 +104,10 @@ class Full:
         return cov + value * _eye_like(cov)
 
     @staticmethod
+    def symmetrize(cov: Array) -> Array:
+        return symmetric(cov)
+
+    @staticmethod
     def select(mask: Array, if_true: Array, if_false: Array) -> Array:
         return jnp.where(mask[:, None, None], if_true, if_false)
 
@@ -106,6 +121,50 @@ class Full:
         scaled = cov * inv_std[:, None] * inv_std[None, :]
         scaled = scaled + jnp.diag((inv_std == 0).astype(cov.dtype))
         return jnp.linalg.eigvalsh(scaled)[..., 0]
+
+    # -- expanded form --
+
+    @staticmethod
+    def quadratic_features(x: Array) -> Array:
+        """``(B, D(D+1)/2)``: the products ``x_i x_j``, i <= j."""
+        rows, cols = np.triu_indices(x.shape[-1])
+        return x[:, rows] * x[:, cols]
+
+    @staticmethod
+    def _precisions(params) -> Array:
+        u = params.precisions_cholesky
+        return jnp.broadcast_to(u @ jnp.swapaxes(u, -1, -2), (len(params.weights),) + u.shape[-2:])
+
+    @classmethod
+    def natural(cls, params) -> tuple[Array, Array, Array]:
+        """``(W_q (K, F), W_x (K, D), c (K,))`` with ``log N(x | k) = q(x) W_q[k] + x W_x[k] +
+        c[k]`` up to ``-D/2 log(2 pi) + log det``."""
+        prec = cls._precisions(params)
+        rows, cols = np.triu_indices(prec.shape[-1])
+        twice = np.where(rows == cols, 1.0, 2.0).astype(prec.dtype)  # x_i x_j appears twice
+        linear = jnp.einsum("kde,ke->kd", prec, params.means)
+        return (
+            -0.5 * prec[:, rows, cols] * twice,
+            linear,
+            -0.5 * jnp.einsum("kd,kd->k", params.means, linear),
+        )
+
+    @staticmethod
+    def scatter_from_moments(quadratic: Array, first: Array, mass: Array, shift: Array) -> Array:
+        """Scatter around ``shift`` from the raw moments sum r q(x) ``(K, F)``, sum r x
+        ``(K, D)`` and sum r ``(K,)``."""
+        d = shift.shape[-1]
+        rows, cols = np.triu_indices(d)
+        upper = jnp.zeros((quadratic.shape[0], d, d), quadratic.dtype)
+        upper = upper.at[:, rows, cols].set(quadratic)
+        raw = upper + jnp.swapaxes(jnp.triu(upper, 1), -1, -2)
+        cross = first[:, :, None] * shift[:, None, :]
+        return (
+            raw
+            - cross
+            - jnp.swapaxes(cross, -1, -2)
+            + mass[:, None, None] * shift[:, :, None] * shift[:, None, :]
+        )
 
 
 class Tied(Full):
@@ -138,6 +197,10 @@ class Tied(Full):
     @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:
         return data_cov
+
+    @staticmethod
+    def scatter_from_moments(quadratic: Array, first: Array, mass: Array, shift: Array) -> Array:
+        return jnp.sum(Full.scatter_from_moments(quadratic, first, mass, shift), axis=0)
 
 
 class Diag:
@@ -190,6 +253,10 @@ class Diag:
         return cov + value
 
     @staticmethod
+    def symmetrize(cov: Array) -> Array:
+        return cov
+
+    @staticmethod
     def select(mask: Array, if_true: Array, if_false: Array) -> Array:
         return jnp.where(mask.reshape(mask.shape + (1,) * (if_true.ndim - 1)), if_true, if_false)
 
@@ -202,11 +269,31 @@ class Diag:
         inv_std = _inverse_std(data_var)
         return jnp.min(cov * jnp.square(inv_std) + (inv_std == 0), axis=-1)
 
+    # -- expanded form --
+
+    @staticmethod
+    def quadratic_features(x: Array) -> Array:
+        return jnp.square(x)
+
+    @staticmethod
+    def natural(params) -> tuple[Array, Array, Array]:
+        prec = jnp.square(params.precisions_cholesky)
+        prec = jnp.broadcast_to(
+            prec.reshape(prec.shape + (1,) * (2 - prec.ndim)), params.means.shape
+        )
+        linear = prec * params.means
+        return -0.5 * prec, linear, -0.5 * jnp.sum(params.means * linear, axis=-1)
+
+    @staticmethod
+    def scatter_from_moments(quadratic: Array, first: Array, mass: Array, shift: Array) -> Array:
+        return quadratic - 2.0 * shift * first + mass[:, None] * jnp.square(shift)
+
 
 class Spherical(Diag):
     """One variance per component, the same for every feature."""
 
     name = "spherical"
+    # expanded form: the squares x_i^2 as for diag, with one precision broadcast over features
 
     @staticmethod
     def shape(n_components: int, n_features: int) -> tuple[int, ...]:

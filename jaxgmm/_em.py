@@ -155,10 +155,20 @@ def scatter_statistics(X: Array, wr: Array, shift: Array, unit) -> Statistics:
     )
 
 
-def block_statistics(xb: Array, wb: Array, params: GMMParams, unit) -> Statistics:
+def block_statistics(
+    xb: Array, wb: Array, params: GMMParams, unit, expanded: bool = False
+) -> Statistics:
     """E-step and statistics of one block of samples ``xb (B, D)`` with weights ``wb (B,)``
-    (zero for padding rows), around the current means: one pass, the same ``x - mean`` serving
-    the densities and the scatter."""
+    (zero for padding rows), around the current means, in one pass.
+
+    ``expanded=False``: the same ``x - mean`` serves the densities (whitened by the precision
+    factor) and the scatter, exact whatever the geometry. ``expanded=True``: the
+    exponential-family form, two matrix products with the features ``(x, q(x))``; faster for
+    small D, but returns raw moments, whose sum over blocks :func:`centre_statistics` turns into
+    the scatter around the shift, so a component many of its standard deviations away from the
+    data's centre loses digits."""
+    if expanded:  # raw moments: centre_statistics must follow the sum over blocks
+        return _expanded_statistics(xb, wb, params, unit)
     diff = _diff(xb, params.means)
     weighted = (
         _log_gaussian(diff, params.precisions_cholesky, unit) + jnp.log(params.weights)[:, None]
@@ -171,6 +181,40 @@ def block_statistics(xb: Array, wb: Array, params: GMMParams, unit) -> Statistic
         scatter=unit.scatter(diff, wr),
         log_lik=jnp.sum(wb * log_norm),
         weight=jnp.sum(wb),
+    )
+
+
+def _expanded_statistics(xb: Array, wb: Array, params: GMMParams, unit) -> Statistics:
+    """The expanded form's statistics, as *raw* moments (``first`` is sum w r x, ``scatter`` is
+    sum w r q(x)): they add up over blocks like the others, and :func:`centre_statistics` turns
+    their total into statistics around the shift once per pass."""
+    n_components, n_features = params.means.shape
+    quadratic = unit.quadratic_features(xb)
+    w_quadratic, w_linear, constant = unit.natural(params)
+    log_det = jnp.broadcast_to(
+        unit.log_det_factor(params.precisions_cholesky, n_features), (n_components,)
+    )
+    offset = constant + log_det + jnp.log(params.weights) - 0.5 * n_features * _LOG_2PI
+    weighted = quadratic @ w_quadratic.T + xb @ w_linear.T + offset  # (B, K)
+    top = jnp.max(weighted, axis=1, keepdims=True)
+    e = jnp.exp(weighted - top)
+    total = jnp.sum(e, axis=1, keepdims=True)
+    log_norm = top[:, 0] + jnp.log(total[:, 0])
+    wr = e * (wb[:, None] / total)  # (B, K)
+    return Statistics(
+        mass=jnp.sum(wr, axis=0),
+        first=wr.T @ xb,
+        scatter=wr.T @ quadratic,
+        log_lik=jnp.sum(wb * log_norm),
+        weight=jnp.sum(wb),
+    )
+
+
+def centre_statistics(raw: Statistics, shift: Array, unit) -> Statistics:
+    """Statistics around ``shift`` from the expanded form's raw moments (summed over blocks)."""
+    return raw._replace(
+        first=raw.first - raw.mass[:, None] * shift,
+        scatter=unit.scatter_from_moments(raw.scatter, raw.first, raw.mass, shift),
     )
 
 

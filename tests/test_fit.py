@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, assert_close, blobs, starting_params
+from helpers import COVARIANCE_TYPES, assert_close, blobs, relative_error, starting_params
 
 import jaxgmm
 from jaxgmm import reference
@@ -98,11 +98,13 @@ def test_second_fit_with_same_shapes_does_not_compile(caplog):
 # --- numerics far from the origin ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("statistics", ["exact", "expanded"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_float32_offset_1e4(covariance_type):
+def test_float32_offset_1e4(covariance_type, statistics):
     X = lesson32()
-    base = jaxgmm.fit(jax.random.key(0), X, 2, covariance_type=covariance_type)
-    moved = jaxgmm.fit(jax.random.key(0), (X + np.float32(1e4)), 2, covariance_type=covariance_type)
+    kwargs = dict(covariance_type=covariance_type, statistics=statistics)
+    base = jaxgmm.fit(jax.random.key(0), X, 2, **kwargs)
+    moved = jaxgmm.fit(jax.random.key(0), (X + np.float32(1e4)), 2, **kwargs)
     spread = float(np.std(X))
     shifted_back = np.asarray(moved.params.means, np.float64) - 1e4
     assert np.max(np.abs(shifted_back - np.asarray(base.params.means))) < 1e-3 * spread
@@ -343,3 +345,27 @@ def test_initialisation_in_blocks_equals_one_block(init):
     blocked = initial_params(jax.random.key(5), X, 4, init, blocks=37, **kwargs)
     for a, b in zip(blocked, whole, strict=True):
         assert_close(a, b, 1e-12)
+
+
+def test_auto_statistics_keep_float32_accuracy_for_far_tight_clusters():
+    """Means 300 standard deviations from the centre would cost the expanded form ~1e-2; "auto"
+    must see it and stay exact."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 3)) * 300
+    X = centres[rng.integers(0, 4, 4000)] + rng.normal(size=(4000, 3))
+    init = jaxgmm.params_from_covariances(
+        np.full(4, 0.25), centres + 0.5, np.stack([np.eye(3)] * 4), covariance_type="full"
+    )
+    with jax.enable_x64(True):
+        reference64 = jaxgmm.fit(
+            jax.random.key(0), X, 4, init=init, max_iter=10, tol=0.0, statistics="exact"
+        )
+    init32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), init)
+    X32 = X.astype(np.float32)
+    auto = jaxgmm.fit(jax.random.key(0), X32, 4, init=init32, max_iter=10, tol=0.0)
+    expanded = jaxgmm.fit(
+        jax.random.key(0), X32, 4, init=init32, max_iter=10, tol=0.0, statistics="expanded"
+    )
+    assert relative_error(auto.params.covariances, reference64.params.covariances) < 1e-4
+    # and the check is needed: the expanded form alone is far off here
+    assert relative_error(expanded.params.covariances, reference64.params.covariances) > 1e-3

@@ -94,9 +94,10 @@ def test_m_step(covariance_type, weighted, with_previous):
     assert_close(new.precisions_cholesky, to_jax(ref, covariance_type).precisions_cholesky, 1e-9)
 
 
+@pytest.mark.parametrize("statistics", ["exact", "expanded"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_whole_fit_from_same_start(covariance_type, weighted):
+def test_whole_fit_from_same_start(covariance_type, weighted, statistics):
     X, w, p = problem(covariance_type, weighted)
     result = jaxgmm.fit(
         jax.random.key(0),
@@ -107,6 +108,7 @@ def test_whole_fit_from_same_start(covariance_type, weighted):
         tol=0.0,
         init=to_jax(p, covariance_type),
         sample_weight=w,
+        statistics=statistics,
     )
     ref, ref_bounds, ref_n_iter, ref_converged = reference.fit(
         X, p, covariance_type, max_iter=25, tol=0.0, sample_weight=w
