@@ -32,6 +32,7 @@ from ._covariance import covariance_unit, symmetric
 from ._params import GMMParams
 
 _LOG_2PI = math.log(2.0 * math.pi)
+_JOIN_FEATURES = 32
 
 
 def _tiny(dtype) -> float:
@@ -195,16 +196,28 @@ def _expanded_statistics(xb: Array, wb: Array, params: GMMParams, unit) -> Stati
         unit.log_det_factor(params.precisions_cholesky, n_features), (n_components,)
     )
     offset = constant + log_det + jnp.log(params.weights) - 0.5 * n_features * _LOG_2PI
-    weighted = quadratic @ w_quadratic.T + xb @ w_linear.T + offset  # (B, K)
+    # Many quadratic features: one matrix product per step on (x, q(x)) (2.4x faster for D=16,
+    # full); few: two products, which spare the copy that joining them costs (bench notes).
+    joined = quadratic.shape[1] >= _JOIN_FEATURES
+    if joined:
+        features = jnp.concatenate([xb, quadratic], axis=1)
+        weighted = features @ jnp.concatenate([w_linear, w_quadratic], axis=1).T + offset
+    else:
+        weighted = quadratic @ w_quadratic.T + xb @ w_linear.T + offset  # (B, K)
     top = jnp.max(weighted, axis=1, keepdims=True)
     e = jnp.exp(weighted - top)
     total = jnp.sum(e, axis=1, keepdims=True)
     log_norm = top[:, 0] + jnp.log(total[:, 0])
     wr = e * (wb[:, None] / total)  # (B, K)
+    if joined:
+        moments = wr.T @ features
+        first, scatter = moments[:, :n_features], moments[:, n_features:]
+    else:
+        first, scatter = wr.T @ xb, wr.T @ quadratic
     return Statistics(
         mass=jnp.sum(wr, axis=0),
-        first=wr.T @ xb,
-        scatter=wr.T @ quadratic,
+        first=first,
+        scatter=scatter,
         log_lik=jnp.sum(wb * log_norm),
         weight=jnp.sum(wb),
     )
