@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+from jax import Array, lax
 from jax.scipy.special import logsumexp
 
-from ._blocks import blockwise_sum
+from ._blocks import blockwise_sum, default_block_size
 from ._covariance import covariance_unit, symmetric
 from ._params import GMMParams
 
@@ -58,6 +58,22 @@ def _diff(X: Array, centres: Array) -> Array:
     return X[None, :, :] - centres[:, None, :]
 
 
+def _by_rows(fn, X: Array, n_components: int):
+    """``fn`` (of one sample ``(D,)``) over the rows of ``X``, vectorised in blocks of rows, so
+    that the ``(K, block, D)`` differences from the means never grow to ``(K, N, D)``."""
+    n_samples, n_features = X.shape
+    return lax.map(fn, X, batch_size=default_block_size(n_samples, n_components, n_features))
+
+
+def _row_log_density(x: Array, params: GMMParams, unit) -> Array:
+    """``log N(x | mean_k, covariance_k)`` of one sample ``x (D,)``, ``(K,)``."""
+    return _log_gaussian(_diff(x[None, :], params.means), params.precisions_cholesky, unit)[:, 0]
+
+
+def _weighted_log_prob(x: Array, params: GMMParams, unit) -> Array:
+    return _row_log_density(x, params, unit) + jnp.log(params.weights)
+
+
 @partial(jax.jit, static_argnames=("covariance_type",))
 def component_log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> Array:
     """Log density of every sample under every component, without the mixture weights.
@@ -73,14 +89,16 @@ def component_log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> 
     (N, K) array: ``log N(x_n | mean_k, covariance_k)``.
     """
     unit = covariance_unit(covariance_type)
-    return _log_gaussian(_diff(X, params.means), params.precisions_cholesky, unit).T
+    return _by_rows(lambda x: _row_log_density(x, params, unit), X, params.means.shape[0])
 
 
 @partial(jax.jit, static_argnames=("covariance_type",))
 def log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> Array:
     """Log density of the mixture at each sample, ``(N,)``."""
-    weighted = component_log_prob(X, params, covariance_type=covariance_type)
-    return logsumexp(weighted + jnp.log(params.weights), axis=1)
+    unit = covariance_unit(covariance_type)
+    return _by_rows(
+        lambda x: logsumexp(_weighted_log_prob(x, params, unit)), X, params.means.shape[0]
+    )
 
 
 @partial(jax.jit, static_argnames=("covariance_type",))
@@ -105,10 +123,15 @@ def e_step(
         (Weighted) mean over samples of the log-likelihood, computed with ``logsumexp`` before
         normalising.
     """
-    weighted = component_log_prob(X, params, covariance_type=covariance_type)
-    weighted = weighted + jnp.log(params.weights)
-    log_norm = logsumexp(weighted, axis=1)
-    return weighted - log_norm[:, None], _weighted_mean(log_norm, sample_weight)
+    unit = covariance_unit(covariance_type)
+
+    def row(x):
+        weighted = _weighted_log_prob(x, params, unit)
+        log_norm = logsumexp(weighted)
+        return weighted - log_norm, log_norm
+
+    log_resp, log_norm = _by_rows(row, X, params.means.shape[0])
+    return log_resp, _weighted_mean(log_norm, sample_weight)
 
 
 def _pooled(X: Array, sample_weight, unit, n_components: int, reg_covar, blocks):

@@ -25,6 +25,12 @@ def to_device(value, dtype) -> jax.Array:
     return jax.device_put(np.asarray(value, dtype=dtype))
 
 
+@jax.jit
+def _all_finite(X: jax.Array) -> jax.Array:
+    # jitted, so that the check reads X without an (N, D) temporary (eagerly it holds one)
+    return jnp.all(jnp.isfinite(X))
+
+
 def x64_enabled() -> bool:
     return bool(jax.config.jax_enable_x64)
 
@@ -109,7 +115,7 @@ def checked_array(X, name: str = "X", *, min_samples: int = 2, wide: bool = Fals
             f"at least {min_samples} {'is' if min_samples == 1 else 'are'} needed"
         )
     if isinstance(X, jax.Array):
-        if not bool(jnp.all(jnp.isfinite(X))):
+        if not bool(_all_finite(X)):
             _first_non_finite(np.asarray(X), name)
         return X, dtype
     X = X.astype(dtype, copy=False)

@@ -8,13 +8,23 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
+import jaxgmm
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_python(code: str, devices: int = 4, timeout: int = 600) -> str:
     env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -93,16 +103,23 @@ def test_killed_fit_resumes_from_its_checkpoint(tmp_path):
     victim.wait()
     assert 30 <= steps < 300, steps
     assert not (tmp_path / "killed.npy").exists()
-    resumed = subprocess.run([*run, str(tmp_path / "resumed.npy")], cwd=ROOT,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*run, str(tmp_path / "resumed.npy")], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     chunks_after_resume = int(resumed.stdout.split()[0])
     assert chunks_after_resume <= (300 - steps) // 10 + 1  # it continued, it did not restart
-    fresh = subprocess.run([sys.executable, str(script), "-", str(tmp_path / "fresh.npy")],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    fresh = subprocess.run(
+        [sys.executable, str(script), "-", str(tmp_path / "fresh.npy")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert fresh.returncode == 0, fresh.stderr
-    np.testing.assert_allclose(np.load(tmp_path / "resumed.npy"), np.load(tmp_path / "fresh.npy"),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "resumed.npy"), np.load(tmp_path / "fresh.npy"), rtol=0, atol=1e-12
+    )
 
 
 def test_checkpoint_of_another_fit_is_refused(tmp_path):
@@ -136,10 +153,32 @@ def test_first_ctrl_c_saves_the_best_so_far_and_exits_130(tmp_path):
     out = tmp_path / "out"
     env = os.environ | {"JAXGMM_CACHE_DIR": ""}
     cli = subprocess.Popen(
-        [sys.executable, "-m", "jaxgmm", "fit", str(data), "-k", "5", "--max-iter", "100000",
-         "--tol", "0", "--init", "random", "--n-init", "2", "--progress", "--no-plots",
-         "--out", str(out)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "jaxgmm",
+            "fit",
+            str(data),
+            "-k",
+            "5",
+            "--max-iter",
+            "100000",
+            "--tol",
+            "0",
+            "--init",
+            "random",
+            "--n-init",
+            "2",
+            "--progress",
+            "--no-plots",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     # wait until a first chunk of iterations has been reported, then press Ctrl-C once
     seen = ""
@@ -174,15 +213,21 @@ def test_streamed_fit_of_a_memmap_equals_the_in_memory_fit(tmp_path, x64):
     np.save(tmp_path / "x.npy", X)
     data = np.load(tmp_path / "x.npy", mmap_mode="r")
     for covariance_type in ("full", "spherical"):
-        init = jaxgmm.initialize(jax.random.key(0), X, 3, covariance_type=covariance_type,
-                                 n_init=2, init="random_from_data")
-        kwargs = dict(covariance_type=covariance_type, n_init=2, init=init, tol=0.0,
-                      max_iter=25)
+        init = jaxgmm.initialize(
+            jax.random.key(0),
+            X,
+            3,
+            covariance_type=covariance_type,
+            n_init=2,
+            init="random_from_data",
+        )
+        kwargs = dict(covariance_type=covariance_type, n_init=2, init=init, tol=0.0, max_iter=25)
         memory = jaxgmm.fit(jax.random.key(0), X, 3, **kwargs)
         streamed = jaxgmm.fit_stream(jax.random.key(0), data, 3, block_size=700, **kwargs)
         assert_close(streamed.restarts.params.means, memory.restarts.params.means, 1e-10)
-        assert_close(streamed.restarts.params.covariances, memory.restarts.params.covariances,
-                     1e-10)
+        assert_close(
+            streamed.restarts.params.covariances, memory.restarts.params.covariances, 1e-10
+        )
         assert_close(streamed.restarts.lower_bounds, memory.restarts.lower_bounds, 1e-12)
 
 
@@ -225,9 +270,24 @@ def test_cli_streams_an_npy_file(tmp_path):
 
     np.save(tmp_path / "x.npy", _three_clusters(4000).astype(np.float32))
     result = subprocess.run(
-        [sys.executable, "-m", "jaxgmm", "fit", str(tmp_path / "x.npy"), "-k", "3", "--stream",
-         "--dtype", "float32", "--out", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "jaxgmm",
+            "fit",
+            str(tmp_path / "x.npy"),
+            "-k",
+            "3",
+            "--stream",
+            "--dtype",
+            "float32",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=os.environ | {"JAXGMM_CACHE_DIR": ""},
     )
     assert result.returncode == 0, result.stderr
@@ -273,9 +333,17 @@ def test_two_processes_with_jax_distributed(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(TWO_HOST_WORKER)
     env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    workers = [subprocess.Popen([sys.executable, str(script), str(i), port], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), port],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [w.communicate(timeout=300) for w in workers]
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-3000:]
@@ -283,3 +351,75 @@ def test_two_processes_with_jax_distributed(tmp_path):
     words = words.split()
     assert words[:4] == ["processes", "2", "devices", "4"]
     assert float(words[-1]) < 1e-10
+
+
+# --- memory: no array of N x K x D, and one copy of X at most ----------------------------------
+
+
+def _temp_bytes(lowered) -> int:
+    return lowered.compile().memory_analysis().temp_size_in_bytes
+
+
+def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
+    """Compiled memory of the programs behind fit, at N = 2,000,000, D = 16, K = 64 (float32): the
+    centred copy of X is the only array of X's size; everything else is O(block x K x D)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxgmm import _fit
+    from jaxgmm._blocks import Blocks, default_block_size
+
+    n, d, k = 2_000_000, 16, 64
+    x_bytes = n * d * 4
+    X = jax.ShapeDtypeStruct((n, d), jnp.float32)
+    block = default_block_size(n, k, d)
+    small = 8 * block * k * d * 4  # a few (K, block, D) intermediates
+    assert small < x_bytes / 4
+    params = jaxgmm.params_from_covariances(
+        np.full(k, 1 / k, np.float32),
+        np.zeros((k, d), np.float32),
+        np.stack([np.eye(d, dtype=np.float32)] * k),
+        covariance_type="full",
+    )
+    static = dict(
+        n_components=k, covariance_type="full", n_init=1, init="given", blocks=Blocks(block)
+    )
+    start = _fit._start.lower(jax.random.key(0), X, None, 1e-6, params, None, **static)
+    assert _temp_bytes(start) < small
+    state = jax.eval_shape(
+        lambda X: _fit._start(jax.random.key(0), X, None, 1e-6, params, None, **static)[2], X
+    )
+    for expanded in (False, True):
+        advance = _fit._advance.lower(
+            state,
+            X,
+            None,
+            0.0,
+            1e-6,
+            10,
+            covariance_type="full",
+            n_steps=10,
+            blocks=Blocks(block),
+            expanded=expanded,
+        )
+        assert _temp_bytes(advance) < small, expanded
+    outcome = _fit._outcome.lower(state, X, None, jnp.zeros(d), 1e-6, covariance_type="full")
+    assert _temp_bytes(outcome) < small
+
+
+def test_densities_of_many_samples_are_computed_in_blocks():
+    import jax
+    import jax.numpy as jnp
+
+    n, d, k = 2_000_000, 16, 64
+    X = jax.ShapeDtypeStruct((n, d), jnp.float32)
+    params = jaxgmm.params_from_covariances(
+        np.full(k, 1 / k, np.float32),
+        np.zeros((k, d), np.float32),
+        np.stack([np.eye(d, dtype=np.float32)] * k),
+        covariance_type="full",
+    )
+    output = n * k * 4
+    for function in (jaxgmm.log_prob, jaxgmm.component_log_prob, jaxgmm.e_step):
+        temp = _temp_bytes(function.lower(X, params, covariance_type="full"))
+        assert temp < 2 * output, function.__name__  # not the (K, N, D) differences: 16 x output
