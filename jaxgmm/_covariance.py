@@ -116,6 +116,11 @@ class Full:
         return jnp.broadcast_to(data_cov, (n_components, *data_cov.shape))
 
     @staticmethod
+    def feature_variances(cov: Array) -> Array:
+        """Each component's variance of each feature, broadcastable to the means' ``(K, D)``."""
+        return jnp.diagonal(cov, axis1=-2, axis2=-1)
+
+    @staticmethod
     def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
         inv_std = _inverse_std(data_var)
         scaled = cov * inv_std[:, None] * inv_std[None, :]
@@ -265,6 +270,10 @@ class Diag:
         return jnp.broadcast_to(jnp.diagonal(data_cov), (n_components, data_cov.shape[0]))
 
     @staticmethod
+    def feature_variances(cov: Array) -> Array:
+        return cov
+
+    @staticmethod
     def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
         inv_std = _inverse_std(data_var)
         return jnp.min(cov * jnp.square(inv_std) + (inv_std == 0), axis=-1)
@@ -318,6 +327,10 @@ class Spherical(Diag):
     @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:
         return jnp.broadcast_to(jnp.mean(jnp.diagonal(data_cov)), (n_components,))
+
+    @staticmethod
+    def feature_variances(cov: Array) -> Array:
+        return cov[:, None]
 
     @staticmethod
     def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:

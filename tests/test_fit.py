@@ -369,3 +369,34 @@ def test_auto_statistics_keep_float32_accuracy_for_far_tight_clusters():
     assert relative_error(auto.params.covariances, reference64.params.covariances) < 1e-4
     # and the check is needed: the expanded form alone is far off here
     assert relative_error(expanded.params.covariances, reference64.params.covariances) > 1e-3
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_expanded_error_estimate_is_the_largest_standardised_mean(covariance_type):
+    """The estimate behind statistics="auto": max over restarts, active components and features
+    of mean^2 / variance (data centred); a switched-off component (weight 0) does not count."""
+    from jaxgmm._fit import _standardized_means
+
+    rng = np.random.default_rng(3)
+    n_init, k, d = 2, 3, 4
+    covariances = np.stack(
+        [[np.cov(rng.normal(size=(5 * d, d)), rowvar=False) for _ in range(k)]] * n_init
+    )
+    means = rng.normal(size=(n_init, k, d)) * 5
+    weights = np.full((n_init, k), 1.0 / k)
+    weights[1, 2] = 0.0
+    means[1, 2] = 1e3  # off: must be ignored
+    variances = np.diagonal(covariances, axis1=-2, axis2=-1)
+    if covariance_type == "tied":
+        covariances, variances = covariances[:, 0], variances[:, :1]
+    elif covariance_type == "diag":
+        covariances = variances
+    elif covariance_type == "spherical":
+        covariances = variances.mean(axis=-1)
+        variances = covariances[..., None]
+    params = jax.vmap(
+        lambda w, m, c: jaxgmm.params_from_covariances(w, m, c, covariance_type=covariance_type)
+    )(*(jnp.asarray(a, jnp.float32) for a in (weights, means, covariances)))
+    z2 = np.square(means) / variances
+    expected = max(z2[0].max(), z2[1, :2].max())
+    assert float(_standardized_means(params, covariance_type)) == pytest.approx(expected, rel=1e-5)
