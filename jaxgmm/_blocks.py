@@ -15,6 +15,7 @@ the data.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -23,10 +24,14 @@ from jax import Array, lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-# Rows per block: the (restarts, K, block, D) intermediates near a target size, within bounds.
-# On the CPU (2 cores, bench notes) 512 to 2048 rows ran fastest for every workload: the
-# intermediates stay in cache. A GPU wants far more work per step.
+# Rows per block: the per-row intermediates times the rows near a target size, within bounds.
+# Exact statistics hold (restarts, K, block, D) differences: on the CPU (2 cores, bench notes)
+# 512 to 2048 rows ran fastest for every workload, the intermediates staying in cache. Expanded
+# ones hold only a row's features (x, q(x)) and the restarts' K log-densities: there blocks of
+# 4,096 rows (D = 8, 32 restarts) to 131,072 (D = 2) ran fastest, 1.1-1.5x faster than 4,096 at
+# most. A GPU wants far more work per step.
 _BLOCKS = {"cpu": (1 << 19, 512, 4096), "gpu": (1 << 26, 4096, 1 << 20)}
+_EXPANDED_BLOCKS = {"cpu": (1 << 20, 512, 1 << 17), "gpu": (1 << 26, 4096, 1 << 20)}
 
 
 def default_block_size(
@@ -35,13 +40,22 @@ def default_block_size(
     n_features: int,
     n_batch: int = 1,
     platform: str | None = None,
+    expanded_width: int = 0,
 ) -> int:
-    """Rows per block for these shapes on this platform (all the rows when they are fewer)."""
+    """Rows per block for these shapes on this platform (all the rows when they are fewer).
+
+    ``expanded_width``: for the expanded statistics, the width of a row's features
+    ``(x, q(x))``; 0 for the exact ones."""
     platform = platform or jax.default_backend()
-    target, smallest, largest = _BLOCKS.get(platform, _BLOCKS["gpu"])
-    per_row = max(n_batch * n_components * max(n_features, 4), 1)
-    block = min(max(target // per_row, smallest), largest)
-    return int(min(block, n_samples))
+    if expanded_width:
+        target, smallest, largest = _EXPANDED_BLOCKS.get(platform, _EXPANDED_BLOCKS["gpu"])
+        per_row = expanded_width + n_batch * n_components
+    else:
+        target, smallest, largest = _BLOCKS.get(platform, _BLOCKS["gpu"])
+        per_row = max(n_batch * n_components * max(n_features, 4), 1)
+    # a power of two: a block of 104,857 rows ran 1.8x slower than one of 131,072 (bench notes)
+    block = 1 << max(round(math.log2(target / per_row)), 0)
+    return int(min(max(block, smallest), largest, n_samples))
 
 
 class Blocks(NamedTuple):

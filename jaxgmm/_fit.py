@@ -514,6 +514,13 @@ def _standardized_means(params, covariance_type):
     return jnp.max(jnp.where(params.weights[..., None] > 0, z2, 0.0))
 
 
+def _expanded_width(covariance_type: str, n_features: int) -> int:
+    """Width of a row's features ``(x, q(x))`` in the expanded statistics."""
+    row = jax.ShapeDtypeStruct((1, n_features), jnp.float32)
+    quadratic = jax.eval_shape(covariance_unit(covariance_type).quadratic_features, row)
+    return n_features + quadratic.shape[-1]
+
+
 def _expanded_is_accurate(state, covariance_type: str) -> bool:
     n_features = state.params.means.shape[-1]
     if covariance_type in ("full", "tied") and n_features > EXPANDED_MAX_FEATURES:
@@ -556,8 +563,18 @@ def run_restarts(
     fit is resumed. The chunk length changes nothing in the result; the block size (rows per
     block of the pass over the data, by default from the shapes) only the rounding."""
     n_devices = 1 if mesh is None else mesh.size
+    rows = X.shape[0] // n_devices
+    # a given block size serves both forms; by default the expanded one reads longer blocks
+    expanded_block_size = block_size
     if block_size is None:
-        block_size = default_block_size(X.shape[0] // n_devices, n_components, X.shape[1], n_init)
+        block_size = default_block_size(rows, n_components, X.shape[1], n_init)
+        expanded_block_size = default_block_size(
+            rows,
+            n_components,
+            X.shape[1],
+            n_init,
+            expanded_width=_expanded_width(covariance_type, X.shape[1]),
+        )
     print_ = None
     if checkpoint is not None:
         print_ = _checkpoint.fingerprint(
@@ -582,6 +599,7 @@ def run_restarts(
     if mesh is not None:
         X, sample_weight = shard_rows(X, sample_weight, mesh)
     blocks = Blocks(int(block_size), mesh)
+    expanded_blocks = Blocks(int(expanded_block_size), mesh)
     resumed = None if checkpoint is None else _checkpoint.load(checkpoint, print_, _State)
     if resumed is None:
         Xc, centre, state = _start(
@@ -617,7 +635,7 @@ def run_restarts(
             max_iter=max_iter,
             covariance_type=covariance_type,
             n_steps=n_steps,
-            blocks=blocks,
+            blocks=expanded_blocks if expanded else blocks,
             expanded=expanded,
         )
 
