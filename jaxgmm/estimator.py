@@ -12,6 +12,7 @@ setting, so nothing is ever silently cut to float32.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import numbers
@@ -135,7 +136,8 @@ class GaussianMixture:
     progress : bool, default=False
         Draw a progress bar on stderr while fitting.
     devices : jax.sharding.Mesh or list of devices, optional
-        Shard the data's rows over these devices while fitting (see :func:`jaxgmm.fit`).
+        Shard the data's rows over these devices while fitting (see :func:`jaxgmm.fit`). A
+        clone shares them; a pickled estimator leaves them out.
     checkpoint : path, optional
         Checkpoint file for long fits: written as the fit goes, resumed when it exists (see
         :func:`jaxgmm.fit`).
@@ -221,6 +223,20 @@ class GaussianMixture:
                 )
             setattr(self, name, value)
         return self
+
+    def __sklearn_clone__(self):
+        # scikit-learn's clone deep-copies every parameter, and JAX devices cannot be copied;
+        # they are handles of this process, so a clone shares them.
+        params = {
+            name: value if name == "devices" else copy.deepcopy(value)
+            for name, value in self.get_params().items()
+        }
+        return type(self)(**params)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Devices do not pickle and would mean nothing in another process: an unpickled model
+        # fits on the default devices.
+        return {**self.__dict__, "devices": None}
 
     def __repr__(self) -> str:
         defaults = {

@@ -162,6 +162,20 @@ def test_pipeline_grid_search_clone_and_pickle():
     assert clone(gm).get_params() == gm.get_params()
 
 
+def test_an_estimator_with_devices_clones_and_pickles():
+    # Devices are handles of this process: a clone shares them, a pickle leaves them out (an
+    # unpickled model fits on the default devices); neither may fail (JAX devices do not pickle).
+    devices = jax.devices()
+    gm = GaussianMixture(2, random_state=0, devices=devices)
+    assert clone(gm).devices is devices
+    gm.fit(LESSON)
+    again = pickle.loads(pickle.dumps(gm))
+    assert again.devices is None
+    np.testing.assert_array_equal(again.predict_proba(LESSON), gm.predict_proba(LESSON))
+    mesh = jax.make_mesh((1,), ("rows",))
+    assert clone(GaussianMixture(2, devices=mesh)).devices is mesh
+
+
 # --- bad input: one test per case, each asserting its message ---------------------------
 
 
