@@ -69,6 +69,20 @@ class Blocks(NamedTuple):
     def axis(self) -> str | None:
         return None if self.mesh is None else self.mesh.axis_names[0]
 
+    @property
+    def lapack(self) -> bool:
+        """Whether the program may call LAPACK kernels: not when this process runs it on several
+        CPU devices at once, where they can hang (see ``jaxgmm._covariance``)."""
+        if self.mesh is None:
+            return True
+        local = self.mesh.local_devices
+        return len(local) < 2 or local[0].platform != "cpu"
+
+
+def as_blocks(blocks: Blocks | int) -> Blocks:
+    """A :class:`Blocks` from itself or a block size."""
+    return blocks if isinstance(blocks, Blocks) else Blocks(int(blocks))
+
 
 def _kahan_add(carry, value):
     total, compensation = carry
@@ -88,8 +102,7 @@ def blockwise_sum(fn, X: Array, sample_weight: Array | None, blocks: Blocks | in
     besides the data go in ``operands`` (not in a closure): with a mesh they enter every device
     whole.
     """
-    if not isinstance(blocks, Blocks):
-        blocks = Blocks(int(blocks))
+    blocks = as_blocks(blocks)
     if blocks.mesh is None:
         return _local_sum(fn, X, sample_weight, blocks.size, 0, operands)
     axis = blocks.axis

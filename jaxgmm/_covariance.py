@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
+from jax import Array, lax
 from jax.scipy.linalg import solve_triangular
 
 
@@ -341,11 +341,68 @@ class Spherical(Diag):
 COVARIANCE_TYPES = {unit.name: unit for unit in (Full, Tied, Diag, Spherical)}
 
 
-def covariance_unit(covariance_type: str):
-    """The unit for a covariance type name, with a clear error for an unknown one."""
+# -- factorisations without LAPACK --
+#
+# jaxlib's batched LAPACK kernels on CPU (potrf, trsm, ...) split their batch over XLA's
+# intra-op thread pool and block until it is done. When one process runs a sharded program on
+# several CPU devices, each device's program can sit in such a kernel on a pool thread at once;
+# with as many devices as cores no thread is left to do the split work and the fit hangs (seen
+# with jaxlib 0.10.2 from D = 32 on 2 cores). Such programs factor with these loops instead:
+# plain XLA operations, D steps each, negligible beside a pass over the data.
+
+
+def _cholesky_by_columns(a: Array) -> Array:
+    """Lower Cholesky factor of ``(..., D, D)`` matrices, one column per loop step; NaN where a
+    matrix is not positive definite (as ``jnp.linalg.cholesky``)."""
+    rows = jnp.arange(a.shape[-1])
+
+    def column(j, lower):
+        # columns >= j of `lower` are still zero, so the product sums over k < j only
+        v = a[..., :, j] - jnp.einsum("...ik,...k->...i", lower, lower[..., j, :])
+        pivot = jnp.sqrt(v[..., j])[..., None]
+        return lower.at[..., :, j].set(jnp.where(rows >= j, v / pivot, 0.0))
+
+    return lax.fori_loop(0, a.shape[-1], column, jnp.zeros_like(a))
+
+
+def _lower_inverse_by_rows(lower: Array) -> Array:
+    """Inverse of lower-triangular ``(..., D, D)`` matrices by forward substitution."""
+    eye = jnp.eye(lower.shape[-1], dtype=lower.dtype)
+
+    def row(i, inverse):
+        # rows >= i of `inverse` are still zero, so the product sums over k < i only
+        rest = jnp.einsum("...k,...kj->...j", lower[..., i, :], inverse)
+        return inverse.at[..., i, :].set((eye[i] - rest) / lower[..., i, i][..., None])
+
+    return lax.fori_loop(0, lower.shape[-1], row, jnp.zeros_like(lower))
+
+
+class _FactorByLoops:
+    """Mixin: :meth:`factor` without LAPACK calls (see above)."""
+
+    @staticmethod
+    def factor(cov: Array) -> Array:
+        return jnp.swapaxes(_lower_inverse_by_rows(_cholesky_by_columns(cov)), -1, -2)
+
+
+class FullByLoops(_FactorByLoops, Full):
+    pass
+
+
+class TiedByLoops(_FactorByLoops, Tied):
+    pass
+
+
+_BY_LOOPS = {Full: FullByLoops, Tied: TiedByLoops}
+
+
+def covariance_unit(covariance_type: str, *, lapack: bool = True):
+    """The unit for a covariance type name, with a clear error for an unknown one. With
+    ``lapack=False``, one whose M-step factorisation calls no LAPACK kernel (see above)."""
     try:
-        return COVARIANCE_TYPES[covariance_type]
+        unit = COVARIANCE_TYPES[covariance_type]
     except (KeyError, TypeError):
         raise ValueError(
             f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}"
         ) from None
+    return unit if lapack else _BY_LOOPS.get(unit, unit)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax import Array, lax
 from jax.scipy.special import logsumexp
 
-from ._blocks import blockwise_sum, default_block_size
+from ._blocks import as_blocks, blockwise_sum, default_block_size
 from ._covariance import covariance_unit, symmetric
 from ._params import GMMParams
 
@@ -302,7 +302,8 @@ def maximize(
     """The M-step, reading the data in blocks: ``weighted_resp(xb, wb, rows, *resp_operands)``
     gives the responsibilities of a block's rows times their sample weights, ``(K, B)``. See
     :func:`m_step` for the rest."""
-    unit = covariance_unit(covariance_type)
+    blocks = as_blocks(blocks)
+    unit = covariance_unit(covariance_type, lapack=blocks.lapack)
     if previous is None:
 
         def mass_and_sums(xb, wb, rows, *ops):

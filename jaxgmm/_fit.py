@@ -246,7 +246,7 @@ def _advance(
 
     One iteration is one pass over the data in ``blocks`` (on each device), every restart's
     statistics accumulated from the same block, then the M-step of each restart."""
-    unit = covariance_unit(covariance_type)
+    unit = covariance_unit(covariance_type, lapack=blocks.lapack)
     mean_weight = 1.0 if sample_weight is None else jnp.mean(sample_weight)
 
     def iterate(state):
@@ -279,21 +279,19 @@ def _advance(
     return state, trace, ~jnp.any(_active(state, max_iter))
 
 
-@partial(jax.jit, static_argnames=("covariance_type",))
-def _outcome(state, Xc, sample_weight, centre, reg_covar, *, covariance_type):
-    """Per-restart parameters in the data's frame, and which restarts are degenerate."""
+@jax.jit
+def _data_variance(Xc, sample_weight):
+    """The (weighted) variance of each feature."""
     w = jnp.ones(Xc.shape[0], Xc.dtype) if sample_weight is None else sample_weight
     mean = (w @ Xc) / jnp.sum(w)
     # a fused reduction, not a matrix product: that would hold (X - mean)^2, a copy of X
-    data_var = jnp.sum(w[:, None] * jnp.square(Xc - mean), axis=0) / jnp.sum(w)
-    return outcome_from_variance(
-        state, data_var, centre, reg_covar, covariance_type=covariance_type
-    )
+    return jnp.sum(w[:, None] * jnp.square(Xc - mean), axis=0) / jnp.sum(w)
 
 
 @partial(jax.jit, static_argnames=("covariance_type",))
 def outcome_from_variance(state, data_var, centre, reg_covar, *, covariance_type):
-    """:func:`_outcome` given the data's per-feature variance."""
+    """Per-restart parameters in the data's frame, and which restarts are degenerate, given
+    the data's per-feature variance."""
     unit = covariance_unit(covariance_type)
 
     def smallest(params):
@@ -660,8 +658,14 @@ def run_restarts(
             interruptible=interruptible,
         )
         traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
-    params, degenerate = _outcome(
-        state, Xc, sample_weight, centre, reg_covar, covariance_type=covariance_type
+    data_var = _data_variance(Xc, sample_weight)
+    if not (traced or blocks.lapack):  # its eigenvalues on one device (see Blocks.lapack)
+        state, data_var, centre = jax.tree_util.tree_map(
+            lambda a: a.addressable_data(0) if a.sharding.is_fully_replicated else a,
+            (state, data_var, centre),
+        )
+    params, degenerate = outcome_from_variance(
+        state, data_var, centre, reg_covar, covariance_type=covariance_type
     )
     return state, traces, params, degenerate, interrupted
 

@@ -181,3 +181,24 @@ def test_steps_keep_probabilities_normalised(seed, scale, covariance_type):
     new_log_resp, bound = jaxgmm.e_step(jnp.asarray(X), params, covariance_type=covariance_type)
     np.testing.assert_allclose(np.exp(np.asarray(new_log_resp)).sum(axis=1), 1.0, rtol=1e-12)
     assert np.isfinite(float(bound))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_factor_without_lapack_equals_lapack(covariance_type):
+    # The sharded programs on several CPU devices factor by loops (jaxgmm._covariance); the
+    # precision factor must equal the LAPACK one, and be NaN for a matrix that is not PD.
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 40, 40))
+    cov = a @ np.swapaxes(a, -1, -2) / 40 + 1e-3 * np.eye(40)
+    cov[3] = np.diag(np.r_[np.ones(39), -1.0])
+    if covariance_type == "tied":
+        cov = cov[0]
+    lapack = jaxgmm._covariance.covariance_unit(covariance_type)
+    loops = jaxgmm._covariance.covariance_unit(covariance_type, lapack=False)
+    assert loops is not lapack and loops.name == covariance_type
+    expected = np.asarray(lapack.factor(jnp.asarray(cov)))
+    got = np.asarray(loops.factor(jnp.asarray(cov)))
+    finite = np.isfinite(expected).all(axis=(-2, -1))
+    assert finite.sum() == (1 if covariance_type == "tied" else 3)
+    np.testing.assert_array_equal(np.isfinite(got).all(axis=(-2, -1)), finite)
+    assert_close(got[finite], expected[finite], rtol=1e-11)
