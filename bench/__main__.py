@@ -25,10 +25,10 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.md"
 # 10 keeps a full run near 17 minutes on 2 idle cores (the select grid and scikit-learn's
 # 32-restart loop take the most).
 DEFAULT_ITERATIONS = 10
-DEFAULT_PEERS = "sklearn,gmmx,jaxgmm64"
+DEFAULT_PEERS = "sklearn,gmmx,jaxgmm64,jaxgmm-cores"
 # sklearn32 and jaxgmm64 are the runners of sklearn64 and jaxgmm with another dtype: a quick
 # run, whose time goes into process starts and compilations, leaves them out by default.
-QUICK_PEERS = "sklearn64,gmmx"
+QUICK_PEERS = "sklearn64,gmmx,jaxgmm-cores"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -52,7 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--peers",
         help="comma-separated, among sklearn (= sklearn64,sklearn32), sklearn64, sklearn32, "
-        f"gmmx, jaxgmm64 (default {DEFAULT_PEERS}; --quick: {QUICK_PEERS}); jaxgmm always runs",
+        f"gmmx, jaxgmm64, jaxgmm-cores (default {DEFAULT_PEERS}; --quick: {QUICK_PEERS}); "
+        "jaxgmm always runs",
     )
     p.add_argument(
         "--out",
@@ -86,13 +87,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+def _run(args: list[str], timeout: float, env: dict[str, str] | None = None):
     return subprocess.run(
         [sys.executable, "-m", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=Path(__file__).resolve().parents[1],
+        env=env,
     )
 
 
@@ -123,7 +125,9 @@ def measure(case: Case, impl: str, tmp: Path, settings: dict, timeout: float) ->
     spec = {"case": case_to_dict(case), "impl": impl, "data_dir": str(tmp / "data"), **settings}
     spec_path.write_text(json.dumps(spec))
     try:
-        proc = _run(["bench.worker", str(spec_path), str(out_path)], timeout)
+        proc = _run(
+            ["bench.worker", str(spec_path), str(out_path)], timeout, IMPLS[impl].environment()
+        )
     except subprocess.TimeoutExpired:
         return {"impl": impl, "error": f"timed out after {timeout:.0f} s"}
     if proc.returncode != 0 or not out_path.exists():

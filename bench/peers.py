@@ -15,6 +15,7 @@ Libraries are imported inside the runners, so that a worker loads only what it m
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -41,16 +42,30 @@ class Impl:
     module: str  # the package that must be importable
     covariance_types: tuple[str, ...] = COVARIANCE_TYPES
     select: str | None = None  # why it sits out the model-selection grid, if it does
+    # jaxgmm with the rows sharded over one CPU device per core (see environment())
+    host_devices: bool = False
 
     @property
     def uses_jax(self) -> bool:
         return self.module in ("jaxgmm", "gmmx")
+
+    def environment(self) -> dict[str, str]:
+        """The worker's environment: XLA's CPU client split into one device per core for
+        ``host_devices`` (it must be set before JAX starts)."""
+        env = dict(os.environ)
+        if self.host_devices:
+            flag = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+        return env
 
 
 IMPLS: dict[str, Impl] = {
     "jaxgmm": Impl("jaxgmm", "float32", "jaxgmm"),
     # In float64 the grid's 48 compilations take minutes again and teach nothing new.
     "jaxgmm64": Impl("jaxgmm64", "float64", "jaxgmm", select="the grid runs in float32 only"),
+    # On a CPU whose per-block products run on one core (large D), sharding the rows over the
+    # cores is jaxgmm's own way to use them all: fit(devices=jax.devices()).
+    "jaxgmm-cores": Impl("jaxgmm-cores", "float32", "jaxgmm", host_devices=True),
     "sklearn64": Impl("sklearn64", "float64", "sklearn"),
     "sklearn32": Impl("sklearn32", "float32", "sklearn"),
     "gmmx": Impl(
@@ -93,7 +108,7 @@ def _precisions(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
 
 
 class JaxgmmRunner:
-    def __init__(self, X: np.ndarray) -> None:
+    def __init__(self, X: np.ndarray, host_devices: bool = False) -> None:
         import jax
 
         import jaxgmm
@@ -101,6 +116,7 @@ class JaxgmmRunner:
         self.jax, self.jaxgmm = jax, jaxgmm
         self.X = jax.device_put(X)
         self.key = jax.random.key(0)
+        self.devices = jax.devices() if host_devices else None
 
     def prepare(self, init: dict[str, np.ndarray], covariance_type: str) -> Any:
         # One GMMParams whose fields all have a leading n_init axis: the batched init of fit.
@@ -123,6 +139,7 @@ class JaxgmmRunner:
             init=params,
             max_iter=n_iter,
             tol=0.0,
+            devices=self.devices,
         )
         return self.jax.block_until_ready(result)
 
@@ -134,7 +151,12 @@ class JaxgmmRunner:
 
     def end_to_end(self, covariance_type: str, k: int, n_init: int, seed: int) -> Restart:
         r = self.jaxgmm.fit(
-            self.jax.random.key(seed), self.X, k, covariance_type=covariance_type, n_init=n_init
+            self.jax.random.key(seed),
+            self.X,
+            k,
+            covariance_type=covariance_type,
+            n_init=n_init,
+            devices=self.devices,
         )
         p = r.params
         return Restart(
@@ -147,7 +169,9 @@ class JaxgmmRunner:
 
     def grid(self, ks: tuple[int, ...], n_init: int, seed: int) -> list[tuple[str, int, Restart]]:
         """The whole grid through jaxgmm.select: one compiled program per covariance type."""
-        result = self.jaxgmm.select(self.X, ks, COVARIANCE_TYPES, n_init=n_init, random_state=seed)
+        result = self.jaxgmm.select(
+            self.X, ks, COVARIANCE_TYPES, n_init=n_init, random_state=seed, devices=self.devices
+        )
         rows = []
         for row in result.rows:
             model = result.models[(row["covariance_type"], row["n_components"])]
@@ -268,8 +292,9 @@ class GmmxRunner:
 
 
 def make_runner(impl: Impl, X: np.ndarray) -> JaxgmmRunner | SklearnRunner | GmmxRunner:
-    runner = {"jaxgmm": JaxgmmRunner, "sklearn": SklearnRunner, "gmmx": GmmxRunner}[impl.module]
-    return runner(X)
+    if impl.module == "jaxgmm":
+        return JaxgmmRunner(X, impl.host_devices)
+    return {"sklearn": SklearnRunner, "gmmx": GmmxRunner}[impl.module](X)
 
 
 def import_libraries(impl: Impl) -> None:
