@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
-from ._blocks import blockwise_sum
+from ._blocks import as_blocks, blockwise_sum
 from ._em import maximize
 from ._params import GMMParams
 
@@ -49,12 +49,26 @@ def _squared_distances(X: Array, centres: Array) -> Array:
     return jnp.maximum(sq, 0.0)
 
 
+def _draw_index(key: Array, p: Array, row_shards: int) -> Array:
+    """A row index drawn with probability proportional to ``p (N,)``, the draw of
+    ``jax.random.choice(key, N, p=p)``. The cumulative sum is taken within each of
+    ``row_shards`` equal parts, then offset by the totals of the parts before: XLA partitions
+    that across devices, whereas a cumulative sum along a sharded axis took 500 ms instead of
+    1 ms (N = 2e5, 2 CPU devices). One part is exactly the plain cumulative sum."""
+    within = jnp.cumsum(p.reshape(row_shards, -1), axis=1)
+    before = jnp.cumsum(within[:, -1]) - within[:, -1]
+    cdf = (within + before[:, None]).reshape(-1)
+    r = cdf[-1] * (1 - jax.random.uniform(key, (), dtype=cdf.dtype))
+    return jnp.sum(cdf < r)  # searchsorted(cdf, r), as a reduction that partitions too
+
+
 def kmeans_plusplus(
     key: Array,
     X: Array,
     n_clusters: int,
     sample_weight: Array | None = None,
     n_active: Array | None = None,
+    row_shards: int = 1,
 ) -> Array:
     """Greedy k-means++ centres ``(n_clusters, D)``: each new centre is the best of
     ``2 + log(K)`` candidates drawn with probability proportional to weight times squared
@@ -62,6 +76,8 @@ def kmeans_plusplus(
 
     With ``n_active`` (a traced int), only the first ``n_active`` centres count; the rest are
     placeholders, and the active ones equal those of ``kmeans_plusplus(key, X, n_active)``.
+    ``row_shards``: into how many equal parts the rows of ``X`` are sharded across devices
+    (the draws then sum per part; the same draws up to rounding).
     """
     n_samples, n_features = X.shape
     w = _weights(X, sample_weight)
@@ -73,7 +89,7 @@ def kmeans_plusplus(
         else jnp.arange(n_trials) < 2 + jnp.floor(jnp.log(n_active.astype(jnp.float32)))
     )
     key, first_key = jax.random.split(key)
-    first = jax.random.choice(first_key, n_samples, p=w / jnp.sum(w))
+    first = _draw_index(first_key, w / jnp.sum(w), row_shards)
     centres = jnp.zeros((n_clusters, n_features), X.dtype).at[0].set(X[first])
     closest = jnp.sum(jnp.square(X - X[first]), axis=1)
 
@@ -86,7 +102,7 @@ def kmeans_plusplus(
         p = jnp.where(total > 0, potential / jnp.where(total > 0, total, 1.0), w / jnp.sum(w))
         # One key per trial, so that the first trials do not depend on how many there are.
         candidates = jax.vmap(
-            lambda t: jax.random.choice(jax.random.fold_in(draw_key, t), n_samples, p=p)
+            lambda t: _draw_index(jax.random.fold_in(draw_key, t), p, row_shards)
         )(jnp.arange(n_trials))
         trial_closest = jnp.minimum(closest[None, :], _squared_distances(X, X[candidates]).T)
         potentials = trial_closest @ w
@@ -166,6 +182,8 @@ def initial_responsibilities(
     fits)."""
     n_samples = X.shape[0]
     active = None if n_active is None else jnp.arange(n_components) < n_active
+    mesh = None if blocks is None else as_blocks(blocks).mesh
+    row_shards = 1 if mesh is None else mesh.size
     if method == "random":
         return _random_resp(n_components, X.dtype), (key, active)
     if method == "random_from_data":
@@ -173,9 +191,9 @@ def initial_responsibilities(
         index = jax.random.choice(key, n_samples, (n_components,), replace=False, p=w / jnp.sum(w))
         centres = X[index]
     elif method == "k-means++":
-        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
+        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active, row_shards)
     elif method == "kmeans":
-        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active)
+        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active, row_shards)
         centres = lloyd(X, centres, sample_weight, active, blocks)
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")

@@ -400,3 +400,19 @@ def test_expanded_error_estimate_is_the_largest_standardised_mean(covariance_typ
     z2 = np.square(means) / variances
     expected = max(z2[0].max(), z2[1, :2].max())
     assert float(_standardized_means(params, covariance_type)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_weighted_draws_equal_jax_choice_whatever_the_row_shards(x64):
+    # k-means++ draws through jaxgmm._init._draw_index, whose cumulative sum is taken per row
+    # shard (a cumulative sum along a sharded axis is hundreds of times slower); with one part
+    # it must be jax.random.choice's draw exactly, with several the same up to rounding.
+    from jaxgmm._init import _draw_index
+
+    p = jax.numpy.asarray(np.random.default_rng(0).random(1200))
+    p = p.at[100:400].set(0.0)
+    for seed in range(50):
+        key = jax.random.key(seed)
+        expected = int(jax.random.choice(key, len(p), p=p))
+        assert not 100 <= expected < 400
+        assert int(_draw_index(key, p, 1)) == expected
+        assert int(_draw_index(key, p, 4)) == expected
