@@ -79,7 +79,7 @@ def kmeans_plusplus(
     ``row_shards``: into how many equal parts the rows of ``X`` are sharded across devices
     (the draws then sum per part; the same draws up to rounding).
     """
-    n_samples, n_features = X.shape
+    n_features = X.shape[1]
     w = _weights(X, sample_weight)
     n_trials = 2 + int(math.log(n_clusters))
     # With placeholders, only as many trials as an unpadded call with n_active centres would make.
