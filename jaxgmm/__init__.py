@@ -3,9 +3,11 @@
 from ._covariance import COVARIANCE_TYPES
 from ._criteria import n_parameters
 from ._em import component_log_prob, e_step, em_step, log_prob, m_step
-from ._fit import DEGENERATE_RTOL, Progress, best_restart, fit, initialize
+from ._engine import DEGENERATE_RTOL, best_restart
+from ._fit import fit, initialize
+from ._host_loop import Progress
 from ._init import INIT_METHODS, kmeans_plusplus
-from ._model_file import ModelFileError, load
+from ._model_file import ModelFileError
 from ._params import (
     FitResult,
     GMMParams,
@@ -16,7 +18,7 @@ from ._params import (
 from ._select import SelectionResult, select
 from ._stream import fit_stream
 from .datasets import lesson_data
-from .estimator import ConvergenceWarning, GaussianMixture, NotFittedError
+from .estimator import GaussianMixture, load
 
 __version__ = "0.1.0"
 
@@ -50,3 +52,13 @@ __all__ = [
     "params_from_precisions",
     "select",
 ]
+
+
+def __getattr__(name: str):
+    # scikit-learn's NotFittedError and ConvergenceWarning, imported on first use: importing
+    # scikit-learn costs most of a second (see jaxgmm._sklearn_api)
+    if name in ("NotFittedError", "ConvergenceWarning"):
+        from . import estimator
+
+        return getattr(estimator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

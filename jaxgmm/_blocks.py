@@ -20,9 +20,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from ._covariance import without_lapack
 
 # Rows per block: the per-row intermediates times the rows near a target size, within bounds.
 # Exact statistics hold (restarts, K, block, D) differences: on the CPU (2 cores, bench notes)
@@ -78,13 +81,48 @@ class Blocks(NamedTuple):
         local = self.mesh.local_devices
         return len(local) < 2 or local[0].platform != "cpu"
 
+    def factoring(self, unit):
+        """``unit``, or its LAPACK-free twin when this program must not call LAPACK."""
+        return unit if self.lapack else without_lapack(unit)
+
+
+def as_mesh(devices) -> Mesh | None:
+    """A one-axis mesh from ``devices``: None, a ``jax.sharding.Mesh`` (its first axis is used
+    for the rows), or a sequence of devices."""
+    if devices is None:
+        return None
+    if isinstance(devices, Mesh):
+        if len(devices.axis_names) != 1:
+            raise ValueError(
+                f"devices: the mesh must have one axis (the data's rows), got axes "
+                f"{devices.axis_names}"
+            )
+        return devices
+    devices = list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError("devices must be a jax.sharding.Mesh or a non-empty list of jax devices")
+    return Mesh(np.array(devices), ("data",))
+
+
+def shard_rows(X, sample_weight, mesh: Mesh):
+    """``X`` and the weights sharded by rows over the mesh. Rows are padded to a multiple of the
+    device count with zero-weight rows, which add nothing to any sum (so weights always exist)."""
+    n_samples = X.shape[0]
+    pad = -n_samples % mesh.size
+    w = jnp.ones(n_samples, X.dtype) if sample_weight is None else sample_weight
+    if pad:
+        X = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, X.shape[1]))])
+        w = jnp.concatenate([w, jnp.zeros(pad, w.dtype)])
+    rows = NamedSharding(mesh, P(mesh.axis_names[0]))
+    return jax.device_put(X, rows), jax.device_put(w, rows)
+
 
 def as_blocks(blocks: Blocks | int) -> Blocks:
     """A :class:`Blocks` from itself or a block size."""
     return blocks if isinstance(blocks, Blocks) else Blocks(int(blocks))
 
 
-def _kahan_add(carry, value):
+def kahan_add(carry, value):
     total, compensation = carry
     y = jax.tree_util.tree_map(jnp.subtract, value, compensation)
     new_total = jax.tree_util.tree_map(jnp.add, total, y)
@@ -142,7 +180,7 @@ def _local_sum(fn, X, sample_weight, block_size: int, first_row, operands):
         zeros = jax.tree_util.tree_map(jnp.zeros_like, first)
 
         def body(carry, i):
-            return _kahan_add(carry, block(i)), None
+            return kahan_add(carry, block(i)), None
 
         (first, compensation), _ = lax.scan(body, (first, zeros), jnp.arange(1, n_blocks))
     else:
@@ -152,5 +190,5 @@ def _local_sum(fn, X, sample_weight, block_size: int, first_row, operands):
         last = fn(X[start:], weights(start, tail), first_row + start + jnp.arange(tail), *operands)
         if compensation is None:
             return jax.tree_util.tree_map(jnp.add, first, last)
-        first, _ = _kahan_add((first, compensation), last)
+        first, _ = kahan_add((first, compensation), last)
     return first

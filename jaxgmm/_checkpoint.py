@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._io_data import atomic_write_bytes
+from ._files import atomic_write_bytes
 from ._params import GMMParams
 
 FORMAT = "jaxgmm-checkpoint"

@@ -26,23 +26,37 @@ def n_parameters(covariance_type: str, n_components: int, n_features: int) -> in
     return (n_components - 1) + n_components * n_features + covariances
 
 
+def entropy(log_resp, sample_weight=None) -> float:
+    """The (weighted) sum over samples of the entropy of the responsibilities ``(N, K)``."""
+    log_resp = np.asarray(log_resp, dtype=np.float64)
+    resp = np.exp(log_resp)
+    plogp = np.where(resp > 0, resp * log_resp, 0.0)
+    if sample_weight is None:
+        return -float(plogp.sum())
+    return -float((np.asarray(sample_weight, dtype=np.float64)[:, None] * plogp).sum())
+
+
 def criteria(X, params, covariance_type: str, sample_weight=None) -> dict[str, float]:
     """``log_likelihood``, ``n_parameters``, ``bic``, ``aic`` and ``icl`` of ``params`` on
     ``X`` (a JAX array in the computation dtype), from one E-step."""
     log_resp, mean_ll = e_step(
         X, params, covariance_type=covariance_type, sample_weight=sample_weight
     )
-    log_resp = np.asarray(log_resp, dtype=np.float64)
-    resp = np.exp(log_resp)
-    plogp = np.where(resp > 0, resp * log_resp, 0.0)
-    if sample_weight is None:
-        n_eff, entropy = X.shape[0], -float(plogp.sum())
-    else:
-        w = np.asarray(sample_weight, dtype=np.float64)
-        n_eff, entropy = float(w.sum()), -float((w[:, None] * plogp).sum())
-    p = n_parameters(covariance_type, *params.means.shape)
-    log_l = float(mean_ll) * n_eff
-    bic = -2.0 * log_l + p * math.log(n_eff)
+    n_eff = (
+        X.shape[0] if sample_weight is None else float(np.asarray(sample_weight, np.float64).sum())
+    )
+    return from_sums(
+        float(mean_ll) * n_eff,
+        entropy(log_resp, sample_weight),
+        n_parameters(covariance_type, *params.means.shape),
+        n_eff,
+    )
+
+
+def from_sums(log_l: float, entropy: float, p: int, n_samples: float) -> dict[str, float]:
+    """The criteria from the log-likelihood, the entropy of the responsibilities (both summed
+    over samples), the number of free parameters and of samples."""
+    bic = -2.0 * log_l + p * math.log(n_samples)
     return {
         "log_likelihood": log_l,
         "n_parameters": p,

@@ -18,9 +18,7 @@ Numerics (see GUIDE section 2):
 
 from __future__ import annotations
 
-import math
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,9 +28,7 @@ from jax.scipy.special import logsumexp
 from ._blocks import as_blocks, blockwise_sum, default_block_size
 from ._covariance import covariance_unit, symmetric
 from ._params import GMMParams
-
-_LOG_2PI = math.log(2.0 * math.pi)
-_JOIN_FEATURES = 32
+from ._statistics import Exact, Statistics, differences, log_gaussian, scatter_statistics
 
 
 def _tiny(dtype) -> float:
@@ -46,18 +42,6 @@ def _weighted_mean(values: Array, sample_weight: Array | None) -> Array:
     return jnp.sum(sample_weight * values) / jnp.sum(sample_weight)
 
 
-def _log_gaussian(diff: Array, prec_chol: Array, unit) -> Array:
-    """Per-component log densities ``(K, N)`` from ``diff = x - mean`` of shape ``(K, N, D)``."""
-    n_components, _, n_features = diff.shape
-    log_det = jnp.broadcast_to(unit.log_det_factor(prec_chol, n_features), (n_components,))
-    maha = unit.squared_mahalanobis(diff, prec_chol)
-    return -0.5 * (n_features * _LOG_2PI + maha) + log_det[:, None]
-
-
-def _diff(X: Array, centres: Array) -> Array:
-    return X[None, :, :] - centres[:, None, :]
-
-
 def _by_rows(fn, X: Array, n_components: int):
     """``fn`` (of one sample ``(D,)``) over the rows of ``X``, vectorised in blocks of rows, so
     that the ``(K, block, D)`` differences from the means never grow to ``(K, N, D)``."""
@@ -67,7 +51,9 @@ def _by_rows(fn, X: Array, n_components: int):
 
 def _row_log_density(x: Array, params: GMMParams, unit) -> Array:
     """``log N(x | mean_k, covariance_k)`` of one sample ``x (D,)``, ``(K,)``."""
-    return _log_gaussian(_diff(x[None, :], params.means), params.precisions_cholesky, unit)[:, 0]
+    return log_gaussian(differences(x[None, :], params.means), params.precisions_cholesky, unit)[
+        :, 0
+    ]
 
 
 def _weighted_log_prob(x: Array, params: GMMParams, unit) -> Array:
@@ -150,110 +136,6 @@ def _pooled(X: Array, sample_weight, unit, n_components: int, reg_covar, blocks)
     return jnp.broadcast_to(mean, (n_components, X.shape[1])), cov
 
 
-class Statistics(NamedTuple):
-    """Weighted sufficient statistics of one mixture around a per-component ``shift``: plain
-    sums over samples, so that blocks (or devices) add up.
-
-    ``mass`` (K,) is sum w r; ``first`` (K, D) is sum w r (x - shift); ``scatter`` (the
-    covariance type's shape) is sum w r (x - shift)(x - shift)^T; ``log_lik`` () is
-    sum w logsumexp_k(log w_k + log N_k), zero when the statistics come from given
-    responsibilities; ``weight`` () is sum w.
-    """
-
-    mass: Array
-    first: Array
-    scatter: Array
-    log_lik: Array
-    weight: Array
-
-
-def scatter_statistics(X: Array, wr: Array, shift: Array, unit) -> Statistics:
-    """Statistics of data ``X (N, D)`` under weighted responsibilities ``wr (K, N)``."""
-    diff = _diff(X, shift)
-    return Statistics(
-        mass=jnp.sum(wr, axis=1),
-        first=jnp.einsum("kn,knd->kd", wr, diff),
-        scatter=unit.scatter(diff, wr),
-        log_lik=jnp.zeros((), X.dtype),
-        weight=jnp.zeros((), X.dtype),
-    )
-
-
-def block_statistics(
-    xb: Array, wb: Array, params: GMMParams, unit, expanded: bool = False
-) -> Statistics:
-    """E-step and statistics of one block of samples ``xb (B, D)`` with weights ``wb (B,)``
-    (zero for padding rows), around the current means, in one pass.
-
-    ``expanded=False``: the same ``x - mean`` serves the densities (whitened by the precision
-    factor) and the scatter, exact whatever the geometry. ``expanded=True``: the
-    exponential-family form, two matrix products with the features ``(x, q(x))``; faster for
-    small D, but returns raw moments, whose sum over blocks :func:`centre_statistics` turns into
-    the scatter around the shift, so a component many of its standard deviations away from the
-    data's centre loses digits."""
-    if expanded:  # raw moments: centre_statistics must follow the sum over blocks
-        return _expanded_statistics(xb, wb, params, unit)
-    diff = _diff(xb, params.means)
-    weighted = (
-        _log_gaussian(diff, params.precisions_cholesky, unit) + jnp.log(params.weights)[:, None]
-    )
-    log_norm = logsumexp(weighted, axis=0)
-    wr = jnp.exp(weighted - log_norm[None, :]) * wb[None, :]
-    return Statistics(
-        mass=jnp.sum(wr, axis=1),
-        first=jnp.einsum("kn,knd->kd", wr, diff),
-        scatter=unit.scatter(diff, wr),
-        log_lik=jnp.sum(wb * log_norm),
-        weight=jnp.sum(wb),
-    )
-
-
-def _expanded_statistics(xb: Array, wb: Array, params: GMMParams, unit) -> Statistics:
-    """The expanded form's statistics, as *raw* moments (``first`` is sum w r x, ``scatter`` is
-    sum w r q(x)): they add up over blocks like the others, and :func:`centre_statistics` turns
-    their total into statistics around the shift once per pass."""
-    n_components, n_features = params.means.shape
-    quadratic = unit.quadratic_features(xb)
-    w_quadratic, w_linear, constant = unit.natural(params)
-    log_det = jnp.broadcast_to(
-        unit.log_det_factor(params.precisions_cholesky, n_features), (n_components,)
-    )
-    offset = constant + log_det + jnp.log(params.weights) - 0.5 * n_features * _LOG_2PI
-    # Many quadratic features: one matrix product per step on (x, q(x)) (2.4x faster for D=16,
-    # full); few: two products, which spare the copy that joining them costs (bench notes).
-    joined = quadratic.shape[1] >= _JOIN_FEATURES
-    if joined:
-        features = jnp.concatenate([xb, quadratic], axis=1)
-        weighted = features @ jnp.concatenate([w_linear, w_quadratic], axis=1).T + offset
-    else:
-        weighted = quadratic @ w_quadratic.T + xb @ w_linear.T + offset  # (B, K)
-    top = jnp.max(weighted, axis=1, keepdims=True)
-    e = jnp.exp(weighted - top)
-    total = jnp.sum(e, axis=1, keepdims=True)
-    log_norm = top[:, 0] + jnp.log(total[:, 0])
-    wr = e * (wb[:, None] / total)  # (B, K)
-    if joined:
-        moments = wr.T @ features
-        first, scatter = moments[:, :n_features], moments[:, n_features:]
-    else:
-        first, scatter = wr.T @ xb, wr.T @ quadratic
-    return Statistics(
-        mass=jnp.sum(wr, axis=0),
-        first=first,
-        scatter=scatter,
-        log_lik=jnp.sum(wb * log_norm),
-        weight=jnp.sum(wb),
-    )
-
-
-def centre_statistics(raw: Statistics, shift: Array, unit) -> Statistics:
-    """Statistics around ``shift`` from the expanded form's raw moments (summed over blocks)."""
-    return raw._replace(
-        first=raw.first - raw.mass[:, None] * shift,
-        scatter=unit.scatter_from_moments(raw.scatter, raw.first, raw.mass, shift),
-    )
-
-
 def finalize(
     stats: Statistics,
     shift: Array,
@@ -265,7 +147,8 @@ def finalize(
     fallback_cov: Array,
     previous_weights: Array | None,
 ) -> GMMParams:
-    """Parameters from statistics: the M-step proper.
+    """Parameters from statistics: the M-step proper. (A conjugate prior would enter here, as
+    pseudo-statistics added to ``stats``.)
 
     Components with mass below ``10 eps`` times the mean sample weight are empty and take the
     fallback mean and covariance; with ``previous_weights``, a component whose previous weight is
@@ -292,7 +175,7 @@ def maximize(
     weighted_resp,
     n_components: int,
     *,
-    covariance_type: str,
+    unit,
     reg_covar,
     sample_weight: Array | None,
     previous: GMMParams | None,
@@ -303,7 +186,7 @@ def maximize(
     gives the responsibilities of a block's rows times their sample weights, ``(K, B)``. See
     :func:`m_step` for the rest."""
     blocks = as_blocks(blocks)
-    unit = covariance_unit(covariance_type, lapack=blocks.lapack)
+    unit = blocks.factoring(unit)
     if previous is None:
 
         def mass_and_sums(xb, wb, rows, *ops):
@@ -373,7 +256,7 @@ def m_step(
         lambda xb, wb, rows, log_resp: (jnp.exp(log_resp[rows]) * wb[:, None]).T,
         log_resp.shape[1],
         resp_operands=(log_resp,),
-        covariance_type=covariance_type,
+        unit=covariance_unit(covariance_type),
         reg_covar=reg_covar,
         sample_weight=sample_weight,
         previous=previous,
@@ -397,7 +280,7 @@ def em_step(
     """
     unit = covariance_unit(covariance_type)
     w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight
-    stats = block_statistics(X, w, params, unit)
+    stats = Exact.block(X, w, params, unit)
     new = finalize(
         stats,
         params.means,

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from ._fit import Progress
+from ._host_loop import Progress
 
 
 class ProgressBar:

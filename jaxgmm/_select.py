@@ -18,14 +18,17 @@ from collections.abc import Iterable, Sequence
 import jax
 import numpy as np
 
-from ._covariance import covariance_unit
+from ._blocks import as_mesh
+from ._covariance import COVARIANCE_TYPES, covariance_unit
 from ._criteria import criteria, n_parameters
-from ._fit import as_mesh, best_restart, run_restarts
+from ._engine import EMSettings, best_restart
+from ._fit import run_restarts
 from ._init import INIT_METHODS
 from ._params import FitResult, RestartOutcome
 from ._progress import ProgressBar
+from ._sklearn_api import feature_names_of, key_from, precision_context
 from ._validation import as_sample_weight, check_float, check_int, checked_array, to_device
-from .estimator import GaussianMixture, _feature_names, _key_from, _precision
+from .estimator import fitted_model
 
 CRITERIA = ("bic", "aic", "icl")
 _COLUMNS = (
@@ -105,13 +108,11 @@ def _grid_for_type(
     X,
     w,
     ks: list[int],
-    covariance_type: str,
+    unit,
     *,
     n_init,
     init,
-    max_iter,
-    tol,
-    reg_covar,
+    settings,
     prefer_nondegenerate,
     progress,
     mesh,
@@ -121,7 +122,7 @@ def _grid_for_type(
     n_models = len(ks)
     restart_ids = np.tile(np.arange(n_init), n_models)
     n_active = np.repeat(ks, n_init)
-    bar = ProgressBar(f"{covariance_type} K={ks[0]}..{ks[-1]}") if progress else None
+    bar = ProgressBar(f"{unit.name} K={ks[0]}..{ks[-1]}") if progress else None
     layout = (
         jax.device_put(restart_ids.astype(np.int32)),
         jax.device_put(n_active.astype(np.int32)),
@@ -130,15 +131,12 @@ def _grid_for_type(
         key,
         X,
         w,
+        unit=unit,
         n_components=max(ks),
-        covariance_type=covariance_type,
         n_init=n_models * n_init,
         init=init,
         layout=layout,
-        max_iter=max_iter,
-        tol=tol,
-        reg_covar=reg_covar,
-        traced=False,
+        settings=settings,
         callback=bar,
         mesh=mesh,
     )
@@ -158,16 +156,11 @@ def _grid_for_type(
                 prefer_nondegenerate,
             )
         )
-        trim = 1 if covariance_type == "tied" else k  # tied covariances are not per component
         group_params = params._replace(
             weights=params.weights[group, :k],
             means=params.means[group, :k],
-            covariances=params.covariances[group]
-            if covariance_type == "tied"
-            else params.covariances[group, :trim],
-            precisions_cholesky=params.precisions_cholesky[group]
-            if covariance_type == "tied"
-            else params.precisions_cholesky[group, :trim],
+            covariances=unit.first_components(params.covariances[group], k),
+            precisions_cholesky=unit.first_components(params.precisions_cholesky[group], k),
         )
         n_iter = state.n_iter[group]
         outcome = RestartOutcome(
@@ -201,7 +194,7 @@ def _grid_for_type(
 def select(
     X,
     n_components: Iterable[int] = range(1, 11),
-    covariance_types: Sequence[str] = ("full", "tied", "diag", "spherical"),
+    covariance_types: Sequence[str] | None = None,
     *,
     n_init: int = 4,
     criterion: str = "bic",
@@ -215,8 +208,9 @@ def select(
     progress: bool = False,
     devices=None,
 ) -> SelectionResult:
-    """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type)
-    and rank them by ``criterion`` ("bic", "aic" or "icl"; lower is better).
+    """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type
+    of ``covariance_types``, by default every one of ``jaxgmm.COVARIANCE_TYPES``) and rank them
+    by ``criterion`` ("bic", "aic" or "icl"; lower is better).
 
     ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
     float64). The other arguments are as in :class:`GaussianMixture` (``progress`` draws a bar
@@ -225,51 +219,53 @@ def select(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    if isinstance(covariance_types, str):
+    if covariance_types is None:
+        covariance_types = tuple(COVARIANCE_TYPES)
+    elif isinstance(covariance_types, str):
         covariance_types = (covariance_types,)
-    types = [covariance_unit(t).name for t in covariance_types]
-    if not types:
+    units = [covariance_unit(t) for t in covariance_types]
+    if not units:
         raise ValueError("covariance_types is empty")
     ks = sorted({check_int(k, "n_components", 1) for k in n_components})
     if not ks:
         raise ValueError("n_components is empty; give the values of K to try")
     n_init = check_int(n_init, "n_init", 1)
-    max_iter = check_int(max_iter, "max_iter", 0)
-    tol = check_float(tol, "tol")
-    reg_covar = check_float(reg_covar, "reg_covar")
+    settings = EMSettings(
+        reg_covar=check_float(reg_covar, "reg_covar"),
+        tol=check_float(tol, "tol"),
+        max_iter=check_int(max_iter, "max_iter", 0),
+    )
     if init_params not in INIT_METHODS:
         raise ValueError(f"init_params must be one of {INIT_METHODS}, got {init_params!r}")
     mesh = as_mesh(devices)
-    names = _feature_names(X)
+    names = feature_names_of(X)
     X, dtype = checked_array(X, min_samples=2, wide=True)
-    n_samples, n_features = X.shape
+    n_samples = X.shape[0]
     if ks[-1] > n_samples:
         raise ValueError(
             f"n_components={ks[-1]} is larger than the number of samples (N={n_samples})"
         )
 
     rows, fits = [], []
-    with _precision(dtype):
+    with precision_context(dtype):
         Xd = to_device(X, dtype)
         w = as_sample_weight(sample_weight, n_samples, dtype)
-        key = _key_from(random_state)
-        for covariance_type in types:
+        key = key_from(random_state)
+        for unit in units:
             for k, result in _grid_for_type(
                 key,
                 Xd,
                 w,
                 ks,
-                covariance_type,
+                unit,
                 n_init=n_init,
                 init=init_params,
-                max_iter=max_iter,
-                tol=tol,
-                reg_covar=reg_covar,
+                settings=settings,
                 prefer_nondegenerate=prefer_nondegenerate,
                 progress=progress,
                 mesh=mesh,
             ):
-                rows.append(_row(Xd, w, covariance_type, k, result))
+                rows.append(_row(Xd, w, unit.name, k, result))
                 fits.append(result)
 
     candidates = [i for i, row in enumerate(rows) if not row["failed"]]
@@ -282,8 +278,8 @@ def select(
     for row, result in zip(rows, fits, strict=True):
         if row["failed"]:
             continue
-        model = GaussianMixture(
-            row["n_components"],
+        settings_of_row = dict(
+            n_components=row["n_components"],
             covariance_type=row["covariance_type"],
             tol=tol,
             reg_covar=reg_covar,
@@ -293,12 +289,9 @@ def select(
             random_state=random_state,
             prefer_nondegenerate=prefer_nondegenerate,
         )
-        with _precision(dtype):
-            model._set_fitted(result, dtype)
-        model.n_features_in_ = n_features
-        if names is not None:
-            model.feature_names_in_ = names
-        models[(row["covariance_type"], row["n_components"])] = model
+        models[(row["covariance_type"], row["n_components"])] = fitted_model(
+            result, dtype, settings=settings_of_row, feature_names=names
+        )
     return SelectionResult(rows, criterion, models, rows[best])
 
 

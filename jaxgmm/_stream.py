@@ -15,31 +15,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._blocks import _kahan_add
-from ._covariance import covariance_unit
-from ._fit import (
-    _all_done,
-    _progress,
-    _restarts_statistics,
-    _State,
-    _update,
-    assemble_result,
-    initialize,
-    outcome_from_variance,
-)
+from . import _engine
+from ._blocks import kahan_add
+from ._fit import check_init, check_settings, initialize
+from ._host_loop import iterate
 from ._params import FitResult, GMMParams
-from ._validation import check_float, check_int, check_params, float_dtype
+from ._statistics import Exact
+from ._validation import check_int, float_dtype
 
 DEFAULT_BLOCK_ROWS = 65_536
 DEFAULT_SUBSAMPLE = 100_000
 
 
-def _blocks(data, block_size: int) -> Iterator[np.ndarray]:
-    if callable(data):
-        yield from data()
-        return
-    for start in range(0, data.shape[0], block_size):
-        yield data[start : start + block_size]
+def read_blocks(data, block_size: int, dtype=None) -> Iterator[np.ndarray]:
+    """The blocks of ``data`` (an array read by row slices, or a function that starts a pass
+    and yields blocks) as NumPy arrays, cast to ``dtype`` when given."""
+    blocks = (
+        data()
+        if callable(data)
+        else (data[start : start + block_size] for start in range(0, data.shape[0], block_size))
+    )
+    for block in blocks:
+        yield np.asarray(block, dtype=dtype)
 
 
 class _Pass:
@@ -53,8 +50,7 @@ class _Pass:
 
     def __call__(self, data) -> Iterator[tuple]:
         row = 0
-        for block in _blocks(data, self.block_size):
-            block = np.asarray(block)
+        for block in read_blocks(data, self.block_size):
             for start in range(0, len(block), self.block_size):
                 part = np.asarray(block[start : start + self.block_size], dtype=self.dtype)
                 n = len(part)
@@ -81,8 +77,7 @@ def _first_pass(data, block_size: int, subsample: int, seed: int):
     n_rows = 0
     n_features = None
     dtype = None
-    for block in _blocks(data, block_size):
-        block = np.asarray(block)
+    for block in read_blocks(data, block_size):
         if block.ndim != 2 or block.shape[1] == 0:
             raise ValueError(
                 f"data blocks must be 2-D with at least one column, got shape {block.shape}"
@@ -122,23 +117,15 @@ def _first_pass(data, block_size: int, subsample: int, seed: int):
     return n_rows, n_features, dtype, anchor + mean_offset, variance, np.stack(reservoir)
 
 
-@partial(jax.jit, static_argnames=("covariance_type",))
-def _block_sums(carry, xb, wb, rows, centre, params, *, covariance_type):
-    stats = _restarts_statistics(xb - centre, wb, rows, params, covariance_unit(covariance_type))
-    return _kahan_add(carry, stats)
+@partial(jax.jit, static_argnames=("unit",))
+def _block_sums(carry, xb, wb, rows, centre, params, *, unit):
+    stats = _engine.restart_statistics(xb - centre, wb, rows, params, unit, Exact)
+    return kahan_add(carry, stats)
 
 
-@partial(jax.jit, static_argnames=("covariance_type",))
-def _stream_update(state, stats, tol, reg_covar, max_iter, *, covariance_type):
-    return _update(
-        state,
-        stats,
-        unit=covariance_unit(covariance_type),
-        tol=tol,
-        reg_covar=reg_covar,
-        max_iter=max_iter,
-        mean_weight=1.0,
-    )
+@partial(jax.jit, static_argnames=("unit",))
+def _stream_update(state, stats, settings, *, unit):
+    return _engine.update(state, stats, settings, unit=unit, mean_weight=1.0)
 
 
 def fit_stream(
@@ -183,13 +170,15 @@ def fit_stream(
     Passes over the data: one to check them and compute their mean, variance and subsample,
     then one per EM iteration.
     """
-    unit = covariance_unit(covariance_type)
-    n_components = check_int(n_components, "n_components", 1)
-    n_init = check_int(n_init, "n_init", 1)
-    max_iter = check_int(max_iter, "max_iter", 0)
+    unit, n_components, n_init, settings = check_settings(
+        n_components=n_components,
+        covariance_type=covariance_type,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+    )
     block_size = check_int(block_size, "block_size", 1)
-    tol = check_float(tol, "tol")
-    reg_covar = check_float(reg_covar, "reg_covar")
     seed = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
     n_rows, n_features, dtype, mean, variance, sample = _first_pass(
         data, block_size, check_int(subsample, "subsample", 1), seed
@@ -198,65 +187,64 @@ def fit_stream(
         raise ValueError(
             f"n_components={n_components} is larger than the number of samples (N={n_rows})"
         )
-    if isinstance(init, GMMParams):
-        params = check_params(
-            init,
-            n_components=n_components,
-            n_features=n_features,
-            covariance_type=unit.name,
-            dtype=dtype,
-            batch=n_init,
-        )
-        if params.weights.ndim == 1:
-            params = jax.tree_util.tree_map(
-                lambda a: jnp.broadcast_to(a, (n_init, *a.shape)), params
-            )
-    else:
+    init_name, params = check_init(
+        init,
+        n_components=n_components,
+        n_features=n_features,
+        unit=unit,
+        dtype=dtype,
+        n_init=n_init,
+    )
+    if params is None:
         params = initialize(
             key,
             sample.astype(dtype),
             n_components,
             covariance_type=unit.name,
             n_init=n_init,
-            init=init,
-            reg_covar=reg_covar,
+            init=init_name,
+            reg_covar=settings.reg_covar,
         )
     centre = jax.device_put(mean.astype(dtype))
-    state = _State(
-        params=params._replace(means=params.means - centre),
-        lower_bound=jnp.full((n_init,), -jnp.inf, dtype),
-        n_iter=jnp.zeros((n_init,), jnp.int32),
-        converged=jnp.zeros((n_init,), bool),
-        failed=jnp.zeros((n_init,), bool),
-    )
+    params = _engine.batched(params, n_init)
+    state = _engine.initial_state(params._replace(means=params.means - centre))
     passes = _Pass(min(block_size, n_rows), n_features, dtype)
-    rows = []
-    while not _all_done(state, max_iter):
+
+    def one_pass(state, n_steps):
         carry = None
         for xb, wb, row_ids in passes(data):
             if carry is None:
                 shapes = jax.eval_shape(
-                    partial(_restarts_statistics, unit=unit), xb, wb, row_ids, state.params
+                    partial(_engine.restart_statistics, unit=unit, form=Exact),
+                    xb,
+                    wb,
+                    row_ids,
+                    state.params,
                 )
                 zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
                 carry = (zero, zero)
-            carry = _block_sums(
-                carry, xb, wb, row_ids, centre, state.params, covariance_type=unit.name
-            )
-        state, row = _stream_update(
-            state, carry[0], tol, reg_covar, max_iter, covariance_type=unit.name
-        )
-        rows.append(np.asarray(row))
-        if callback is not None:
-            callback(_progress(state, max_iter))
-    traces = np.stack(rows) if rows else np.zeros((0, n_init), dtype)
-    params, degenerate = outcome_from_variance(
+            carry = _block_sums(carry, xb, wb, row_ids, centre, state.params, unit=unit)
+        state, bounds = _stream_update(state, carry[0], settings, unit=unit)
+        done = not np.asarray(_engine.active(state, settings.max_iter)).any()
+        return state, np.asarray(bounds)[None, :], done
+
+    state, traces, interrupted = iterate(
         state,
-        jax.device_put(variance.astype(dtype)),
-        centre,
-        reg_covar,
-        covariance_type=unit.name,
+        one_pass,
+        np.zeros((0, n_init), dtype),
+        max_iter=settings.max_iter,
+        chunk_iterations=1,
+        callback=callback,
     )
-    return assemble_result(
-        state, traces, params, degenerate, traced=False, prefer_nondegenerate=prefer_nondegenerate
+    params, degenerate = _engine.outcome(
+        state, jax.device_put(variance.astype(dtype)), centre, settings, unit=unit
+    )
+    return _engine.result(
+        state,
+        traces,
+        params,
+        degenerate,
+        traced=False,
+        prefer_nondegenerate=prefer_nondegenerate,
+        interrupted=interrupted,
     )

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._covariance import covariance_unit
 from ._params import GMMParams
 
 
@@ -167,43 +166,105 @@ def check_float(value, name: str, minimum: float = 0.0):
     return number
 
 
+def _check_shape(kind, name, shape, unit, n_components, n_features, batch) -> None:
+    expected = {
+        "weights": (n_components,),
+        "means": (n_components, n_features),
+    }.get(kind) or unit.shape(n_components, n_features)
+    allowed = [expected] if batch is None else [expected, (batch, *expected)]
+    if tuple(shape) not in allowed:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {expected}, but got "
+            f"{tuple(shape)} ({n_components} components, {n_features} features, "
+            f"covariance_type={unit.name!r})"
+        )
+
+
+def check_mixture(
+    arrays: dict,
+    *,
+    unit,
+    n_components: int,
+    n_features: int,
+    batch: int | None = None,
+    names: dict[str, str] | None = None,
+) -> dict[str, np.ndarray]:
+    """The one check of mixture parameters, on the host: given, loaded or initial.
+
+    ``arrays`` holds any of ``weights``, ``means``, ``covariances``, ``precisions`` and
+    ``precisions_cholesky``; each must have its shape for the model (with a leading ``batch``
+    axis allowed when ``batch`` is given) and be finite; weights must lie in [0, 1] and sum to
+    1, covariances and precisions must be valid for the model (``unit.check``), and a factor
+    given with covariances must be theirs. Errors name each array as ``names`` says (by default
+    its own name), in scikit-learn's words. Returns the arrays as NumPy arrays."""
+    names = names or {}
+    checked = {}
+    for kind, value in arrays.items():
+        name = names.get(kind, kind)
+        value = np.asarray(value)
+        if value.dtype.kind not in "fiu":
+            raise ValueError(f"The parameter '{name}' should be numeric, got dtype {value.dtype}")
+        _check_shape(kind, name, value.shape, unit, n_components, n_features, batch)
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"The parameter '{name}' contains non-finite values (NaN or inf)")
+        if kind == "weights":
+            w = value.astype(np.float64)
+            if np.any(w < 0) or np.any(w > 1):
+                raise ValueError(
+                    f"The parameter '{name}' should be in the range [0, 1], but got min value "
+                    f"{w.min():.5f}, max value {w.max():.5f}"
+                )
+            total = w.sum(axis=-1)
+            if not np.allclose(total, 1.0, rtol=0.0, atol=1e-5):
+                shown = ", ".join(f"{t:.5f}" for t in np.ravel(total))
+                raise ValueError(
+                    f"The parameter '{name}' should be normalized, but got sum({name}) = {shown}"
+                )
+        elif kind in ("covariances", "precisions"):
+            unit.check(value, f"The parameter '{name}'")
+        checked[kind] = value
+    if "covariances" in checked and "precisions_cholesky" in checked:
+        cov = unit.dense(checked["covariances"], n_components, n_features)
+        precisions = unit.dense(
+            unit.precisions(checked["precisions_cholesky"].astype(np.float64)),
+            n_components,
+            n_features,
+        )
+        mismatch = np.abs(cov @ precisions - np.eye(n_features)).max()
+        tolerance = 1e-3 if checked["covariances"].dtype == np.float32 else 1e-7
+        if mismatch > tolerance:
+            name = names.get("precisions_cholesky", "precisions_cholesky")
+            raise ValueError(f"The parameter '{name}' does not match the covariances")
+    return checked
+
+
 def check_params(
     params: GMMParams,
     *,
     n_components: int,
     n_features: int,
-    covariance_type: str,
+    unit,
     dtype,
     batch: int | None = None,
     name: str = "init",
 ) -> GMMParams:
-    """Shapes (optionally with a leading ``batch`` axis), finiteness and weights of user
-    parameters; returns them cast to ``dtype``."""
+    """User parameters (optionally with a leading ``batch`` axis) checked by
+    :func:`check_mixture` and moved to the device in ``dtype``; traced ones are only
+    checked for shape."""
     if not isinstance(params, GMMParams):
         raise TypeError(f"{name} must be a GMMParams, got {type(params).__name__}")
-    unit = covariance_unit(covariance_type)
-    expected = {
-        "weights": (n_components,),
-        "means": (n_components, n_features),
-        "covariances": unit.shape(n_components, n_features),
-        "precisions_cholesky": unit.shape(n_components, n_features),
-    }
-    fields = {}
-    for field, shape in expected.items():
-        value = getattr(params, field)
-        allowed = [shape] if batch is None else [shape, (batch, *shape)]
-        if tuple(np.shape(value)) not in allowed:
-            raise ValueError(
-                f"{name}.{field} must have shape {shape} for {n_components} components, "
-                f"{n_features} features and covariance_type={covariance_type!r}, "
-                f"got {tuple(np.shape(value))}"
-            )
-        fields[field] = to_device(value, dtype)
     if is_traced(params):
-        return GMMParams(**fields)
-    for field, value in fields.items():
-        _first_non_finite(np.asarray(value).reshape(-1, 1), f"{name}.{field}")
-    weights = np.asarray(fields["weights"], dtype=np.float64)
-    if np.any(weights < 0) or not np.allclose(weights.sum(axis=-1), 1.0, rtol=0, atol=1e-5):
-        raise ValueError(f"{name}.weights must be non-negative and sum to 1, got {weights}")
-    return GMMParams(**fields)
+        for field, value in params._asdict().items():
+            _check_shape(
+                field, f"{name}.{field}", np.shape(value), unit, n_components, n_features, batch
+            )
+        return GMMParams(*(to_device(value, dtype) for value in params))
+    checked = check_mixture(
+        {field: np.asarray(value) for field, value in params._asdict().items()},
+        unit=unit,
+        n_components=n_components,
+        n_features=n_features,
+        batch=batch,
+        names={field: f"{name}.{field}" for field in GMMParams._fields},
+    )
+    return GMMParams(**{field: to_device(value, dtype) for field, value in checked.items()})

@@ -11,86 +11,32 @@ setting, so nothing is ever silently cut to float32.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import inspect
-import math
 import numbers
 import warnings
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _model_file
 from ._covariance import covariance_unit
 from ._criteria import criteria
 from ._em import e_step, log_prob
 from ._fit import fit as core_fit
 from ._fit import initialize
 from ._init import INIT_METHODS
-from ._model_file import save_model
-from ._params import GMMParams, RestartOutcome, params_from_precisions
+from ._params import FitResult, GMMParams, RestartOutcome, params_from_precisions
 from ._progress import ProgressBar
-from ._validation import checked_array, to_device
-
-try:  # scikit-learn's own classes when it is installed, so that code written for it catches ours
-    from sklearn.exceptions import ConvergenceWarning, NotFittedError
-except ImportError:  # pragma: no cover - scikit-learn is a test dependency
-
-    class NotFittedError(ValueError, AttributeError):
-        """A method that needs a fitted model was called before ``fit``."""
-
-    class ConvergenceWarning(UserWarning):
-        """The chosen restart did not converge within ``max_iter`` iterations."""
-
-
-def _feature_names(X) -> np.ndarray | None:
-    """Column names of a DataFrame-like ``X`` when they are all strings (scikit-learn's rule)."""
-    columns = getattr(X, "columns", None)
-    if columns is None:
-        return None
-    names = list(columns)
-    if names and all(isinstance(name, str) for name in names):
-        return np.asarray(names, dtype=object)
-    return None
-
-
-def _precision(dtype: np.dtype):
-    """The context in which computations of ``dtype`` run."""
-    if dtype == np.float64 and not jax.config.jax_enable_x64:
-        return jax.enable_x64(True)
-    return contextlib.nullcontext()
-
-
-def _key_from(random_state) -> jax.Array:
-    """A JAX key from ``None`` (fresh randomness, as scikit-learn), an int, a NumPy generator or
-    a JAX key."""
-    if isinstance(random_state, jax.Array):
-        return random_state
-    if random_state is None:
-        seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
-    elif isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        seed = int(random_state)
-    elif isinstance(random_state, np.random.RandomState):
-        seed = random_state.randint(np.iinfo(np.int32).max)
-    elif isinstance(random_state, np.random.Generator):
-        seed = int(random_state.integers(np.iinfo(np.int32).max))
-    else:
-        raise ValueError(
-            "random_state must be None, an int, a numpy RandomState/Generator or a JAX key, "
-            f"got {random_state!r}"
-        )
-    return jax.random.key(seed)
-
-
-def _check_number(value, name: str, *, integer: bool, minimum) -> None:
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        what = "an integer" if integer else "a number"
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    if not (math.isfinite(value) and value >= minimum):
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+from ._sklearn_api import (
+    EstimatorParams,
+    check_number,
+    convergence_warning,
+    feature_names_of,
+    key_from,
+    not_fitted_error,
+    precision_context,
+)
+from ._validation import check_mixture, checked_array, to_device
 
 
 def _distinct_rows_at_least(X: np.ndarray, count: int) -> int:
@@ -103,7 +49,7 @@ def _distinct_rows_at_least(X: np.ndarray, count: int) -> int:
     return len(np.unique(X, axis=0))
 
 
-class GaussianMixture:
+class GaussianMixture(EstimatorParams):
     """Gaussian mixture fitted by EM in JAX, with scikit-learn's parameters and attributes.
 
     Parameters
@@ -203,134 +149,41 @@ class GaussianMixture:
         self.devices = devices
         self.checkpoint = checkpoint
 
-    # -- scikit-learn plumbing -------------------------------------------------------------
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return sorted(name for name in signature.parameters if name != "self")
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params):
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
-                    f"Valid parameters are: {valid!r}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __sklearn_clone__(self):
-        # scikit-learn's clone deep-copies every parameter, and JAX devices cannot be copied;
-        # they are handles of this process, so a clone shares them.
-        params = {
-            name: value if name == "devices" else copy.deepcopy(value)
-            for name, value in self.get_params().items()
-        }
-        return type(self)(**params)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Devices do not pickle and would mean nothing in another process: an unpickled model
-        # fits on the default devices.
-        return {**self.__dict__, "devices": None}
-
-    def __repr__(self) -> str:
-        defaults = {
-            name: p.default
-            for name, p in inspect.signature(type(self).__init__).parameters.items()
-            if name != "self"
-        }
-        changed = []
-        for name in self._get_param_names():
-            value = getattr(self, name)
-            default = defaults[name]
-            same = value is default or (
-                not isinstance(value, np.ndarray | jax.Array) and value == default
-            )
-            if not same:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    def __sklearn_tags__(self):
-        from sklearn.utils import InputTags, Tags, TargetTags
-
-        return Tags(
-            estimator_type="density_estimator",
-            target_tags=TargetTags(required=False),
-            input_tags=InputTags(allow_nan=False),
-        )
-
     # -- validation ------------------------------------------------------------------------
 
     def _check_parameters(self) -> None:
-        _check_number(self.n_components, "n_components", integer=True, minimum=1)
+        check_number(self.n_components, "n_components", integer=True, minimum=1)
         covariance_unit(self.covariance_type)
-        _check_number(self.tol, "tol", integer=False, minimum=0.0)
-        _check_number(self.reg_covar, "reg_covar", integer=False, minimum=0.0)
-        _check_number(self.max_iter, "max_iter", integer=True, minimum=0)
-        _check_number(self.n_init, "n_init", integer=True, minimum=1)
-        _check_number(self.verbose, "verbose", integer=True, minimum=0)
-        _check_number(self.verbose_interval, "verbose_interval", integer=True, minimum=1)
+        check_number(self.tol, "tol", integer=False, minimum=0.0)
+        check_number(self.reg_covar, "reg_covar", integer=False, minimum=0.0)
+        check_number(self.max_iter, "max_iter", integer=True, minimum=0)
+        check_number(self.n_init, "n_init", integer=True, minimum=1)
+        check_number(self.verbose, "verbose", integer=True, minimum=0)
+        check_number(self.verbose_interval, "verbose_interval", integer=True, minimum=1)
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
 
     def _check_init_arrays(self, n_features: int, dtype) -> dict[str, np.ndarray]:
         """The given initial weights, means and precisions, checked and cast to ``dtype``."""
-        k = self.n_components
         unit = covariance_unit(self.covariance_type)
-        given = {}
-        for name, shape in (
-            ("weights_init", (k,)),
-            ("means_init", (k, n_features)),
-            ("precisions_init", unit.shape(k, n_features)),
-        ):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            array = np.asarray(value, dtype=np.float64)
-            if array.shape != shape:
-                raise ValueError(
-                    f"{name} must have shape {shape} for n_components={k}, "
-                    f"{n_features} features and covariance_type={self.covariance_type!r}, "
-                    f"got {array.shape}"
-                )
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{name} contains non-finite values (NaN or inf)")
-            given[name] = array
-        weights = given.get("weights_init")
-        if weights is not None:
-            if np.any(weights < 0) or np.any(weights > 1):
-                raise ValueError(f"weights_init must be in [0, 1], got {weights}")
-            if not abs(weights.sum() - 1.0) <= 1e-6:
-                raise ValueError(f"weights_init must sum to 1, got a sum of {weights.sum():.8g}")
-        precisions = given.get("precisions_init")
-        if precisions is not None:
-            if self.covariance_type in ("full", "tied"):
-                matrices = precisions.reshape(-1, n_features, n_features)
-                for i, matrix in enumerate(matrices):
-                    where = (
-                        f"precisions_init[{i}]"
-                        if self.covariance_type == "full"
-                        else ("precisions_init")
-                    )
-                    if not np.allclose(
-                        matrix, matrix.T, rtol=1e-8, atol=1e-12 * np.abs(matrix).max()
-                    ):
-                        raise ValueError(f"{where} is not symmetric")
-                    if np.linalg.eigvalsh(matrix)[0] <= 0:
-                        raise ValueError(f"{where} is not positive definite")
-            elif np.any(precisions <= 0):
-                raise ValueError("precisions_init must be positive")
-        return {name: array.astype(dtype) for name, array in given.items()}
+        given = {
+            kind: getattr(self, f"{kind}_init")
+            for kind in ("weights", "means", "precisions")
+            if getattr(self, f"{kind}_init") is not None
+        }
+        checked = check_mixture(
+            given,
+            unit=unit,
+            n_components=self.n_components,
+            n_features=n_features,
+            names={"precisions": f"{unit.name} precision"},  # scikit-learn's names
+        )
+        return {f"{kind}_init": array.astype(dtype) for kind, array in checked.items()}
 
     def _validate_X(self, X, *, reset: bool, min_samples: int = 1):
         """``X`` as a finite 2-D array of its computation dtype, with scikit-learn's checks of
         feature names and counts against the fitted model."""
-        names = _feature_names(X)
+        names = feature_names_of(X)
         if reset:
             if names is None:
                 self.__dict__.pop("feature_names_in_", None)
@@ -369,7 +222,7 @@ class GaussianMixture:
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "weights_"):
-            raise NotFittedError(
+            raise not_fitted_error()(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )
@@ -392,11 +245,12 @@ class GaussianMixture:
                 UserWarning,
                 stacklevel=3,
             )
-        if self.covariance_type == "full" and n_features >= n_samples / k:
+        unit = covariance_unit(self.covariance_type)
+        if unit.poorly_determined(n_samples, k, n_features):
             warnings.warn(
                 f"{n_features} features with about {n_samples / k:.1f} samples per component: "
-                "full covariances will be poorly determined; consider covariance_type='diag' "
-                "or fewer components",
+                f"{unit.name} covariances will be poorly determined; consider "
+                "covariance_type='diag' or fewer components",
                 UserWarning,
                 stacklevel=3,
             )
@@ -424,8 +278,8 @@ class GaussianMixture:
         X, dtype = self._validate_X(X, reset=True, min_samples=2)
         self._warn_about_data(X)
         inits = self._check_init_arrays(X.shape[1], dtype)
-        with _precision(dtype):
-            key = _key_from(self.random_state)
+        with precision_context(dtype):
+            key = key_from(self.random_state)
             warm = self.warm_start and hasattr(self, "weights_")
             n_init = 1 if warm else self.n_init
             if warm:
@@ -466,7 +320,7 @@ class GaussianMixture:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
+                convergence_warning(),
                 stacklevel=2,
             )
         return labels
@@ -514,7 +368,9 @@ class GaussianMixture:
             )
         return params
 
-    def _set_fitted(self, result, dtype) -> None:
+    def _set_fitted(self, result, dtype, feature_names=None) -> None:
+        """The fitted attributes, as NumPy arrays of ``dtype``, from a :class:`FitResult`;
+        ``feature_names`` (when given) become ``feature_names_in_``."""
         unit = covariance_unit(self.covariance_type)
 
         def host(a):
@@ -525,7 +381,7 @@ class GaussianMixture:
         self.means_ = host(params.means)
         self.covariances_ = host(params.covariances)
         self.precisions_cholesky_ = host(params.precisions_cholesky)
-        self.precisions_ = host(unit.precisions(params.precisions_cholesky))
+        self.precisions_ = unit.precisions(self.precisions_cholesky_)
         self.best_restart_ = int(result.best_restart)
         self.interrupted_ = bool(result.interrupted)
         self.converged_ = bool(result.converged)
@@ -537,6 +393,9 @@ class GaussianMixture:
             *(host(field) for field in outcome[:-1]),
             params=GMMParams(*(host(a) for a in outcome.params)),
         )
+        self.n_features_in_ = self.means_.shape[1]
+        if feature_names is not None:
+            self.feature_names_in_ = np.asarray([str(n) for n in feature_names], dtype=object)
 
     def _report(self, result) -> None:
         if not self.verbose:
@@ -586,7 +445,7 @@ class GaussianMixture:
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``(N, K)``: the probability of each component given each sample."""
         X, dtype = self._prepared(X)
-        with _precision(dtype):
+        with precision_context(dtype):
             return np.exp(self._log_resp(to_device(X, dtype)))
 
     def predict(self, X) -> np.ndarray:
@@ -596,7 +455,7 @@ class GaussianMixture:
     def score_samples(self, X) -> np.ndarray:
         """Log density of the mixture at each sample, ``(N,)``."""
         X, dtype = self._prepared(X)
-        with _precision(dtype):
+        with precision_context(dtype):
             return np.asarray(
                 log_prob(
                     to_device(X, dtype), self._params(dtype), covariance_type=self.covariance_type
@@ -609,7 +468,7 @@ class GaussianMixture:
 
     def _criteria(self, X) -> dict[str, float]:
         X, dtype = self._prepared(X)
-        with _precision(dtype):
+        with precision_context(dtype):
             return criteria(to_device(X, dtype), self._params(dtype), self.covariance_type)
 
     def bic(self, X) -> float:
@@ -632,22 +491,17 @@ class GaussianMixture:
             raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        seed = np.asarray(jax.random.key_data(_key_from(self.random_state))).ravel()
+        seed = np.asarray(jax.random.key_data(key_from(self.random_state))).ravel()
         rng = np.random.default_rng(seed.astype(np.uint64))
         k, d = self.means_.shape
         counts = rng.multinomial(
             n_samples, self.weights_.astype(np.float64) / self.weights_.astype(np.float64).sum()
         )
-        cov = np.asarray(self.covariances_, dtype=np.float64)
+        cov = covariance_unit(self.covariance_type).dense(self.covariances_, k, d)
         parts = []
         for j in range(k):
             z = rng.standard_normal((counts[j], d))
-            if self.covariance_type == "full":
-                parts.append(self.means_[j] + z @ np.linalg.cholesky(cov[j]).T)
-            elif self.covariance_type == "tied":
-                parts.append(self.means_[j] + z @ np.linalg.cholesky(cov).T)
-            else:  # diag (a variance per feature) or spherical (one variance)
-                parts.append(self.means_[j] + z * np.sqrt(cov[j]))
+            parts.append(self.means_[j] + z @ np.linalg.cholesky(cov[j]).T)
         X = np.concatenate(parts).astype(self.means_.dtype)
         return X, np.repeat(np.arange(k), counts)
 
@@ -657,7 +511,67 @@ class GaussianMixture:
         """Write the fitted model to ``path`` atomically, in the format of :func:`jaxgmm.load`
         (an ``.npz`` of arrays with a JSON metadata entry; no pickle)."""
         self._check_is_fitted()
-        save_model(self, path)
+        _model_file.write(self, path)
 
 
-__all__ = ["ConvergenceWarning", "GaussianMixture", "NotFittedError"]
+def fitted_model(
+    result: FitResult, dtype, *, settings: dict, feature_names=None
+) -> GaussianMixture:
+    """A fitted :class:`GaussianMixture` from a :class:`FitResult`: how ``select``, the command
+    line and :func:`load` make one (``fit`` fills itself the same way)."""
+    model = GaussianMixture(**settings)
+    model._set_fitted(result, dtype, feature_names)
+    return model
+
+
+def load(path) -> GaussianMixture:
+    """Read a model written by ``GaussianMixture.save``; returns a fitted ``GaussianMixture``.
+
+    Raises :class:`ModelFileError` naming the file and the problem for a missing, corrupt or
+    truncated file, a missing entry, a newer format version, or parameters that are not a valid
+    mixture (non-finite, weights not summing to 1, covariances not symmetric positive definite).
+    An older format version loads with a warning.
+    """
+    metadata, arrays = _model_file.read(path)
+    defaults = GaussianMixture().get_params()
+    settings = {k: v for k, v in metadata["settings"].items() if k in defaults and v is not None}
+    settings["covariance_type"] = metadata["covariance_type"]
+    trace = arrays["lower_bounds"]
+    one = np.ones(1, bool)
+    restart = RestartOutcome(
+        lower_bound=np.array([metadata.get("lower_bound", np.nan)], trace.dtype),
+        lower_bounds=trace[None, :],
+        n_iter=np.array([metadata.get("n_iter", len(trace))]),
+        converged=one & bool(metadata.get("converged", False)),
+        failed=~one,
+        degenerate=one & bool(metadata.get("degenerate", False)),
+        params=GMMParams(*(arrays[name][None] for name in GMMParams._fields)),
+    )
+    result = FitResult(
+        params=GMMParams(*(arrays[name] for name in GMMParams._fields)),
+        lower_bound=restart.lower_bound[0],
+        lower_bounds=trace,
+        n_iter=restart.n_iter[0],
+        converged=restart.converged[0],
+        best_restart=np.asarray(0),
+        restarts=restart,
+        interrupted=np.asarray(bool(metadata.get("interrupted", False))),
+    )
+    return fitted_model(
+        result,
+        arrays["means"].dtype,
+        settings=settings,
+        feature_names=metadata.get("feature_names") or None,
+    )
+
+
+__all__ = ["GaussianMixture", "fitted_model", "load"]
+
+
+def __getattr__(name: str):
+    # scikit-learn's exception classes, imported when first asked for (see _sklearn_api)
+    if name == "NotFittedError":
+        return not_fitted_error()
+    if name == "ConvergenceWarning":
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

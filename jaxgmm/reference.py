@@ -25,18 +25,82 @@ class Params(NamedTuple):
     covariances: np.ndarray  # scikit-learn's shape for the covariance type
 
 
-def full_covariances(covariances, covariance_type: str, n_components: int, n_features: int):
-    """Any covariance type's parameters as ``(K, D, D)`` matrices."""
-    c = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
+class _Full:
+    """One (D, D) covariance per component."""
+
+    @staticmethod
+    def dense(c, n_components, n_features):
         return c
-    if covariance_type == "tied":
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        """Covariances from each component's scatter around its new mean ``(K, D, D)``."""
+        eye = np.eye(scatters.shape[-1])
+        return np.stack([scatters[k] / nk[k] + reg_covar * eye for k in range(len(nk))])
+
+    @staticmethod
+    def component(matrix):
+        """One component's parameter from a dense covariance (None: shared by all)."""
+        return matrix
+
+
+class _Tied:
+    """One (D, D) covariance shared by all components."""
+
+    @staticmethod
+    def dense(c, n_components, n_features):
         return np.stack([c] * n_components)
-    if covariance_type == "diag":
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        return scatters.sum(axis=0) / nk.sum() + reg_covar * np.eye(scatters.shape[-1])
+
+    @staticmethod
+    def component(matrix):
+        return None
+
+
+class _Diag:
+    """A variance per component and feature."""
+
+    @staticmethod
+    def dense(c, n_components, n_features):
         return np.stack([np.diag(c[k]) for k in range(n_components)])
-    if covariance_type == "spherical":
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        return np.stack([np.diag(m) for m in _Full.from_scatters(scatters, nk, reg_covar)])
+
+    @staticmethod
+    def component(matrix):
+        return np.diag(matrix)
+
+
+class _Spherical:
+    """One variance per component."""
+
+    @staticmethod
+    def dense(c, n_components, n_features):
         return np.stack([c[k] * np.eye(n_features) for k in range(n_components)])
-    raise ValueError(covariance_type)
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        full = _Full.from_scatters(scatters, nk, reg_covar)
+        return np.array([np.mean(np.diag(m)) for m in full])
+
+    @staticmethod
+    def component(matrix):
+        return np.mean(np.diag(matrix))
+
+
+# The counterpart of every covariance model of ``jaxgmm.COVARIANCE_TYPES``, by the same name.
+MODELS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
+
+
+def full_covariances(covariances, covariance_type: str, n_components: int, n_features: int):
+    """Any covariance model's parameters as ``(K, D, D)`` matrices."""
+    c = np.asarray(covariances, dtype=np.float64)
+    return MODELS[covariance_type].dense(c, n_components, n_features)
 
 
 def component_log_prob(X, params: Params, covariance_type: str) -> np.ndarray:
@@ -104,32 +168,18 @@ def m_step(
         diff = X - means[k]
         scatters[k] = (diff * wr[:, k, None]).T @ diff
 
-    eye = np.eye(n_features)
-    if covariance_type == "tied":
-        covariances = scatters.sum(axis=0) / nk.sum() + reg_covar * eye
-    else:
-        full = np.stack([scatters[k] / nk[k] + reg_covar * eye for k in range(n_components)])
-        if covariance_type == "full":
-            covariances = full
-        elif covariance_type == "diag":
-            covariances = np.stack([np.diag(full[k]) for k in range(n_components)])
-        else:
-            covariances = np.array([np.mean(np.diag(full[k])) for k in range(n_components)])
-
+    model = MODELS[covariance_type]
+    covariances = model.from_scatters(scatters, nk, reg_covar)
+    pooled = model.component(data_cov + reg_covar * np.eye(n_features))
     for k in np.flatnonzero(empty):
         if previous is not None:
             means[k] = previous.means[k]
-            if covariance_type != "tied":
+            if pooled is not None:  # a shared covariance takes nothing from an empty component
                 covariances[k] = previous.covariances[k]
         else:
             means[k] = data_mean
-            pooled = data_cov + reg_covar * eye
-            if covariance_type == "full":
+            if pooled is not None:
                 covariances[k] = pooled
-            elif covariance_type == "diag":
-                covariances[k] = np.diag(pooled)
-            elif covariance_type == "spherical":
-                covariances[k] = np.mean(np.diag(pooled))
     return Params(nk / nk.sum(), means, covariances)
 
 

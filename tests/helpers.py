@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+import jaxgmm
 from jaxgmm import reference
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+# Every covariance model: a model added to jaxgmm is tested wherever these are.
+COVARIANCE_TYPES = tuple(jaxgmm.COVARIANCE_TYPES)
+# The models scikit-learn has too, for the tests that compare with it.
+SKLEARN_TYPES = ("full", "tied", "diag", "spherical")
 
 
 def relative_error(actual, desired) -> float:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from jaxgmm.cli import _named
+from jaxgmm._cli_io import named as _named
 
 ROOT = Path(__file__).resolve().parents[1]
 

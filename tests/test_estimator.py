@@ -8,7 +8,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, assert_close, blobs, starting_params
+from helpers import SKLEARN_TYPES, assert_close, blobs, starting_params
 from sklearn.base import clone
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.model_selection import GridSearchCV
@@ -51,7 +51,7 @@ def test_float32_stays_float32_and_float64_is_fitted_in_float64():
     assert_close(gm32.means_[order32], gm64.means_[order64], 1e-5, "float32 vs float64 means")
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", SKLEARN_TYPES)
 def test_matches_sklearn_from_the_same_start_in_float64(covariance_type):
     X = blobs()
     p = starting_params(X, 3, covariance_type)
@@ -138,7 +138,7 @@ def test_sample_is_reproducible_and_shaped():
 
 
 def test_parameter_counts_match_sklearn():
-    for covariance_type in COVARIANCE_TYPES:
+    for covariance_type in SKLEARN_TYPES:
         ours = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(blobs())
         theirs = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(blobs())
         expected = theirs._n_parameters()
@@ -249,23 +249,43 @@ def test_bad_hyper_parameters_are_raised_in_fit_not_init(params, error, message)
 @pytest.mark.parametrize(
     "params, message",
     [
-        (dict(weights_init=[0.5, 0.3, 0.2]), r"weights_init must have shape \(2,\)"),
-        (dict(weights_init=[1.5, -0.5]), r"weights_init must be in \[0, 1\]"),
-        (dict(weights_init=[0.5, 0.6]), "weights_init must sum to 1, got a sum of 1.1"),
-        (dict(means_init=np.zeros((2, 3))), r"means_init must have shape \(2, 2\)"),
-        (dict(means_init=[[0, np.nan], [1, 1]]), "means_init contains non-finite"),
-        (dict(precisions_init=np.ones((2, 2))), r"precisions_init must have shape \(2, 2, 2\)"),
+        (
+            dict(weights_init=[0.5, 0.3, 0.2]),
+            r"The parameter 'weights' should have the shape of \(2,\), but got \(3,\)",
+        ),
+        (
+            dict(weights_init=[1.5, -0.5]),
+            r"The parameter 'weights' should be in the range \[0, 1\]",
+        ),
+        (
+            dict(weights_init=[0.5, 0.6]),
+            r"The parameter 'weights' should be normalized, but got sum\(weights\) = 1.10000",
+        ),
+        (
+            dict(means_init=np.zeros((2, 3))),
+            r"The parameter 'means' should have the shape of \(2, 2\)",
+        ),
+        (
+            dict(means_init=[[0, np.nan], [1, 1]]),
+            "The parameter 'means' contains non-finite",
+        ),
+        (
+            dict(precisions_init=np.ones((2, 2))),
+            r"The parameter 'full precision' should have the shape of \(2, 2, 2\)",
+        ),
         (
             dict(precisions_init=np.stack([np.eye(2), [[1, 2], [0, 1]]])),
-            r"precisions_init\[1\] is not symmetric",
+            r"'full precision' should be symmetric, positive-definite \(component 1\): it "
+            "is not symmetric",
         ),
         (
             dict(precisions_init=np.stack([np.eye(2), [[1, 2], [2, 1]]])),
-            r"precisions_init\[1\] is not positive definite",
+            r"'full precision' should be symmetric, positive-definite \(component 1\): it "
+            "is not positive definite",
         ),
         (
             dict(covariance_type="diag", precisions_init=[[1, 1], [1, -1]]),
-            "precisions_init must be positive",
+            "'diag precision' should be positive",
         ),
     ],
 )

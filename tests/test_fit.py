@@ -296,19 +296,18 @@ def test_chunks_of_iterations_equal_one_scan_and_report_progress():
         np.asarray(chunked.restarts.n_iter), np.asarray(one_scan.restarts.n_iter)
     )
     from jaxgmm import _fit
+    from jaxgmm._covariance import covariance_unit
+    from jaxgmm._engine import EMSettings
 
     small = _fit.run_restarts(
         key,
         jnp.asarray(X),
         None,
+        unit=covariance_unit("full"),
         n_components=3,
-        covariance_type="full",
         n_init=3,
         init="random",
-        max_iter=35,
-        tol=1e-8,
-        reg_covar=1e-6,
-        traced=False,
+        settings=EMSettings(reg_covar=1e-6, tol=1e-8, max_iter=35),
         chunk_iterations=3,
     )
     assert_close(small[2].means, chunked.restarts.params.means, 1e-12)
@@ -336,11 +335,12 @@ def test_blocks_of_samples_equal_one_block(covariance_type):
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("init", jaxgmm.INIT_METHODS)
 def test_initialisation_in_blocks_equals_one_block(init):
+    from jaxgmm._covariance import covariance_unit
     from jaxgmm._init import initial_params
 
     X = jnp.asarray(blobs())
     w = jnp.asarray(np.random.default_rng(1).uniform(0.5, 2.0, X.shape[0]))
-    kwargs = dict(covariance_type="full", reg_covar=1e-6, sample_weight=w)
+    kwargs = dict(unit=covariance_unit("full"), reg_covar=1e-6, sample_weight=w)
     whole = initial_params(jax.random.key(5), X, 4, init, **kwargs)
     blocked = initial_params(jax.random.key(5), X, 4, init, blocks=37, **kwargs)
     for a, b in zip(blocked, whole, strict=True):
@@ -375,7 +375,8 @@ def test_auto_statistics_keep_float32_accuracy_for_far_tight_clusters():
 def test_expanded_error_estimate_is_the_largest_standardised_mean(covariance_type):
     """The estimate behind statistics="auto": max over restarts, active components and features
     of mean^2 / variance (data centred); a switched-off component (weight 0) does not count."""
-    from jaxgmm._fit import _standardized_means
+    from jaxgmm._covariance import covariance_unit
+    from jaxgmm._statistics import standardized_means
 
     rng = np.random.default_rng(3)
     n_init, k, d = 2, 3, 4
@@ -399,7 +400,8 @@ def test_expanded_error_estimate_is_the_largest_standardised_mean(covariance_typ
     )(*(jnp.asarray(a, jnp.float32) for a in (weights, means, covariances)))
     z2 = np.square(means) / variances
     expected = max(z2[0].max(), z2[1, :2].max())
-    assert float(_standardized_means(params, covariance_type)) == pytest.approx(expected, rel=1e-5)
+    unit = covariance_unit(covariance_type)
+    assert float(standardized_means(params, unit)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_weighted_draws_equal_jax_choice_whatever_the_row_shards(x64):

@@ -14,16 +14,15 @@ import sys
 import numpy as np
 import pytest
 
-from jaxgmm import _io_data
-from jaxgmm._io_data import (
+from jaxgmm import _files, _io_data
+from jaxgmm._files import (
     DataFileError,
     OutputError,
-    Table,
     atomic_write_bytes,
     atomic_write_text,
     check_output_dir,
-    read_table,
 )
+from jaxgmm._io_data import Table, read_table
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -529,7 +528,7 @@ def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_io_data.os, "replace", fail)
+    monkeypatch.setattr(_files.os, "replace", fail)
     with pytest.raises(OutputError, match=re.escape(str(path)) + ".*no space left"):
         atomic_write_text(path, "new")
     monkeypatch.undo()
@@ -579,7 +578,7 @@ def test_check_output_dir_not_writable_reported(tmp_path, monkeypatch):
     def refuse(path):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(_io_data, "_create_temporary", refuse)
+    monkeypatch.setattr(_files, "_create_temporary", refuse)
     with pytest.raises(OutputError, match=re.escape(str(tmp_path)) + ".*permission denied"):
         check_output_dir(tmp_path)
 

@@ -150,18 +150,24 @@ def test_older_format_version_loads_with_a_warning(tmp_path, fitted):
     [
         (
             lambda gm: {"means": np.where(np.eye(2, dtype=bool), np.nan, gm.means_)},
-            "'means' contains non-finite values",
+            "The parameter 'means' contains non-finite values",
         ),
-        (lambda gm: {"weights": gm.weights_ * 0.5}, "weights must be non-negative and sum to 1"),
+        (
+            lambda gm: {"weights": gm.weights_ * 0.5},
+            "The parameter 'weights' should be normalized",
+        ),
         (
             lambda gm: {"covariances": gm.covariances_ * np.array([1.0, -1.0])[:, None, None]},
-            "covariances are not symmetric positive definite",
+            "The parameter 'covariances' should be symmetric, positive-definite",
         ),
         (
             lambda gm: {"precisions_cholesky": gm.precisions_cholesky_ * 2},
-            "precisions_cholesky does not match the covariances",
+            "The parameter 'precisions_cholesky' does not match the covariances",
         ),
-        (lambda gm: {"means": gm.means_[:1]}, r"'means' has shape \(1, 2\), expected \(2, 2\)"),
+        (
+            lambda gm: {"means": gm.means_[:1]},
+            r"The parameter 'means' should have the shape of \(2, 2\), but got \(1, 2\)",
+        ),
     ],
     ids=["non-finite", "weights", "not-spd", "factor-mismatch", "shape"],
 )

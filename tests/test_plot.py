@@ -225,7 +225,7 @@ def test_responsibilities_blend_colours_for_more_components(three_d):
     proj = plot.project(model, X)
     points = points_of(ax)
     np.testing.assert_allclose(points.get_offsets(), proj.points, atol=1e-10)
-    colors = plot._component_colors(3)[:, :3]
+    colors = plot.component_colors(3)[:, :3]
     expected = np.clip(model.predict_proba(X) @ colors, 0, 1)
     np.testing.assert_allclose(points.get_facecolors()[:, :3], expected, atol=1e-6)
     assert len(fig.legends[0].get_texts()) == 3

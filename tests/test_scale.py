@@ -399,8 +399,11 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
     import jax
     import jax.numpy as jnp
 
-    from jaxgmm import _fit
+    from jaxgmm import _engine
     from jaxgmm._blocks import Blocks, default_block_size
+    from jaxgmm._covariance import covariance_unit
+    from jaxgmm._engine import EMSettings
+    from jaxgmm._statistics import STATISTICS_FORMS
 
     n, d, k = 2_000_000, 16, 64
     x_bytes = n * d * 4
@@ -414,29 +417,27 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
         np.stack([np.eye(d, dtype=np.float32)] * k),
         covariance_type="full",
     )
-    static = dict(
-        n_components=k, covariance_type="full", n_init=1, init="given", blocks=Blocks(block)
-    )
-    start = _fit._start.lower(jax.random.key(0), X, None, 1e-6, params, None, **static)
+    unit = covariance_unit("full")
+    settings = EMSettings(reg_covar=1e-6, tol=0.0, max_iter=10)
+    static = dict(unit=unit, n_components=k, n_init=1, init="given", blocks=Blocks(block))
+    start = _engine.start.lower(jax.random.key(0), X, None, settings, params, None, **static)
     assert _temp_bytes(start) < small
     state = jax.eval_shape(
-        lambda X: _fit._start(jax.random.key(0), X, None, 1e-6, params, None, **static)[2], X
+        lambda X: _engine.start(jax.random.key(0), X, None, settings, params, None, **static)[2],
+        X,
     )
-    for expanded in (False, True):
-        advance = _fit._advance.lower(
+    for form in STATISTICS_FORMS.values():
+        advance = _engine.advance.lower(
             state,
             X,
             None,
-            0.0,
-            1e-6,
-            10,
-            covariance_type="full",
-            n_steps=10,
+            settings.with_form(form),
+            unit=unit,
             blocks=Blocks(block),
-            expanded=expanded,
+            n_steps=10,
         )
-        assert _temp_bytes(advance) < small, expanded
-    assert _temp_bytes(_fit._data_variance.lower(X, None)) < small
+        assert _temp_bytes(advance) < small, form.name
+    assert _temp_bytes(_engine.data_variance.lower(X, None)) < small
 
 
 def test_densities_of_many_samples_are_computed_in_blocks():

@@ -76,7 +76,7 @@ def test_one_compiled_program_per_covariance_type(monkeypatch):
     original = _select.run_restarts
 
     def counting(*args, **kwargs):
-        calls.append((kwargs["covariance_type"], kwargs["n_components"], kwargs["n_init"]))
+        calls.append((kwargs["unit"].name, kwargs["n_components"], kwargs["n_init"]))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(_select, "run_restarts", counting)

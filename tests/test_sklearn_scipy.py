@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, assert_close, blobs, starting_params
+from helpers import SKLEARN_TYPES, assert_close, blobs, starting_params
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
@@ -26,7 +26,7 @@ def precisions_of(covariances, covariance_type):
     return 1.0 / covariances
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", SKLEARN_TYPES)
 def test_fit_matches_sklearn_from_same_start(covariance_type):
     X = blobs()
     p = starting_params(X, 3, covariance_type)

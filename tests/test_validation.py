@@ -104,10 +104,12 @@ def test_bad_init_params():
     init = jaxgmm.params_from_covariances(
         np.array([0.5, 0.5]), np.zeros((2, 3)), np.stack([np.eye(3)] * 2), covariance_type="full"
     )
-    with pytest.raises(ValueError, match=r"init.means must have shape \(2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"The parameter 'init.means' should have the shape of \(2, 2\)"
+    ):
         jaxgmm.fit(KEY, good(), 2, init=init)
     init = jaxgmm.params_from_covariances(
         np.array([0.5, 0.7]), np.zeros((2, 2)), np.stack([np.eye(2)] * 2), covariance_type="full"
     )
-    with pytest.raises(ValueError, match="init.weights must be non-negative and sum to 1"):
+    with pytest.raises(ValueError, match="The parameter 'init.weights' should be normalized"):
         jaxgmm.fit(KEY, good(), 2, init=init)

@@ -1,0 +1,291 @@
+"""The command line's commands: ``fit`` (in memory or streamed), ``select``, ``predict`` and
+``demo``. Each returns its exit code; ``jaxgmm.cli.main`` turns errors into one-line messages."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._cli_io import (
+    CommandError,
+    csv_text,
+    labels_header,
+    labels_rows,
+    log,
+    named,
+    output_dir,
+    print_model,
+    print_written,
+    read_data,
+    save_model_outputs,
+    show_progress,
+    versions,
+    write_text,
+)
+
+EXIT_INTERRUPTED = 130
+
+
+def run_fit(args) -> int:
+    from . import GaussianMixture
+
+    if args.stream:
+        return _run_fit_stream(args)
+    out = output_dir(args)  # before anything slow
+    timings = {}
+    start = time.perf_counter()
+    X, names, source = read_data(args)
+    timings["reading"] = round(time.perf_counter() - start, 3)
+    print(f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {source}.")
+    model = GaussianMixture(
+        args.n_components,
+        covariance_type=args.covariance_type,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        init_params=args.init,
+        random_state=args.seed,
+        progress=show_progress(args),
+        checkpoint=args.checkpoint,
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Fit interrupted")  # reported below
+        model.fit(X)
+    timings["fitting"] = round(time.perf_counter() - start, 3)
+    if model.interrupted_:
+        log("interrupted: saving the best result so far (a second Ctrl-C aborts at once)")
+    print_model(model, names)
+    print(f"BIC {model.bic(X):.3f}   AIC {model.aic(X):.3f}   ICL {model.icl(X):.3f}")
+    written = save_model_outputs(model, X, names, source, out, timings, not args.no_plots)
+    print_written(written)
+    return EXIT_INTERRUPTED if model.interrupted_ else 0
+
+
+def _run_fit_stream(args) -> int:
+    """``fit --stream``: EM over a .npy file read in blocks from disk (never all in memory)."""
+    import jax
+
+    from . import fit_stream
+    from ._criteria import entropy, from_sums, n_parameters
+    from ._files import DataFileError
+    from ._stream import DEFAULT_BLOCK_ROWS, read_blocks
+    from .estimator import fitted_model
+
+    if args.data is None or Path(args.data).suffix.lower() != ".npy":
+        raise CommandError("--stream reads a .npy file (numpy.save); convert the data first")
+    out = output_dir(args)
+    try:
+        data = np.load(args.data, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataFileError(f"{args.data}: not a readable .npy file ({error})") from None
+    if data.ndim != 2:
+        raise DataFileError(f"{args.data}: expected a 2-D array, found shape {data.shape}")
+    dtype = np.dtype(args.dtype)
+    print(
+        f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {args.data} "
+        f"({data.shape[0]} rows, {data.shape[1]} columns), streamed in blocks."
+    )
+    settings = dict(
+        n_components=args.n_components,
+        covariance_type=args.covariance_type,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+    )
+
+    def blocks():
+        return read_blocks(data, DEFAULT_BLOCK_ROWS, dtype)
+
+    start = time.perf_counter()
+    context = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
+    with context:
+        result = fit_stream(jax.random.key(args.seed), blocks, init=args.init, **settings)
+        model = fitted_model(
+            result, dtype, settings=settings | {"init_params": args.init, "random_state": args.seed}
+        )
+        fitted = time.perf_counter() - start
+        # a second pass: labels, and the log-likelihood and entropy for the criteria
+        lines, log_l, total_entropy = [], 0.0, 0.0
+        for block in blocks():
+            proba = model.predict_proba(block)
+            log_l += float(np.sum(model.score_samples(block)))
+            with np.errstate(divide="ignore"):  # log 0 = -inf: no entropy
+                total_entropy += entropy(np.log(proba))
+            lines.append(csv_text(None, labels_rows(proba)))
+    header = csv_text(labels_header(args.n_components), [])
+    write_text(out / "labels.csv", header + "".join(lines))
+    scores = from_sums(
+        log_l,
+        total_entropy,
+        n_parameters(args.covariance_type, args.n_components, data.shape[1]),
+        data.shape[0],
+    )
+    print_model(model, None)
+    print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
+    model.save(out / "model.npz")
+    summary = {
+        "data": str(args.data),
+        "n_samples": int(data.shape[0]),
+        "streamed": True,
+        "dtype": str(dtype),
+        "n_iter": model.n_iter_,
+        "converged": model.converged_,
+        "lower_bound": model.lower_bound_,
+        "lower_bounds": [float(v) for v in model.lower_bounds_],
+        "bic": scores["bic"],
+        "aic": scores["aic"],
+        "icl": scores["icl"],
+        "weights": model.weights_.tolist(),
+        "means": model.means_.tolist(),
+        "covariances": np.asarray(model.covariances_).tolist(),
+        "seconds": {"fitting": round(fitted, 3)},
+        "versions": versions(),
+    }
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print_written([out / "summary.json", out / "model.npz", out / "labels.csv"])
+    return 0
+
+
+def selection_outputs(result, X, names, source, out: Path, timings, plots: bool):
+    from . import plot
+
+    rows = [[row[c] for c in result.COLUMNS] for row in result.rows]
+    write_text(out / "selection.csv", csv_text(list(result.COLUMNS), rows))
+    written = [out / "selection.csv"]
+    if plots:
+        plot.save(plot.selection(result), out / "selection.png")
+        written.append(out / "selection.png")
+    return written + save_model_outputs(result.best, X, names, source, out, timings, plots)
+
+
+def run_select(args) -> int:
+    from . import select
+
+    out = output_dir(args)
+    timings = {}
+    start = time.perf_counter()
+    X, names, source = read_data(args)
+    timings["reading"] = round(time.perf_counter() - start, 3)
+    print(
+        f"Selecting among K in {args.k} and covariance types {', '.join(args.covariance_types)}"
+        f" by {args.criterion.upper()}, for {source}."
+    )
+    start = time.perf_counter()
+    result = select(
+        X,
+        args.k,
+        args.covariance_types,
+        n_init=args.n_init,
+        criterion=args.criterion,
+        random_state=args.seed,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        init_params=args.init,
+        progress=show_progress(args),
+    )
+    timings["fitting"] = round(time.perf_counter() - start, 3)
+    print(result)
+    best = result.best_row
+    print(
+        f"best by {args.criterion.upper()}: K={best['n_components']}, "
+        f"{best['covariance_type']} covariances"
+    )
+    print_written(selection_outputs(result, X, names, source, out, timings, not args.no_plots))
+    return 0
+
+
+def run_predict(args) -> int:
+    from . import load
+    from ._io_data import read_table
+
+    model = load(args.model)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    table = read_table(args.data, delimiter=args.delimiter, header=args.header, columns=columns)
+    data = table.data
+    fitted_names = getattr(model, "feature_names_in_", None)
+    if columns is None and table.header and fitted_names is not None:
+        # pick the model's columns by name, so that their order in the file does not matter
+        missing = [str(n) for n in fitted_names if str(n) not in table.names]
+        if missing:
+            raise CommandError(
+                f"{args.data} has no column{'s' * (len(missing) > 1)} {', '.join(missing)}, "
+                f"which {args.model} was fitted on (it has {', '.join(table.names)})"
+            )
+        data = data[:, [table.names.index(str(n)) for n in fitted_names]]
+    if data.shape[1] != model.n_features_in_:
+        raise CommandError(
+            f"{args.model} expects {model.n_features_in_} features but {args.data} has "
+            f"{data.shape[1]} columns; choose them with --columns"
+        )
+    X = data.astype(args.dtype)
+    proba = model.predict_proba(X)
+    text = csv_text(labels_header(proba.shape[1], args.proba), labels_rows(proba, args.proba))
+    if args.out:
+        write_text(Path(args.out), text)
+        log(f"wrote {args.out} ({len(X)} rows)")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def run_demo(args) -> int:
+    from . import GaussianMixture, lesson_data, select
+
+    out = output_dir(args)
+    start = time.perf_counter()
+    names = ["x1", "x2"]
+    X = named(lesson_data(), names)
+    print("The lesson: 200 points from two Gaussians at (-2, 0) and (2, 1), covariance 0.6 I.")
+    # The textbook start, so that the trace shows EM at work: two data points drawn at random as
+    # means, the data's covariance for both components, equal weights.
+    rng = np.random.default_rng(args.seed)
+    precision = np.linalg.inv(np.cov(np.asarray(X), rowvar=False))
+    model = GaussianMixture(
+        2,
+        max_iter=200,
+        tol=1e-6,
+        means_init=np.asarray(X)[rng.choice(len(X), 2, replace=False)],
+        weights_init=np.full(2, 0.5),
+        precisions_init=np.stack([precision, precision]),
+        random_state=args.seed,
+        progress=show_progress(args),
+    ).fit(X)
+    print("\nK=2, full covariances, EM from two random points:")
+    print_model(model, names)
+    result = select(
+        X, [2, 3], ("full", "diag"), n_init=4, random_state=args.seed, progress=show_progress(args)
+    )
+    fitted = time.perf_counter() - start
+    print("\nThe exercises, K=2 and 3, full and diagonal covariances (lower BIC is better):")
+    print(f"{'covariance':<10} {'K':>2} {'BIC':>10} {'lower bound':>12} {'iterations':>10}")
+    for row in result.rows:
+        m = result.models[(row["covariance_type"], row["n_components"])]
+        print(
+            f"{row['covariance_type']:<10} {row['n_components']:>2} {row['bic']:>10.2f} "
+            f"{m.lower_bound_:>12.5f} {m.n_iter_:>10}"
+        )
+    timings = {"fitting": round(fitted, 3)}
+    written = save_model_outputs(
+        model, X, names, "the lesson's 200 points", out, timings, not args.no_plots
+    )
+    rows = [[row[c] for c in result.COLUMNS] for row in result.rows]
+    write_text(out / "exercises.csv", csv_text(list(result.COLUMNS), rows))
+    written.append(out / "exercises.csv")
+    if not args.no_plots:
+        from . import plot
+
+        plot.save(plot.exercises(result, X), out / "exercises.png")
+        written.append(out / "exercises.png")
+    print_written(written)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0

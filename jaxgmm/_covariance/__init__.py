@@ -1,0 +1,60 @@
+"""The covariance models: one small unit per model, found through ``COVARIANCE_TYPES``.
+
+A unit is everything jaxgmm knows about one covariance model, and the only place that knows it:
+the rest of the package asks the unit, never the model's name. Each unit has
+
+* ``name``; ``shared`` (one covariance for all components, as tied); ``plot_style`` (colour and
+  marker of its line in selection plots); ``shape(K, D)`` of its covariance parameters;
+  ``n_parameters(K, D)`` (free parameters of the covariances, as scikit-learn and mclust count);
+* in JAX: the precision factor (scikit-learn's ``precisions_cholesky``) from covariances or
+  precisions and back, its log-determinant and squared Mahalanobis distances, the scatter of
+  weighted differences, the M-step's covariances from the statistics (``from_scatter``; a prior
+  enters as pseudo-statistics added before it), the regularisation, the switch of empty
+  components, the pooled covariance of the whole data, and the diagnostics behind ``degenerate``
+  and the expanded form's accuracy;
+* the expanded (exponential-family) form: the log-density is linear in the features
+  ``(x, q(x))`` with ``q`` the products ``x_i x_j`` (full, tied) or squares ``x_i^2`` (diag,
+  spherical), so the E-step is a matrix product of the features with natural parameters and the
+  M-step's statistics a product of the responsibilities with the features; ``expanded_max_features``
+  bounds the features up to which it is used;
+* on the host, in NumPy: ``dense`` ``(K, D, D)`` covariances for plots and sampling,
+  ``first_components`` (trimming a padded model), ``precisions`` from the factor, and ``check``,
+  the validation of given or loaded covariances and precisions.
+
+Conventions: ``diff`` is ``(K, N, D)``, the data minus a per-component shift; ``wr`` is
+``(K, N)``, responsibilities times sample weights; ``nk`` is ``(K,)`` and ``delta`` ``(K, D)``
+is the weighted mean of ``diff`` per component (the mean minus the shift).
+
+``reference.py`` holds a NumPy counterpart of every model, under the same name.
+"""
+
+from __future__ import annotations
+
+from ._diagonal import Diag, Spherical
+from ._general import Full, FullByLoops, Tied, TiedByLoops
+from ._linalg import symmetric
+
+COVARIANCE_TYPES = {unit.name: unit for unit in (Full, Tied, Diag, Spherical)}
+
+# Units whose M-step factorisation calls no LAPACK kernel (see ``_linalg``).
+_BY_LOOPS = {Full: FullByLoops, Tied: TiedByLoops}
+
+
+def covariance_unit(covariance_type: str, *, lapack: bool = True):
+    """The unit for a covariance type name, with a clear error for an unknown one. With
+    ``lapack=False``, one whose M-step factorisation calls no LAPACK kernel."""
+    try:
+        unit = COVARIANCE_TYPES[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}, got {covariance_type!r}"
+        ) from None
+    return unit if lapack else without_lapack(unit)
+
+
+def without_lapack(unit):
+    """The same model, factoring its covariances without LAPACK kernels (see ``_linalg``)."""
+    return _BY_LOOPS.get(unit, unit)
+
+
+__all__ = ["COVARIANCE_TYPES", "covariance_unit", "symmetric", "without_lapack"]

@@ -1,0 +1,180 @@
+"""Axis-aligned covariance models: a variance per component and feature (diag), or one variance
+per component (spherical)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from ._linalg import check_positive, inverse_std
+
+
+class Diag:
+    """One variance per component and feature."""
+
+    name = "diag"
+    shared = False
+    plot_style = ("C2", "^")
+    expanded_max_features = None  # the expanded form's features are the D squares: no limit
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_components, n_features)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components * n_features
+
+    @staticmethod
+    def poorly_determined(n_samples: int, n_components: int, n_features: int) -> bool:
+        return False  # variances need two samples per component, not D of them
+
+    # -- factors and densities --
+
+    @staticmethod
+    def factor(cov: Array) -> Array:
+        return 1.0 / jnp.sqrt(cov)
+
+    @staticmethod
+    def factor_from_precisions(prec: Array) -> Array:
+        return jnp.sqrt(prec)
+
+    @staticmethod
+    def covariances_from_factor(prec_chol: Array) -> Array:
+        return 1.0 / jnp.square(prec_chol)
+
+    @staticmethod
+    def log_det_factor(prec_chol: Array, n_features: int) -> Array:
+        return jnp.sum(jnp.log(prec_chol), axis=-1)
+
+    @staticmethod
+    def squared_mahalanobis(diff: Array, prec_chol: Array) -> Array:
+        return jnp.sum(jnp.square(diff * prec_chol[:, None, :]), axis=-1)
+
+    # -- M-step --
+
+    @staticmethod
+    def scatter(diff: Array, wr: Array) -> Array:
+        return jnp.einsum("kn,knd->kd", wr, jnp.square(diff))
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        return scatter / nk[:, None] - jnp.square(delta)
+
+    @staticmethod
+    def add_to_diagonal(cov: Array, value) -> Array:
+        return cov + value
+
+    @staticmethod
+    def symmetrize(cov: Array) -> Array:
+        return cov
+
+    @staticmethod
+    def select(mask: Array, if_true: Array, if_false: Array) -> Array:
+        return jnp.where(mask.reshape(mask.shape + (1,) * (if_true.ndim - 1)), if_true, if_false)
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return jnp.broadcast_to(jnp.diagonal(data_cov), (n_components, data_cov.shape[0]))
+
+    # -- diagnostics --
+
+    @staticmethod
+    def feature_variances(cov: Array) -> Array:
+        return cov
+
+    @staticmethod
+    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+        inv_std = inverse_std(data_var)
+        return jnp.min(cov * jnp.square(inv_std) + (inv_std == 0), axis=-1)
+
+    # -- expanded form --
+
+    @staticmethod
+    def n_quadratic_features(n_features: int) -> int:
+        return n_features
+
+    @staticmethod
+    def quadratic_features(x: Array) -> Array:
+        return jnp.square(x)
+
+    @staticmethod
+    def natural(params) -> tuple[Array, Array, Array]:
+        prec = jnp.square(params.precisions_cholesky)
+        prec = jnp.broadcast_to(
+            prec.reshape(prec.shape + (1,) * (2 - prec.ndim)), params.means.shape
+        )
+        linear = prec * params.means
+        return -0.5 * prec, linear, -0.5 * jnp.sum(params.means * linear, axis=-1)
+
+    @staticmethod
+    def scatter_from_moments(quadratic: Array, first: Array, mass: Array, shift: Array) -> Array:
+        return quadratic - 2.0 * shift * first + mass[:, None] * jnp.square(shift)
+
+    # -- on the host, in NumPy --
+
+    @staticmethod
+    def dense(cov, n_components: int, n_features: int) -> np.ndarray:
+        return np.asarray(cov, np.float64)[..., None, :] * np.eye(n_features)
+
+    @staticmethod
+    def first_components(cov, k: int):
+        return cov[..., :k, :]
+
+    @staticmethod
+    def precisions(prec_chol) -> np.ndarray:
+        return np.square(np.asarray(prec_chol))
+
+    @staticmethod
+    def check(cov, name: str) -> None:
+        check_positive(cov, name)
+
+
+class Spherical(Diag):
+    """One variance per component, the same for every feature."""
+
+    name = "spherical"
+    plot_style = ("C3", "D")
+    # expanded form: the squares x_i^2 as for diag, with one precision broadcast over features
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_components,)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components
+
+    @staticmethod
+    def log_det_factor(prec_chol: Array, n_features: int) -> Array:
+        return n_features * jnp.log(prec_chol)
+
+    @staticmethod
+    def squared_mahalanobis(diff: Array, prec_chol: Array) -> Array:
+        return jnp.sum(jnp.square(diff), axis=-1) * jnp.square(prec_chol)[:, None]
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        return jnp.mean(Diag.from_scatter(scatter, nk, delta), axis=-1)
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return jnp.broadcast_to(jnp.mean(jnp.diagonal(data_cov)), (n_components,))
+
+    @staticmethod
+    def feature_variances(cov: Array) -> Array:
+        return cov[:, None]
+
+    @staticmethod
+    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+        mean_var = jnp.mean(data_var)
+        return jnp.where(mean_var > 0, cov / jnp.where(mean_var > 0, mean_var, 1.0), 1.0)
+
+    @staticmethod
+    def dense(cov, n_components: int, n_features: int) -> np.ndarray:
+        return np.asarray(cov, np.float64)[..., None, None] * np.eye(n_features)
+
+    @staticmethod
+    def first_components(cov, k: int):
+        return cov[..., :k]

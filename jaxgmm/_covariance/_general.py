@@ -1,0 +1,254 @@
+"""Covariance models with a dense (D, D) matrix: one per component (full) or one shared (tied)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.scipy.linalg import solve_triangular
+
+from ._linalg import (
+    check_symmetric_positive_definite,
+    cholesky_by_columns,
+    eye_like,
+    flip,
+    inverse_std,
+    lower_inverse_by_rows,
+    symmetric,
+)
+
+
+class Full:
+    """One (D, D) covariance per component."""
+
+    name = "full"
+    shared = False
+    plot_style = ("C0", "o")
+    # The expanded form holds D(D+1)/2 quadratic features per row: beyond 16 features they
+    # outgrow the data and whitening each component is faster (bench notes).
+    expanded_max_features = 16
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_components, n_features, n_features)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components * n_features * (n_features + 1) // 2
+
+    @staticmethod
+    def poorly_determined(n_samples: int, n_components: int, n_features: int) -> bool:
+        """Whether the data are too few for these covariances (a warning, not an error)."""
+        return n_features >= n_samples / n_components
+
+    # -- factors and densities --
+
+    @staticmethod
+    def factor(cov: Array) -> Array:
+        # U = (chol(cov)^-1)^T, so that U U^T = cov^-1; a triangular solve, never an inverse of cov.
+        chol = jnp.linalg.cholesky(cov)
+        eye = jnp.broadcast_to(eye_like(cov), cov.shape)
+        return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
+
+    @staticmethod
+    def factor_from_precisions(prec: Array) -> Array:
+        # The upper factor U U^T = P is the flipped lower Cholesky factor of the flipped P.
+        return flip(jnp.linalg.cholesky(flip(prec)))
+
+    @staticmethod
+    def covariances_from_factor(prec_chol: Array) -> Array:
+        eye = jnp.broadcast_to(eye_like(prec_chol), prec_chol.shape)
+        u_inv = solve_triangular(prec_chol, eye, lower=False)
+        return symmetric(jnp.swapaxes(u_inv, -1, -2) @ u_inv)
+
+    @staticmethod
+    def log_det_factor(prec_chol: Array, n_features: int) -> Array:
+        return jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+
+    @staticmethod
+    def squared_mahalanobis(diff: Array, prec_chol: Array) -> Array:
+        return jnp.sum(jnp.square(diff @ prec_chol), axis=-1)
+
+    # -- M-step --
+
+    @staticmethod
+    def scatter(diff: Array, wr: Array) -> Array:
+        return jnp.einsum("kn,kni,knj->kij", wr, diff, diff)
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        """Covariances from the scatter around the shift, the masses and ``delta`` (the means
+        minus the shift); a prior would add its pseudo-statistics to these before this call."""
+        return symmetric(scatter / nk[:, None, None] - delta[:, :, None] * delta[:, None, :])
+
+    @staticmethod
+    def add_to_diagonal(cov: Array, value) -> Array:
+        return cov + value * eye_like(cov)
+
+    @staticmethod
+    def symmetrize(cov: Array) -> Array:
+        return symmetric(cov)
+
+    @staticmethod
+    def select(mask: Array, if_true: Array, if_false: Array) -> Array:
+        return jnp.where(mask[:, None, None], if_true, if_false)
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return jnp.broadcast_to(data_cov, (n_components, *data_cov.shape))
+
+    # -- diagnostics --
+
+    @staticmethod
+    def feature_variances(cov: Array) -> Array:
+        """Each component's variance of each feature, broadcastable to the means' ``(K, D)``."""
+        return jnp.diagonal(cov, axis1=-2, axis2=-1)
+
+    @staticmethod
+    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+        inv_std = inverse_std(data_var)
+        scaled = cov * inv_std[:, None] * inv_std[None, :]
+        scaled = scaled + jnp.diag((inv_std == 0).astype(cov.dtype))
+        return jnp.linalg.eigvalsh(scaled)[..., 0]
+
+    # -- expanded form --
+
+    @staticmethod
+    def n_quadratic_features(n_features: int) -> int:
+        return n_features * (n_features + 1) // 2
+
+    @staticmethod
+    def quadratic_features(x: Array) -> Array:
+        """``(B, D(D+1)/2)``: the products ``x_i x_j``, i <= j."""
+        rows, cols = np.triu_indices(x.shape[-1])
+        return x[:, rows] * x[:, cols]
+
+    @staticmethod
+    def _precisions(params) -> Array:
+        u = params.precisions_cholesky
+        return jnp.broadcast_to(u @ jnp.swapaxes(u, -1, -2), (len(params.weights),) + u.shape[-2:])
+
+    @classmethod
+    def natural(cls, params) -> tuple[Array, Array, Array]:
+        """``(W_q (K, F), W_x (K, D), c (K,))`` with ``log N(x | k) = q(x) W_q[k] + x W_x[k] +
+        c[k]`` up to ``-D/2 log(2 pi) + log det``."""
+        prec = cls._precisions(params)
+        rows, cols = np.triu_indices(prec.shape[-1])
+        twice = np.where(rows == cols, 1.0, 2.0).astype(prec.dtype)  # x_i x_j appears twice
+        linear = jnp.einsum("kde,ke->kd", prec, params.means)
+        return (
+            -0.5 * prec[:, rows, cols] * twice,
+            linear,
+            -0.5 * jnp.einsum("kd,kd->k", params.means, linear),
+        )
+
+    @staticmethod
+    def scatter_from_moments(quadratic: Array, first: Array, mass: Array, shift: Array) -> Array:
+        """Scatter around ``shift`` from the raw moments sum r q(x) ``(K, F)``, sum r x
+        ``(K, D)`` and sum r ``(K,)``."""
+        d = shift.shape[-1]
+        rows, cols = np.triu_indices(d)
+        upper = jnp.zeros((quadratic.shape[0], d, d), quadratic.dtype)
+        upper = upper.at[:, rows, cols].set(quadratic)
+        raw = upper + jnp.swapaxes(jnp.triu(upper, 1), -1, -2)
+        cross = first[:, :, None] * shift[:, None, :]
+        return (
+            raw
+            - cross
+            - jnp.swapaxes(cross, -1, -2)
+            + mass[:, None, None] * shift[:, :, None] * shift[:, None, :]
+        )
+
+    # -- on the host, in NumPy --
+
+    @staticmethod
+    def dense(cov, n_components: int, n_features: int) -> np.ndarray:
+        """Every component's covariance as a ``(..., K, D, D)`` float64 array."""
+        return np.array(cov, dtype=np.float64)
+
+    @staticmethod
+    def first_components(cov, k: int):
+        """The covariance parameters of the first ``k`` components (leading axes kept)."""
+        return cov[..., :k, :, :]
+
+    @staticmethod
+    def precisions(prec_chol) -> np.ndarray:
+        """Precisions from their factor, in NumPy (a float64 factor stays float64)."""
+        u = np.asarray(prec_chol)
+        return u @ np.swapaxes(u, -1, -2)
+
+    @staticmethod
+    def check(cov, name: str) -> None:
+        """Raise a ValueError unless ``cov`` (covariances or precisions, any leading axes) is a
+        valid parameter of this model: symmetric positive definite matrices."""
+        check_symmetric_positive_definite(cov, name)
+
+
+class Tied(Full):
+    """One (D, D) covariance shared by all components."""
+
+    name = "tied"
+    shared = True
+    plot_style = ("C1", "s")
+
+    @staticmethod
+    def shape(n_components: int, n_features: int) -> tuple[int, ...]:
+        return (n_features, n_features)
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_features * (n_features + 1) // 2
+
+    @staticmethod
+    def poorly_determined(n_samples: int, n_components: int, n_features: int) -> bool:
+        # the shared scatter has N - K degrees of freedom
+        return n_features >= n_samples - n_components
+
+    @staticmethod
+    def scatter(diff: Array, wr: Array) -> Array:
+        return jnp.einsum("kn,kni,knj->ij", wr, diff, diff)
+
+    @staticmethod
+    def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
+        between = jnp.einsum("k,ki,kj->ij", nk, delta, delta)
+        return symmetric((scatter - between) / jnp.sum(nk))
+
+    @staticmethod
+    def select(mask: Array, if_true: Array, if_false: Array) -> Array:
+        # Shared by all components: an empty component contributes nothing to it anyway.
+        return if_false
+
+    @staticmethod
+    def pooled(data_cov: Array, n_components: int) -> Array:
+        return data_cov
+
+    @staticmethod
+    def scatter_from_moments(quadratic: Array, first: Array, mass: Array, shift: Array) -> Array:
+        return jnp.sum(Full.scatter_from_moments(quadratic, first, mass, shift), axis=0)
+
+    @staticmethod
+    def dense(cov, n_components: int, n_features: int) -> np.ndarray:
+        cov = np.asarray(cov, dtype=np.float64)
+        return np.broadcast_to(
+            cov[..., None, :, :], (*cov.shape[:-2], n_components, n_features, n_features)
+        ).copy()
+
+    @staticmethod
+    def first_components(cov, k: int):
+        return cov
+
+
+class _FactorByLoops:
+    """Mixin: :meth:`factor` without LAPACK calls (see ``_linalg``)."""
+
+    @staticmethod
+    def factor(cov: Array) -> Array:
+        return jnp.swapaxes(lower_inverse_by_rows(cholesky_by_columns(cov)), -1, -2)
+
+
+class FullByLoops(_FactorByLoops, Full):
+    pass
+
+
+class TiedByLoops(_FactorByLoops, Tied):
+    pass
