@@ -15,6 +15,7 @@ import sys
 import warnings
 from types import SimpleNamespace
 
+import jax
 import numpy as np
 import pytest
 from helpers import COVARIANCE_TYPES
@@ -24,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 import jaxgmm
-from jaxgmm import plot
+from jaxgmm import plot, reference
+from jaxgmm._covariance import covariance_unit
 
 PROJECTED = "projection onto the first two principal axes"
 
@@ -45,18 +47,15 @@ def handmade(covariance_type: str, k: int, d: int, seed: int = 0) -> jaxgmm.Gaus
     weights /= weights.sum()
     means = rng.normal(size=(k, d)) * 4.0
     full = _random_covariances(rng, k, d)
-    if covariance_type == "full":
-        cov = full
-        factor = np.swapaxes(np.linalg.inv(np.linalg.cholesky(cov)), 1, 2)
-    elif covariance_type == "tied":
-        cov = full[0]
-        factor = np.linalg.inv(np.linalg.cholesky(cov)).T
-    elif covariance_type == "diag":
-        cov = np.diagonal(full, axis1=1, axis2=2).copy()
-        factor = 1.0 / np.sqrt(cov)
-    else:
-        cov = np.diagonal(full, axis1=1, axis2=2).mean(axis=1)
-        factor = 1.0 / np.sqrt(cov)
+    # the model's M-step from these covariances as the scatters: its own kind of covariance
+    nk = np.ones(k)
+    cov = reference.MODELS[covariance_type].from_scatters(full, nk, 0.0)
+    with jax.enable_x64(True):
+        factor = np.asarray(
+            jaxgmm.params_from_covariances(
+                weights, means, cov, covariance_type=covariance_type
+            ).precisions_cholesky
+        )
     model = jaxgmm.GaussianMixture(k, covariance_type=covariance_type, random_state=seed)
     model.weights_ = weights
     model.means_ = means
@@ -108,17 +107,8 @@ def test_full_covariances_expand_every_type(covariance_type):
     model = handmade(covariance_type, 3, 2)
     full = plot.full_covariances(model)
     assert full.shape == (3, 2, 2)
-    cov = model.covariances_
-    for j in range(3):
-        if covariance_type == "full":
-            expected = cov[j]
-        elif covariance_type == "tied":
-            expected = cov
-        elif covariance_type == "diag":
-            expected = np.diag(cov[j])
-        else:
-            expected = cov[j] * np.eye(2)
-        np.testing.assert_array_equal(full[j], expected)
+    expected = reference.full_covariances(model.covariances_, covariance_type, 3, 2)
+    np.testing.assert_array_equal(full, expected)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -306,9 +296,9 @@ def test_ellipses_three_per_component(covariance_type):
             assert patch.width == pytest.approx(2 * n * math.sqrt(values[1]))
             assert patch.height == pytest.approx(2 * n * math.sqrt(values[0]))
         angle = patches[3 * j].angle
-        if covariance_type in ("diag", "spherical"):
+        if np.count_nonzero(full[j] - np.diag(np.diag(full[j]))) == 0:
             assert min(abs(angle % 90), 90 - abs(angle % 90)) < 1e-9  # axis-aligned
-    if covariance_type == "tied":
+    if covariance_unit(covariance_type).shared:
         shapes = {(round(p.width, 9), round(p.height, 9)) for p in patches[::3]}
         assert len(shapes) == 1
     assert any(isinstance(c, ContourSet) for c in ax.collections)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxgmm
+from jaxgmm._covariance import covariance_unit
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -27,12 +28,10 @@ def check_valid(params: jaxgmm.GMMParams, covariance_type: str):
     weights = np.asarray(params.weights)
     assert np.all(weights >= 0)
     assert abs(weights.sum() - 1.0) < 1e-12
-    cov = np.asarray(params.covariances)
-    if covariance_type in ("full", "tied"):
-        np.testing.assert_array_equal(cov, np.swapaxes(cov, -1, -2))  # exactly symmetric
-        assert np.all(np.linalg.eigvalsh(cov) > 0)
-    else:
-        assert np.all(cov > 0)
+    k, d = params.means.shape
+    cov = covariance_unit(covariance_type).dense(np.asarray(params.covariances), k, d)
+    np.testing.assert_array_equal(cov, np.swapaxes(cov, -1, -2))  # exactly symmetric
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -68,7 +67,9 @@ def test_permuting_components_changes_nothing(covariance_type):
     permuted = p._replace(
         weights=p.weights[perm],
         means=p.means[perm],
-        covariances=p.covariances if covariance_type == "tied" else p.covariances[perm],
+        covariances=p.covariances
+        if covariance_unit(covariance_type).shared
+        else p.covariances[perm],
     )
     Xj = jnp.asarray(X)
     log_resp, bound = jaxgmm.e_step(Xj, to_jax(p, covariance_type), covariance_type=covariance_type)
