@@ -63,7 +63,8 @@ def run_fit(args) -> int:
     if model.interrupted_:
         log("interrupted: saving the best result so far (a second Ctrl-C aborts at once)")
     print_model(model, names)
-    print(f"BIC {model.bic(X):.3f}   AIC {model.aic(X):.3f}   ICL {model.icl(X):.3f}")
+    scores = model.criteria(X)
+    print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
     written = save_model_outputs(model, X, names, source, out, timings, not args.no_plots)
     print_written(written)
     return EXIT_INTERRUPTED if model.interrupted_ else 0

@@ -113,6 +113,7 @@ def versions() -> dict:
 
 def summary_of(model, X, names, source: str, timings: dict) -> dict:
     names = names or [f"x{j + 1}" for j in range(X.shape[1])]
+    scores = model.criteria(X)
     return {
         "data": source,
         "n_samples": int(X.shape[0]),
@@ -128,9 +129,7 @@ def summary_of(model, X, names, source: str, timings: dict) -> dict:
         "interrupted": getattr(model, "interrupted_", False),
         "lower_bound": model.lower_bound_,
         "lower_bounds": [float(v) for v in model.lower_bounds_],
-        "bic": model.bic(X),
-        "aic": model.aic(X),
-        "icl": model.icl(X),
+        **{name: scores[name] for name in ("bic", "aic", "icl")},
         "weights": model.weights_.tolist(),
         "means": [dict(zip(names, map(float, m), strict=True)) for m in model.means_],
         "covariances": np.asarray(model.covariances_).tolist(),

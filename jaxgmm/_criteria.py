@@ -16,7 +16,6 @@ import math
 import numpy as np
 
 from ._covariance import covariance_unit
-from ._em import e_step
 
 
 def n_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
@@ -34,23 +33,6 @@ def entropy(log_resp, sample_weight=None) -> float:
     if sample_weight is None:
         return -float(plogp.sum())
     return -float((np.asarray(sample_weight, dtype=np.float64)[:, None] * plogp).sum())
-
-
-def criteria(X, params, covariance_type: str, sample_weight=None) -> dict[str, float]:
-    """``log_likelihood``, ``n_parameters``, ``bic``, ``aic`` and ``icl`` of ``params`` on
-    ``X`` (a JAX array in the computation dtype), from one E-step."""
-    log_resp, mean_ll = e_step(
-        X, params, covariance_type=covariance_type, sample_weight=sample_weight
-    )
-    n_eff = (
-        X.shape[0] if sample_weight is None else float(np.asarray(sample_weight, np.float64).sum())
-    )
-    return from_sums(
-        float(mean_ll) * n_eff,
-        entropy(log_resp, sample_weight),
-        n_parameters(covariance_type, *params.means.shape),
-        n_eff,
-    )
 
 
 def from_sums(log_l: float, entropy: float, p: int, n_samples: float) -> dict[str, float]:

@@ -109,6 +109,14 @@ def e_step(
         (Weighted) mean over samples of the log-likelihood, computed with ``logsumexp`` before
         normalising.
     """
+    log_resp, log_norm = responsibilities(X, params, covariance_type=covariance_type)
+    return log_resp, _weighted_mean(log_norm, sample_weight)
+
+
+@partial(jax.jit, static_argnames=("covariance_type",))
+def responsibilities(X: Array, params: GMMParams, *, covariance_type: str):
+    """``log_resp (N, K)`` and ``log_norm (N,)``, the log density of the mixture at each
+    sample: what predictions, scores and criteria are made of, in one pass."""
     unit = covariance_unit(covariance_type)
 
     def row(x):
@@ -116,8 +124,7 @@ def e_step(
         log_norm = logsumexp(weighted)
         return weighted - log_norm, log_norm
 
-    log_resp, log_norm = _by_rows(row, X, params.means.shape[0])
-    return log_resp, _weighted_mean(log_norm, sample_weight)
+    return _by_rows(row, X, params.means.shape[0])
 
 
 def _pooled(X: Array, sample_weight, unit, n_components: int, reg_covar, blocks):
@@ -142,7 +149,7 @@ def finalize(
     *,
     unit,
     reg_covar,
-    mean_weight,
+    unit_weight,
     fallback_means: Array,
     fallback_cov: Array,
     previous_weights: Array | None,
@@ -150,14 +157,15 @@ def finalize(
     """Parameters from statistics: the M-step proper. (A conjugate prior would enter here, as
     pseudo-statistics added to ``stats``.)
 
-    Components with mass below ``10 eps`` times the mean sample weight are empty and take the
+    Components with mass below ``10 eps`` times the largest sample weight (``unit_weight``;
+    unlike a mean, padding rows of weight 0 leave it alone) are empty and take the
     fallback mean and covariance; with ``previous_weights``, a component whose previous weight is
     exactly zero keeps weight zero (switched off)."""
     tiny = _tiny(shift.dtype)
     nk = stats.mass + tiny
     delta = stats.first / nk[:, None]
     cov = unit.add_to_diagonal(unit.from_scatter(stats.scatter, nk, delta), reg_covar)
-    empty = stats.mass < tiny * mean_weight
+    empty = stats.mass < tiny * unit_weight
     means = jnp.where(empty[:, None], fallback_means, shift + delta)
     cov = unit.select(empty, fallback_cov, cov)
     if previous_weights is not None:
@@ -210,7 +218,7 @@ def maximize(
         shift,
         unit=unit,
         reg_covar=reg_covar,
-        mean_weight=1.0 if sample_weight is None else jnp.mean(sample_weight),
+        unit_weight=1.0 if sample_weight is None else jnp.max(sample_weight),
         fallback_means=fallback_means,
         fallback_cov=fallback_cov,
         previous_weights=None if previous is None else previous.weights,
@@ -286,7 +294,7 @@ def em_step(
         params.means,
         unit=unit,
         reg_covar=reg_covar,
-        mean_weight=stats.weight / X.shape[0],
+        unit_weight=1.0 if sample_weight is None else jnp.max(sample_weight),
         fallback_means=params.means,
         fallback_cov=params.covariances,
         previous_weights=params.weights,

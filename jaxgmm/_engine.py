@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
+from jax.scipy.special import logsumexp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -30,7 +31,7 @@ from ._blocks import blockwise_sum
 from ._em import finalize
 from ._init import initial_params
 from ._params import FitResult, GMMParams, RestartOutcome
-from ._statistics import STATISTICS_FORMS
+from ._statistics import STATISTICS_FORMS, differences, log_gaussian
 
 # A component is degenerate when its smallest covariance eigenvalue, without reg_covar and in
 # units of the data's per-feature variance, is below this: far below any real cluster's spread,
@@ -109,28 +110,44 @@ def _centre(X: Array, sample_weight: Array | None) -> tuple[Array, Array]:
     return X - centre, centre
 
 
-@partial(jax.jit, static_argnames=("mesh",))
-def prepare(X, sample_weight, mesh=None):
-    """The centred data and the centre."""
+def _data_variance(Xc, sample_weight):
+    """The (weighted) variance of each feature."""
+    w = jnp.ones(Xc.shape[0], Xc.dtype) if sample_weight is None else sample_weight
+    mean = (w @ Xc) / jnp.sum(w)
+    # a fused reduction, not a matrix product: that would hold (X - mean)^2, a copy of X
+    return jnp.sum(w[:, None] * jnp.square(Xc - mean), axis=0) / jnp.sum(w)
+
+
+def _prepare(X, sample_weight, mesh):
     Xc, centre = _centre(X, sample_weight)
     if mesh is not None:  # keep the centred copy sharded as the data
         Xc = lax.with_sharding_constraint(Xc, NamedSharding(mesh, P(mesh.axis_names[0])))
-    return Xc, centre
+    return Xc, centre, _data_variance(Xc, sample_weight)
+
+
+@partial(jax.jit, static_argnames=("mesh",))
+def prepare(X, sample_weight, mesh=None):
+    """The centred data, the centre and the data's per-feature variance."""
+    return _prepare(X, sample_weight, mesh)
 
 
 def _initialize_centred(
-    key, Xc, sample_weight, settings, layout, *, unit, n_components, n_init, init, blocks
+    key, uniforms, Xc, sample_weight, settings, layout, *, unit, n_components, n_init, init, blocks
 ) -> GMMParams:
     """Initial parameters of every restart (leading axis ``n_init``) on centred data.
 
-    Restart i gets the key ``fold_in(key, i)`` whatever ``n_init`` is, so more restarts with the
-    same key only add candidates. ``layout``, for a padded grid of models, is None or a pair of
-    ``(n_init,)`` int arrays: the restart number whose key each batch entry uses, and how many of
-    its leading components are active (the others are switched off)."""
+    Restart i draws from its own table of uniform numbers, ``uniforms[i]`` (see
+    ``jaxgmm._random``), or for "random" from the key ``fold_in(key, i)``, whatever ``n_init``
+    is, so more restarts with the same key only add candidates. ``layout``, for a padded grid
+    of models, is None or a pair of ``(n_init,)`` int arrays: the restart number each batch
+    entry draws as, and how many of its leading components are active (the others are
+    switched off)."""
 
-    def one(k, active):
+    def one(restart, u, active):
+        k = jax.random.fold_in(key, restart) if init == "random" else None
         return initial_params(
             k,
+            u,
             Xc,
             n_components,
             init,
@@ -141,36 +158,35 @@ def _initialize_centred(
             blocks=blocks,
         )
 
-    fold = partial(jax.random.fold_in, key)
     if layout is None:
-        return jax.vmap(lambda i: one(fold(i), None))(jnp.arange(n_init))
+        return jax.vmap(lambda i, u: one(i, u, None))(jnp.arange(n_init), uniforms)
     restart_ids, n_active = layout
-    return jax.vmap(lambda i, active: one(fold(i), active))(restart_ids, n_active)
+    return jax.vmap(one)(restart_ids, uniforms, n_active)
 
 
 _START_STATIC = ("unit", "n_components", "n_init", "init", "blocks")
 
 
 @partial(jax.jit, static_argnames=_START_STATIC)
-def initialize(key, X, sample_weight, settings, layout, **static) -> GMMParams:
+def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> GMMParams:
     """The initial parameters of every restart, in the data's frame."""
     Xc, centre = _centre(X, sample_weight)
-    params = _initialize_centred(key, Xc, sample_weight, settings, layout, **static)
+    params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
     return params._replace(means=params.means + centre)
 
 
 @partial(jax.jit, static_argnames=_START_STATIC)
-def start(key, X, sample_weight, settings, init_params, layout, **static):
-    """Centre the data and initialise every restart: ``(Xc, centre, state)``. ``init`` is a
-    method name, or "given" for ``init_params`` (in the data's frame, for all restarts or one
-    per restart)."""
-    Xc, centre = prepare(X, sample_weight, mesh=static["blocks"].mesh)
+def start(key, uniforms, X, sample_weight, settings, init_params, layout, **static):
+    """Centre the data and initialise every restart: ``(Xc, centre, data_var, state)``.
+    ``init`` is a method name, or "given" for ``init_params`` (in the data's frame, for all
+    restarts or one per restart)."""
+    Xc, centre, data_var = _prepare(X, sample_weight, static["blocks"].mesh)
     if static["init"] == "given":
         params = batched(init_params, static["n_init"])
         params = params._replace(means=params.means - centre)
     else:
-        params = _initialize_centred(key, Xc, sample_weight, settings, layout, **static)
-    return Xc, centre, initial_state(params)
+        params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
+    return Xc, centre, data_var, initial_state(params)
 
 
 def restart_statistics(xb, wb, rows, params, unit, form):
@@ -199,7 +215,7 @@ def _all_finite(params: GMMParams) -> Array:
     )
 
 
-def update(state: State, stats, settings: EMSettings, *, unit, mean_weight):
+def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
     """The M-step of every active restart from its statistics, and the bookkeeping: a restart
     whose lower bound or new parameters are not finite is frozen and marked failed; one whose
     lower bound moved by less than ``tol`` has converged. Returns the new state and this
@@ -211,7 +227,7 @@ def update(state: State, stats, settings: EMSettings, *, unit, mean_weight):
             params.means,
             unit=unit,
             reg_covar=settings.reg_covar,
-            mean_weight=mean_weight,
+            unit_weight=unit_weight,
             fallback_means=params.means,
             fallback_cov=params.covariances,
             previous_weights=params.weights,
@@ -246,7 +262,7 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
     statistics accumulated from the same block, then the M-step of each restart."""
     unit = blocks.factoring(unit)
     form = STATISTICS_FORMS[settings.statistics]
-    mean_weight = 1.0 if sample_weight is None else jnp.mean(sample_weight)
+    unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
 
     def iterate(state):
         stats = blockwise_sum(
@@ -257,7 +273,7 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
             state.params,
         )
         stats = finish_statistics(stats, state.params, unit, form)
-        return update(state, stats, settings, unit=unit, mean_weight=mean_weight)
+        return update(state, stats, settings, unit=unit, unit_weight=unit_weight)
 
     def skip(state):
         return state, jnp.full(state.lower_bound.shape, jnp.nan, state.lower_bound.dtype)
@@ -269,93 +285,145 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
     return state, trace, ~jnp.any(active(state, settings.max_iter))
 
 
-@jax.jit
-def data_variance(Xc, sample_weight):
-    """The (weighted) variance of each feature."""
-    w = jnp.ones(Xc.shape[0], Xc.dtype) if sample_weight is None else sample_weight
-    mean = (w @ Xc) / jnp.sum(w)
-    # a fused reduction, not a matrix product: that would hold (X - mean)^2, a copy of X
-    return jnp.sum(w[:, None] * jnp.square(Xc - mean), axis=0) / jnp.sum(w)
+def best_restart(
+    lower_bound, failed, degenerate, prefer_nondegenerate: bool = True, xp=jnp
+) -> Array:
+    """Index of the restart with the highest final lower bound among those that did not fail,
+    and, when ``prefer_nondegenerate`` and any exists, among those that are not degenerate.
+    ``xp=numpy`` computes it on the host."""
+    candidates = ~failed
+    if prefer_nondegenerate:
+        preferred = candidates & ~degenerate
+        candidates = xp.where(xp.any(preferred), preferred, candidates)
+    return xp.argmax(xp.where(candidates, lower_bound, -xp.inf))
 
 
-@partial(jax.jit, static_argnames=("unit",))
-def outcome(state, data_var, centre, settings, *, unit):
-    """Per-restart parameters in the data's frame, and which restarts are degenerate, given
-    the data's per-feature variance."""
+class Finished(NamedTuple):
+    """What :func:`finish` returns: every restart's parameters in the data's frame and whether
+    it is degenerate, the chosen restart and its parameters, and, when asked for, every
+    restart's log-likelihood and entropy of the responsibilities at its final parameters
+    (summed over samples, weighted)."""
 
-    def smallest(params):
+    params: GMMParams
+    degenerate: Array
+    best: Array
+    chosen: GMMParams
+    log_likelihood: Array | None
+    entropy: Array | None
+
+
+def _degenerate(params, data_var, settings, unit):
+    """Whether each restart has a collapsed component: one whose covariance without
+    ``reg_covar``, standardised, has an eigenvalue below ``DEGENERATE_RTOL``, that is, minus
+    ``DEGENERATE_RTOL`` on its diagonal, no longer factors (the unit's own factorisation, so a
+    program that must not call LAPACK does not here either)."""
+    n_features = params.means.shape[-1]
+    # axes of a factor after the component axis (all of them for a covariance shared by all)
+    trailing = len(unit.shape(1, n_features)) - (0 if unit.shared else 1)
+
+    def collapsed(params):
         empirical = unit.add_to_diagonal(params.covariances, -settings.reg_covar)
-        per_component = unit.smallest_standardized_variance(empirical, data_var)
+        shifted = unit.add_to_diagonal(unit.standardized(empirical, data_var), -DEGENERATE_RTOL)
+        factor = unit.factor(shifted)
+        axes = tuple(range(factor.ndim - trailing, factor.ndim))
+        per_component = ~jnp.all(jnp.isfinite(factor), axis=axes)
         # switched-off components (weight exactly 0) hold placeholders, not fitted values
-        return jnp.where(params.weights > 0, per_component, jnp.inf)
+        return jnp.any((params.weights > 0) & per_component)
 
-    degenerate = jnp.any(jax.vmap(smallest)(state.params) < DEGENERATE_RTOL, axis=1)
+    return jax.vmap(collapsed)(params)
+
+
+def _scores(params, Xc, sample_weight, unit, blocks):
+    """Every restart's log-likelihood and responsibilities' entropy, summed over samples."""
+
+    def block(xb, wb, rows, params):
+        def one(p):
+            weighted = (
+                log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
+                + jnp.log(p.weights)[:, None]
+            )
+            log_norm = logsumexp(weighted, axis=0)
+            log_resp = weighted - log_norm
+            plogp = jnp.where(jnp.isfinite(log_resp), jnp.exp(log_resp) * log_resp, 0.0)
+            return jnp.sum(wb * log_norm), -jnp.sum(wb * jnp.sum(plogp, axis=0))
+
+        return jax.vmap(one)(params)
+
+    return blockwise_sum(block, Xc, sample_weight, blocks, params)
+
+
+_FINISH_STATIC = ("unit", "blocks", "prefer_nondegenerate", "scores")
+
+
+@partial(jax.jit, static_argnames=_FINISH_STATIC)
+def finish(
+    state,
+    Xc,
+    sample_weight,
+    data_var,
+    centre,
+    settings,
+    *,
+    unit,
+    blocks,
+    prefer_nondegenerate,
+    scores=False,
+) -> Finished:
+    """The outcome of a finished batch of restarts (see :class:`Finished`); ``scores`` adds a
+    pass over the data for the criteria of every restart."""
+    unit = blocks.factoring(unit)
+    degenerate = _degenerate(state.params, data_var, settings, unit)
+    log_likelihood = entropy = None
+    if scores:
+        log_likelihood, entropy = _scores(state.params, Xc, sample_weight, unit, blocks)
     params = state.params._replace(
         means=state.params.means + centre[None, None, :],
         covariances=unit.symmetrize(state.params.covariances),
     )
-    return params, degenerate
+    best = best_restart(state.lower_bound, state.failed, degenerate, prefer_nondegenerate)
+    chosen = jax.tree_util.tree_map(lambda a: a[best], params)
+    return Finished(params, degenerate, best, chosen, log_likelihood, entropy)
 
 
-def best_restart(lower_bound, failed, degenerate, prefer_nondegenerate: bool = True) -> Array:
-    """Index of the restart with the highest final lower bound among those that did not fail,
-    and, when ``prefer_nondegenerate`` and any exists, among those that are not degenerate."""
-    candidates = ~failed
-    if prefer_nondegenerate:
-        preferred = candidates & ~degenerate
-        candidates = jnp.where(jnp.any(preferred), preferred, candidates)
-    return jnp.argmax(jnp.where(candidates, lower_bound, -jnp.inf))
-
-
-_choose = jax.jit(best_restart, static_argnames=("prefer_nondegenerate",))
-
-
-def result(
-    state,
-    traces,
-    params,
-    degenerate,
-    *,
-    traced: bool,
-    prefer_nondegenerate: bool,
-    interrupted: bool = False,
-) -> FitResult:
-    """The :class:`FitResult` of a finished batch of restarts: the best restart chosen, every
-    restart's outcome kept. Outside transformations the traces (``(T, n_init)``, NumPy) are
-    trimmed per restart, and an error is raised when every restart failed."""
-    best = _choose(
-        state.lower_bound, state.failed, degenerate, prefer_nondegenerate=bool(prefer_nondegenerate)
-    )
+def result(state, traces, finished: Finished, *, traced: bool, interrupted: bool = False):
+    """The :class:`FitResult` of a finished batch of restarts: the restart ``finish`` chose,
+    every restart's outcome kept. Outside transformations the traces (``(T, n_init)``, NumPy)
+    are trimmed per restart, and an error is raised when every restart failed."""
+    best = finished.best
     if traced:
         all_traces = traces.T
-        best_trace = all_traces[best]
+        chosen = (all_traces[best], state.lower_bound[best], state.n_iter[best])
+        chosen += (state.converged[best], jnp.asarray(interrupted))
     else:
-        if bool(np.all(np.asarray(state.failed))):
-            raise ValueError(FAILURE_ADVICE.format(n_init=len(np.asarray(state.failed))))
-        # Assembled in NumPy and moved with device_put: traces differ in length from fit to
-        # fit, and any JAX op on them (jnp.asarray included) would compile once per length.
+        failed, n_iter, lower_bound, converged = jax.device_get(
+            (state.failed, state.n_iter, state.lower_bound, state.converged)
+        )
+        if bool(np.all(failed)):
+            raise ValueError(FAILURE_ADVICE.format(n_init=len(failed)))
+        # Assembled in NumPy and moved with device_put: any JAX operation on them would compile
+        # once per shape (the traces differ in length from fit to fit).
         all_traces = np.ascontiguousarray(np.asarray(traces).T)
-        best_index = int(best)
-        n_iter = int(np.asarray(state.n_iter)[best_index])
-        best_trace = jax.device_put(all_traces[best_index, :n_iter])
-        all_traces = jax.device_put(all_traces)
-
+        b = int(best)
+        chosen = (all_traces[b, : n_iter[b]], lower_bound[b], n_iter[b], converged[b])
+        chosen += (np.asarray(interrupted),)
+        all_traces, chosen = jax.device_put((all_traces, chosen))
+    best_trace, lower_bound, n_iter, converged, interrupted = chosen
     restarts = RestartOutcome(
         lower_bound=state.lower_bound,
         lower_bounds=all_traces,
         n_iter=state.n_iter,
         converged=state.converged,
         failed=state.failed,
-        degenerate=degenerate,
-        params=params,
+        degenerate=finished.degenerate,
+        params=finished.params,
     )
     return FitResult(
-        params=jax.tree_util.tree_map(lambda a: a[best], params),
-        lower_bound=state.lower_bound[best],
+        params=finished.chosen,
+        lower_bound=lower_bound,
         lower_bounds=best_trace,
-        n_iter=state.n_iter[best],
-        converged=state.converged[best],
+        n_iter=n_iter,
+        converged=converged,
         best_restart=best,
         restarts=restarts,
-        interrupted=jnp.asarray(interrupted),
+        interrupted=interrupted,
     )

@@ -20,6 +20,8 @@ from ._covariance import covariance_unit
 from ._engine import EMSettings
 from ._init import INIT_METHODS
 from ._params import FitResult, GMMParams
+from ._random import uniform_table
+from ._shapes import is_small, pad_params, pad_rows, padded_components, padded_rows, trim_params
 from ._statistics import STATISTICS, Exact, choose_form
 from ._validation import (
     as_data,
@@ -82,6 +84,15 @@ def _check_data(X, sample_weight, n_components: int):
     return X, sample_weight
 
 
+def init_uniforms(key, init: str, n_components: int, n_init: int, layout, dtype):
+    """The tables of uniform numbers the restarts' initialisation draws from (``_random``);
+    None for given parameters and for "random", which draws from the key itself."""
+    if init in ("given", "random"):
+        return None
+    restart_ids = np.arange(n_init, dtype=np.int32) if layout is None else layout[0]
+    return uniform_table(key, restart_ids, n_components, dtype)
+
+
 def initialize(
     key: jax.Array,
     X,
@@ -116,6 +127,7 @@ def initialize(
     )
     return _engine.initialize(
         key,
+        init_uniforms(key, init_name, n_components, n_init, None, X.dtype),
         X,
         sample_weight,
         settings,
@@ -125,6 +137,14 @@ def initialize(
         n_init=n_init,
         init=init_name,
         blocks=Blocks(default_block_size(X.shape[0], n_components, X.shape[1], n_init)),
+    )
+
+
+def trim_finished(finished: _engine.Finished, n_components: int, unit) -> _engine.Finished:
+    """The outcome with its first ``n_components`` components (the others padded the fit)."""
+    return finished._replace(
+        params=trim_params(finished.params, n_components, unit),
+        chosen=trim_params(finished.chosen, n_components, unit),
     )
 
 
@@ -147,24 +167,37 @@ def run_restarts(
     mesh=None,
     checkpoint=None,
     interruptible: bool = False,
+    prefer_nondegenerate: bool = True,
+    scores: bool = False,
 ):
     """EM for a batch of restarts on validated data: the driver behind :func:`fit` and
     :func:`jaxgmm.select`. Returns the final state, the lower-bound traces ``(T, n_init)`` (NaN
-    where a restart was not running), the per-restart parameters in the data's frame, the
-    degenerate flags, and whether a Ctrl-C stopped it early.
+    where a restart was not running), the :class:`jaxgmm._engine.Finished` outcome (parameters
+    in the data's frame, with ``n_components`` components), and whether a Ctrl-C stopped it
+    early.
 
+    Small data run at padded shapes (``jaxgmm._shapes``), which changes nothing but rounding.
     Outside transformations the iterations run in compiled chunks of ``chunk_iterations``; after
     each, ``callback(Progress)`` is called if given, the ``checkpoint`` file (a path) is
     rewritten, and the loop ends once every restart is done. An existing checkpoint of the same
     fit is resumed. The chunk length changes nothing in the result; the block size (rows per
     block of the pass over the data, by default from the shapes) only the rounding."""
+    padded_k = n_components
+    if not traced and mesh is None and is_small(X.shape[0]):
+        X, sample_weight = pad_rows(X, sample_weight, padded_rows(X.shape[0]))
+        padded_k = padded_components(n_components, X.shape[0])
+        if layout is None:  # every K of a bucket runs the same program: its count is data
+            full = np.full(n_init, n_components, np.int32)
+            layout = jax.device_put((np.arange(n_init, dtype=np.int32), full))
+        if init_params is not None:
+            init_params = pad_params(init_params, padded_k, unit)
     n_devices = 1 if mesh is None else mesh.size
     rows, n_features = X.shape[0] // n_devices, X.shape[1]
 
     def blocks_for(form) -> Blocks:
         # a given block size serves every form; by default the expanded one reads longer blocks
         size = block_size or default_block_size(
-            rows, n_components, n_features, n_init, expanded_width=form.row_width(unit, n_features)
+            rows, padded_k, n_features, n_init, expanded_width=form.row_width(unit, n_features)
         )
         return Blocks(int(size), mesh)
 
@@ -182,7 +215,9 @@ def run_restarts(
                 "init_params": []
                 if init_params is None
                 else jax.tree_util.tree_leaves(init_params),
-                "layout": [] if layout is None else list(layout),
+                "layout": []
+                if layout is None
+                else np.concatenate([np.asarray(a).ravel() for a in layout]),
                 "tol": float(settings.tol),
                 "reg_covar": float(settings.reg_covar),
                 "block_size": blocks_for(Exact).size,
@@ -193,28 +228,29 @@ def run_restarts(
         X, sample_weight = shard_rows(X, sample_weight, mesh)
     resumed = None if checkpoint is None else _checkpoint.load(checkpoint, print_, _engine.State)
     if resumed is None:
-        Xc, centre, state = _engine.start(
+        Xc, centre, data_var, state = _engine.start(
             key,
+            init_uniforms(key, init, padded_k, n_init, layout, X.dtype),
             X,
             sample_weight,
             settings,
             init_params,
             layout,
             unit=unit,
-            n_components=n_components,
+            n_components=padded_k,
             n_init=n_init,
             init=init,
             blocks=blocks_for(Exact),
         )
         traces = np.zeros((0, n_init), X.dtype)
     else:
-        Xc, centre = _engine.prepare(X, sample_weight, mesh=mesh)
+        Xc, centre, data_var = _engine.prepare(X, sample_weight, mesh=mesh)
         state, traces = resumed
         replicated = None if mesh is None else NamedSharding(mesh, P())
         state = jax.tree_util.tree_map(lambda a: jax.device_put(a, replicated), state)
 
     def advance(state, n_steps):
-        form = choose_form(settings.statistics, state.params, unit, traced=traced)
+        form = choose_form(settings.statistics, state.params, unit, rows=rows, traced=traced)
         return _engine.advance(
             state,
             Xc,
@@ -246,14 +282,21 @@ def run_restarts(
             interruptible=interruptible,
         )
         traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
-    data_var = _engine.data_variance(Xc, sample_weight)
-    if not (traced or blocks_for(Exact).lapack):  # eigenvalues on one device (Blocks.lapack)
-        state, data_var, centre = jax.tree_util.tree_map(
-            lambda a: a.addressable_data(0) if a.sharding.is_fully_replicated else a,
-            (state, data_var, centre),
-        )
-    params, degenerate = _engine.outcome(state, data_var, centre, settings, unit=unit)
-    return state, traces, params, degenerate, interrupted
+    finished = _engine.finish(
+        state,
+        Xc,
+        sample_weight,
+        data_var,
+        centre,
+        settings,
+        unit=unit,
+        blocks=blocks_for(Exact),
+        prefer_nondegenerate=bool(prefer_nondegenerate),
+        scores=scores,
+    )
+    if padded_k > n_components:  # trimmed on the host: a slice per K would compile per K
+        finished = jax.device_put(trim_finished(jax.device_get(finished), n_components, unit))
+    return state, traces, finished, interrupted
 
 
 def fit(
@@ -364,7 +407,7 @@ def fit(
         dtype=X.dtype,
         n_init=n_init,
     )
-    state, traces, params, degenerate, interrupted = run_restarts(
+    state, traces, finished, interrupted = run_restarts(
         key,
         X,
         sample_weight,
@@ -380,13 +423,6 @@ def fit(
         mesh=as_mesh(devices),
         checkpoint=checkpoint,
         interruptible=not traced,
-    )
-    return _engine.result(
-        state,
-        traces,
-        params,
-        degenerate,
-        traced=traced,
         prefer_nondegenerate=prefer_nondegenerate,
-        interrupted=interrupted,
     )
+    return _engine.result(state, traces, finished, traced=traced, interrupted=interrupted)

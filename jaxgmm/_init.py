@@ -1,4 +1,5 @@
-"""Initialisation of one restart, in JAX, from an explicit PRNG key.
+"""Initialisation of one restart, in JAX, from an explicit PRNG key (``"random"``) or from the
+table of uniform numbers that ``jaxgmm._random`` draws from it (the other methods).
 
 Every method yields responsibilities, and the initial parameters are one M-step from them:
 
@@ -19,15 +20,15 @@ almost exactly that assignment).
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 
 from ._blocks import as_blocks, blockwise_sum
 from ._em import maximize
 from ._params import GMMParams
+from ._random import n_trials, uniform_table
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -49,61 +50,65 @@ def _squared_distances(X: Array, centres: Array) -> Array:
     return jnp.maximum(sq, 0.0)
 
 
-def _draw_index(key: Array, p: Array, row_shards: int) -> Array:
-    """A row index drawn with probability proportional to ``p (N,)``, the draw of
-    ``jax.random.choice(key, N, p=p)``. The cumulative sum is taken within each of
+def _draw_index(u: Array, p: Array, row_shards: int) -> Array:
+    """A row index drawn with probability proportional to ``p (N,)`` from the uniform number
+    ``u``: with ``u = jax.random.uniform(key)``, the draw of ``jax.random.choice(key, N, p=p)``.
+    The cumulative sum is taken within each of
     ``row_shards`` equal parts, then offset by the totals of the parts before: XLA partitions
     that across devices, whereas a cumulative sum along a sharded axis took 500 ms instead of
     1 ms (N = 2e5, 2 CPU devices). One part is exactly the plain cumulative sum."""
     within = jnp.cumsum(p.reshape(row_shards, -1), axis=1)
     before = jnp.cumsum(within[:, -1]) - within[:, -1]
     cdf = (within + before[:, None]).reshape(-1)
-    r = cdf[-1] * (1 - jax.random.uniform(key, (), dtype=cdf.dtype))
+    r = cdf[-1] * (1 - u)
     return jnp.sum(cdf < r)  # searchsorted(cdf, r), as a reduction that partitions too
 
 
-def kmeans_plusplus(
-    key: Array,
+def kmeans_plusplus(key: Array, X: Array, n_clusters: int, sample_weight=None) -> Array:
+    """Greedy k-means++ centres ``(n_clusters, D)``: each new centre is the best of
+    ``2 + log(K)`` candidates drawn with probability proportional to weight times squared
+    distance to the nearest centre so far (Arthur and Vassilvitskii; scikit-learn's trial
+    count). The draws come from ``key`` as those of restart 0 of :func:`jaxgmm.fit`."""
+    uniforms = uniform_table(key, np.zeros(1, np.int32), n_clusters, X.dtype)[0]
+    return _kmeans_plusplus(uniforms, X, n_clusters, sample_weight)
+
+
+def _kmeans_plusplus(
+    uniforms: Array,
     X: Array,
     n_clusters: int,
     sample_weight: Array | None = None,
     n_active: Array | None = None,
     row_shards: int = 1,
 ) -> Array:
-    """Greedy k-means++ centres ``(n_clusters, D)``: each new centre is the best of
-    ``2 + log(K)`` candidates drawn with probability proportional to weight times squared
-    distance to the nearest centre so far (Arthur and Vassilvitskii; scikit-learn's trial count).
+    """k-means++ from a table of uniform numbers ``(n_clusters, C)``: the first centre draws
+    with ``uniforms[0, 0]``, candidate ``t`` of centre ``i`` with ``uniforms[i, t]``.
 
     With ``n_active`` (a traced int), only the first ``n_active`` centres count; the rest are
-    placeholders, and the active ones equal those of ``kmeans_plusplus(key, X, n_active)``.
-    ``row_shards``: into how many equal parts the rows of ``X`` are sharded across devices
-    (the draws then sum per part; the same draws up to rounding).
+    placeholders, and the active ones equal those of an unpadded call with ``n_active``
+    centres. ``row_shards``: into how many equal parts the rows of ``X`` are sharded across
+    devices (the draws then sum per part; the same draws up to rounding).
     """
     n_features = X.shape[1]
     w = _weights(X, sample_weight)
-    n_trials = 2 + int(math.log(n_clusters))
+    trials = n_trials(n_clusters)
     # With placeholders, only as many trials as an unpadded call with n_active centres would make.
     trial_used = (
         None
         if n_active is None
-        else jnp.arange(n_trials) < 2 + jnp.floor(jnp.log(n_active.astype(jnp.float32)))
+        else jnp.arange(trials) < 2 + jnp.floor(jnp.log(n_active.astype(jnp.float32)))
     )
-    key, first_key = jax.random.split(key)
-    first = _draw_index(first_key, w / jnp.sum(w), row_shards)
+    first = _draw_index(uniforms[0, 0], w / jnp.sum(w), row_shards)
     centres = jnp.zeros((n_clusters, n_features), X.dtype).at[0].set(X[first])
     closest = jnp.sum(jnp.square(X - X[first]), axis=1)
 
     def add_centre(i, carry):
-        centres, closest, key = carry
-        key, draw_key = jax.random.split(key)
+        centres, closest = carry
         potential = w * closest
         total = jnp.sum(potential)
         # All points already on a centre (fewer distinct points than K): draw by weight alone.
         p = jnp.where(total > 0, potential / jnp.where(total > 0, total, 1.0), w / jnp.sum(w))
-        # One key per trial, so that the first trials do not depend on how many there are.
-        candidates = jax.vmap(
-            lambda t: _draw_index(jax.random.fold_in(draw_key, t), p, row_shards)
-        )(jnp.arange(n_trials))
+        candidates = jax.vmap(lambda u: _draw_index(u, p, row_shards))(uniforms[i, :trials])
         trial_closest = jnp.minimum(closest[None, :], _squared_distances(X, X[candidates]).T)
         potentials = trial_closest @ w
         if trial_used is not None:
@@ -111,10 +116,26 @@ def kmeans_plusplus(
         best = jnp.argmin(potentials)
         if n_active is not None:  # placeholders must not shape the draws of later centres
             trial_closest = jnp.where(i < n_active, trial_closest, closest[None, :])
-        return centres.at[i].set(X[candidates[best]]), trial_closest[best], key
+        return centres.at[i].set(X[candidates[best]]), trial_closest[best]
 
-    centres, _, _ = lax.fori_loop(1, n_clusters, add_centre, (centres, closest, key))
+    centres, _ = lax.fori_loop(1, n_clusters, add_centre, (centres, closest))
     return centres
+
+
+def _distinct_points(
+    uniforms: Array, X: Array, n_points: int, sample_weight: Array | None, row_shards: int
+) -> Array:
+    """``n_points`` distinct rows of ``X`` drawn one after the other with probability
+    proportional to their weight (``uniforms[i, 0]`` for the i-th), without replacement."""
+    w = _weights(X, sample_weight)
+
+    def draw(i, carry):
+        index, left = carry
+        row = _draw_index(uniforms[i, 0], left, row_shards)
+        return index.at[i].set(row.astype(index.dtype)), left.at[row].set(0.0)
+
+    index, _ = lax.fori_loop(0, n_points, draw, (jnp.zeros(n_points, jnp.int32), w))
+    return X[index]
 
 
 def _nearest(X: Array, centres: Array, active: Array | None) -> Array:
@@ -168,6 +189,7 @@ def lloyd(
 
 def initial_responsibilities(
     key: Array,
+    uniforms: Array,
     X: Array,
     n_components: int,
     method: str,
@@ -176,24 +198,23 @@ def initial_responsibilities(
     blocks=None,
 ):
     """Starting responsibilities of one restart, as a function of a block of rows and the arrays
-    it needs: returns ``(resp, operands)`` with ``resp(xb, rows, *operands) -> (K, B)``. With
+    it needs: returns ``(resp, operands)`` with ``resp(xb, rows, *operands) -> (K, B)``.
+    ``"random"`` draws from ``key``, the other methods from the table ``uniforms`` (see
+    ``jaxgmm._random``). With
     ``n_active``, only the first ``n_active`` components are used, and they equal those of the
     unpadded call with ``n_components=n_active`` (so a padded grid of K reproduces separate
     fits)."""
-    n_samples = X.shape[0]
     active = None if n_active is None else jnp.arange(n_components) < n_active
     mesh = None if blocks is None else as_blocks(blocks).mesh
     row_shards = 1 if mesh is None else mesh.size
     if method == "random":
         return _random_resp(n_components, X.dtype), (key, active)
     if method == "random_from_data":
-        w = _weights(X, sample_weight)
-        index = jax.random.choice(key, n_samples, (n_components,), replace=False, p=w / jnp.sum(w))
-        centres = X[index]
+        centres = _distinct_points(uniforms, X, n_components, sample_weight, row_shards)
     elif method == "k-means++":
-        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active, row_shards)
+        centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
     elif method == "kmeans":
-        centres = kmeans_plusplus(key, X, n_components, sample_weight, n_active, row_shards)
+        centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
         centres = lloyd(X, centres, sample_weight, active, blocks)
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")
@@ -224,6 +245,7 @@ def _random_resp(n_components: int, dtype):
 
 def initial_params(
     key: Array,
+    uniforms: Array,
     X: Array,
     n_components: int,
     method: str,
@@ -240,7 +262,7 @@ def initial_params(
     and the data's mean and covariance as finite placeholders."""
     blocks = blocks or X.shape[0]
     resp, operands = initial_responsibilities(
-        key, X, n_components, method, sample_weight, n_active, blocks
+        key, uniforms, X, n_components, method, sample_weight, n_active, blocks
     )
     params = maximize(
         X,

@@ -20,12 +20,13 @@ import numpy as np
 
 from ._blocks import as_mesh
 from ._covariance import COVARIANCE_TYPES, covariance_unit
-from ._criteria import criteria, n_parameters
+from ._criteria import from_sums, n_parameters
 from ._engine import EMSettings, best_restart
 from ._fit import run_restarts
 from ._init import INIT_METHODS
 from ._params import FitResult, RestartOutcome
 from ._progress import ProgressBar
+from ._shapes import trim_params
 from ._sklearn_api import feature_names_of, key_from, precision_context
 from ._validation import as_sample_weight, check_float, check_int, checked_array, to_device
 from .estimator import fitted_model
@@ -116,9 +117,10 @@ def _grid_for_type(
     prefer_nondegenerate,
     progress,
     mesh,
-) -> list[tuple[int, FitResult]]:
-    """Fit every K of the grid for one covariance type in one program; return each K's
-    :class:`FitResult` over its own restarts, trimmed to its K components."""
+) -> list[tuple[int, tuple[float, float], FitResult]]:
+    """Fit every K of the grid for one covariance type in one program; return each K with the
+    log-likelihood and responsibilities' entropy of its chosen restart (summed over samples)
+    and its :class:`FitResult` over its own restarts, trimmed to its K components."""
     n_models = len(ks)
     restart_ids = np.tile(np.arange(n_init), n_models)
     n_active = np.repeat(ks, n_init)
@@ -127,7 +129,7 @@ def _grid_for_type(
         jax.device_put(restart_ids.astype(np.int32)),
         jax.device_put(n_active.astype(np.int32)),
     )
-    state, traces, params, degenerate, _ = run_restarts(
+    state, traces, finished, _ = run_restarts(
         key,
         X,
         w,
@@ -139,11 +141,12 @@ def _grid_for_type(
         settings=settings,
         callback=bar,
         mesh=mesh,
+        scores=True,
     )
     if bar is not None:
         bar.close()
-    host = jax.tree_util.tree_map(np.asarray, (state, params, degenerate))
-    state, params, degenerate = host
+    state, finished = jax.device_get((state, finished))
+    params, degenerate = finished.params, finished.degenerate
     traces = np.ascontiguousarray(np.asarray(traces).T)
     results = []
     for m, k in enumerate(ks):
@@ -154,14 +157,10 @@ def _grid_for_type(
                 state.failed[group],
                 degenerate[group],
                 prefer_nondegenerate,
+                xp=np,
             )
         )
-        group_params = params._replace(
-            weights=params.weights[group, :k],
-            means=params.means[group, :k],
-            covariances=unit.first_components(params.covariances[group], k),
-            precisions_cholesky=unit.first_components(params.precisions_cholesky[group], k),
-        )
+        group_params = trim_params(jax.tree_util.tree_map(lambda a, g=group: a[g], params), k, unit)
         n_iter = state.n_iter[group]
         outcome = RestartOutcome(
             lower_bound=state.lower_bound[group],
@@ -173,9 +172,11 @@ def _grid_for_type(
             params=group_params,
         )
         chosen = jax.tree_util.tree_map(lambda a, b=best: a[b], group_params)
+        scores = (float(finished.log_likelihood[group][best]), float(finished.entropy[group][best]))
         results.append(
             (
                 k,
+                scores,
                 FitResult(
                     params=chosen,
                     lower_bound=outcome.lower_bound[best],
@@ -250,9 +251,13 @@ def select(
     with precision_context(dtype):
         Xd = to_device(X, dtype)
         w = as_sample_weight(sample_weight, n_samples, dtype)
+        n_samples_weighted = (
+            n_samples if w is None else float(np.asarray(sample_weight, np.float64).sum())
+        )
+        n_features = X.shape[1]
         key = key_from(random_state)
         for unit in units:
-            for k, result in _grid_for_type(
+            for k, scores, result in _grid_for_type(
                 key,
                 Xd,
                 w,
@@ -265,7 +270,7 @@ def select(
                 progress=progress,
                 mesh=mesh,
             ):
-                rows.append(_row(Xd, w, unit.name, k, result))
+                rows.append(_row(n_samples_weighted, n_features, unit.name, k, scores, result))
                 fits.append(result)
 
     candidates = [i for i, row in enumerate(rows) if not row["failed"]]
@@ -295,11 +300,11 @@ def select(
     return SelectionResult(rows, criterion, models, rows[best])
 
 
-def _row(X, w, covariance_type: str, k: int, result: FitResult) -> dict:
+def _row(n_samples, n_features, covariance_type: str, k: int, scores, result: FitResult) -> dict:
     row = {
         "covariance_type": covariance_type,
         "n_components": k,
-        "n_parameters": n_parameters(covariance_type, k, X.shape[1]),
+        "n_parameters": n_parameters(covariance_type, k, n_features),
         "converged": bool(result.converged),
         "degenerate": bool(result.restarts.degenerate[int(result.best_restart)]),
         "failed": bool(np.all(result.restarts.failed)),
@@ -307,5 +312,4 @@ def _row(X, w, covariance_type: str, k: int, result: FitResult) -> dict:
     }
     if row["failed"]:
         return row | dict.fromkeys(("log_likelihood", "bic", "aic", "icl"), math.nan)
-    params = jax.tree_util.tree_map(lambda a: to_device(a, X.dtype), result.params)
-    return row | criteria(X, params, covariance_type, w)
+    return row | from_sums(*scores, row["n_parameters"], n_samples)

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import logsumexp
 
+from ._shapes import is_small
+
 LOG_2PI = math.log(2.0 * math.pi)
 _JOIN_FEATURES = 32
 
@@ -197,14 +199,15 @@ def standardized_means(params, unit) -> Array:
     return jnp.max(jnp.where(params.weights[..., None] > 0, z2, 0.0))
 
 
-def choose_form(statistics: str, params, unit, *, traced: bool):
+def choose_form(statistics: str, params, unit, *, rows: int, traced: bool):
     """The form an iteration uses: the one named, or for "auto" the expanded form while it is
-    usable and its predicted error is below ``EXPANDED_RTOL`` (the exact one under JAX
-    transformations, where the estimate cannot be looked at)."""
+    usable and its predicted error is below ``EXPANDED_RTOL``; the exact one for small data
+    (``rows`` per device at most ``PADDED_ROWS_MAX``, where a pass costs less than the check)
+    and under JAX transformations (where the estimate cannot be looked at)."""
     if statistics != "auto":
         return STATISTICS_FORMS[statistics]
     n_features = params.means.shape[-1]
-    if traced or not Expanded.usable(unit, n_features):
+    if traced or is_small(rows) or not Expanded.usable(unit, n_features):
         return Exact
     eps = float(jnp.finfo(params.means.dtype).eps)
     accurate = eps * float(standardized_means(params, unit)) <= EXPANDED_RTOL

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _engine
-from ._blocks import kahan_add
+from ._blocks import Blocks, kahan_add
 from ._fit import check_init, check_settings, initialize
 from ._host_loop import iterate
 from ._params import FitResult, GMMParams
@@ -125,7 +125,7 @@ def _block_sums(carry, xb, wb, rows, centre, params, *, unit):
 
 @partial(jax.jit, static_argnames=("unit",))
 def _stream_update(state, stats, settings, *, unit):
-    return _engine.update(state, stats, settings, unit=unit, mean_weight=1.0)
+    return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0)
 
 
 def fit_stream(
@@ -236,15 +236,15 @@ def fit_stream(
         chunk_iterations=1,
         callback=callback,
     )
-    params, degenerate = _engine.outcome(
-        state, jax.device_put(variance.astype(dtype)), centre, settings, unit=unit
-    )
-    return _engine.result(
+    finished = _engine.finish(
         state,
-        traces,
-        params,
-        degenerate,
-        traced=False,
-        prefer_nondegenerate=prefer_nondegenerate,
-        interrupted=interrupted,
+        None,
+        None,
+        jax.device_put(variance.astype(dtype)),
+        centre,
+        settings,
+        unit=unit,
+        blocks=Blocks(passes.block_size),
+        prefer_nondegenerate=bool(prefer_nondegenerate),
     )
+    return _engine.result(state, traces, finished, traced=False, interrupted=interrupted)

@@ -20,13 +20,14 @@ import numpy as np
 
 from . import _model_file
 from ._covariance import covariance_unit
-from ._criteria import criteria
-from ._em import e_step, log_prob
+from ._criteria import entropy, from_sums, n_parameters
+from ._em import responsibilities
 from ._fit import fit as core_fit
 from ._fit import initialize
 from ._init import INIT_METHODS
 from ._params import FitResult, GMMParams, RestartOutcome, params_from_precisions
 from ._progress import ProgressBar
+from ._shapes import is_small, pad_params, pad_rows, padded_components, padded_rows
 from ._sklearn_api import (
     EstimatorParams,
     check_number,
@@ -268,12 +269,15 @@ class GaussianMixture(EstimatorParams):
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit the mixture by EM (``n_init`` restarts, the best kept). Returns ``self``."""
-        self.fit_predict(X, y, sample_weight=sample_weight)
+        self._fit(X, sample_weight, fit_only=True)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
         """Fit, then label each sample with its most probable component (a final E-step, so the
         labels equal ``fit(X).predict(X)``)."""
+        return self._fit(X, sample_weight, fit_only=False)
+
+    def _fit(self, X, sample_weight, *, fit_only: bool):
         self._check_parameters()
         X, dtype = self._validate_X(X, reset=True, min_samples=2)
         self._warn_about_data(X)
@@ -308,20 +312,20 @@ class GaussianMixture(EstimatorParams):
             if bar is not None:
                 bar.close()
             self._set_fitted(result, dtype)
-            labels = self._log_resp(X).argmax(axis=1)
+            labels = None if fit_only else self._densities(X)[0].argmax(axis=1)
         self._report(result)
         if self.interrupted_:
             warnings.warn(
                 "Fit interrupted (Ctrl-C): the parameters are the best reached so far.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         elif not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 convergence_warning(),
-                stacklevel=2,
+                stacklevel=3,
             )
         return labels
 
@@ -436,53 +440,76 @@ class GaussianMixture(EstimatorParams):
         X, dtype = self._validate_X(X, reset=False)
         return X, np.promote_types(dtype, self.means_.dtype)
 
-    def _log_resp(self, X) -> np.ndarray:
-        log_resp, _ = e_step(
-            X, self._params(np.dtype(X.dtype)), covariance_type=self.covariance_type
+    def _densities(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``log_resp (N, K)`` and the log density ``(N,)`` of checked data, NumPy or JAX, in
+        its computation dtype; small data at padded shapes (``jaxgmm._shapes``), so that a new
+        N or K reuses a compiled program."""
+        n, k = X.shape[0], self.means_.shape[0]
+        dtype = np.dtype(X.dtype)
+        params = GMMParams(
+            *(
+                np.asarray(a, dtype=dtype)
+                for a in (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+            )
         )
-        return np.asarray(log_resp)
+        if is_small(n):
+            X, _ = pad_rows(X, None, padded_rows(n))
+            unit = covariance_unit(self.covariance_type)
+            params = pad_params(params, padded_components(k, X.shape[0]), unit)
+        else:
+            X = to_device(X, dtype)
+        log_resp, log_norm = jax.device_get(
+            responsibilities(X, params, covariance_type=self.covariance_type)
+        )
+        return log_resp[:n, :k], log_norm[:n]
+
+    def _on_data(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_densities` of new data, checked against the fitted model."""
+        X, dtype = self._prepared(X)
+        with precision_context(dtype):
+            if isinstance(X, np.ndarray):
+                X = X.astype(dtype, copy=False)
+            else:
+                X = to_device(X, dtype)
+            return self._densities(X)
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``(N, K)``: the probability of each component given each sample."""
-        X, dtype = self._prepared(X)
-        with precision_context(dtype):
-            return np.exp(self._log_resp(to_device(X, dtype)))
+        return np.exp(self._on_data(X)[0])
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each sample, ``(N,)``."""
-        return self.predict_proba(X).argmax(axis=1)
+        return self._on_data(X)[0].argmax(axis=1)
 
     def score_samples(self, X) -> np.ndarray:
         """Log density of the mixture at each sample, ``(N,)``."""
-        X, dtype = self._prepared(X)
-        with precision_context(dtype):
-            return np.asarray(
-                log_prob(
-                    to_device(X, dtype), self._params(dtype), covariance_type=self.covariance_type
-                )
-            )
+        return self._on_data(X)[1]
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
         return float(np.mean(self.score_samples(X)))
 
-    def _criteria(self, X) -> dict[str, float]:
-        X, dtype = self._prepared(X)
-        with precision_context(dtype):
-            return criteria(to_device(X, dtype), self._params(dtype), self.covariance_type)
+    def criteria(self, X) -> dict[str, float]:
+        """``log_likelihood``, ``n_parameters``, ``bic``, ``aic`` and ``icl`` of the model on
+        ``X``, from one pass over it (lower criteria are better)."""
+        log_resp, log_norm = self._on_data(X)
+        p = n_parameters(self.covariance_type, *self.means_.shape)
+        return from_sums(
+            float(np.sum(log_norm, dtype=np.float64)), entropy(log_resp), p, len(log_norm)
+        )
 
     def bic(self, X) -> float:
         """Bayesian information criterion, ``-2 log L + p log N`` (lower is better)."""
-        return self._criteria(X)["bic"]
+        return self.criteria(X)["bic"]
 
     def aic(self, X) -> float:
         """Akaike information criterion, ``-2 log L + 2 p`` (lower is better)."""
-        return self._criteria(X)["aic"]
+        return self.criteria(X)["aic"]
 
     def icl(self, X) -> float:
         """Integrated completed likelihood criterion: BIC plus twice the entropy of the
         responsibilities (lower is better; mclust reports its negative)."""
-        return self._criteria(X)["icl"]
+        return self.criteria(X)["icl"]
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` points; returns ``(X, labels)``, grouped by component."""

@@ -6,7 +6,7 @@ code's precision Cholesky factor). Conventions are the JAX core's, which are sci
 
 * ``lower_bound`` is the (weighted) mean over samples of ``log sum_k w_k N(x | mu_k, S_k)``;
 * component masses get ``10 * eps`` added, covariances get ``reg_covar`` on their diagonal;
-* an empty component (mass below ``10 * eps`` times the mean sample weight) keeps the previous
+* an empty component (mass below ``10 * eps`` times the largest sample weight) keeps the previous
   mean and covariance, or, without previous parameters, takes those of the whole data.
 """
 
@@ -156,7 +156,7 @@ def m_step(
     mass = wr.sum(axis=0)
     n_components = len(mass)
     nk = mass + TINY
-    empty = mass < TINY * w.mean()
+    empty = mass < TINY * w.max()
 
     data_mean = w @ X / w.sum()
     data_cov = (X - data_mean).T @ ((X - data_mean) * w[:, None]) / w.sum()

@@ -420,10 +420,12 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
     unit = covariance_unit("full")
     settings = EMSettings(reg_covar=1e-6, tol=0.0, max_iter=10)
     static = dict(unit=unit, n_components=k, n_init=1, init="given", blocks=Blocks(block))
-    start = _engine.start.lower(jax.random.key(0), X, None, settings, params, None, **static)
+    start = _engine.start.lower(jax.random.key(0), None, X, None, settings, params, None, **static)
     assert _temp_bytes(start) < small
     state = jax.eval_shape(
-        lambda X: _engine.start(jax.random.key(0), X, None, settings, params, None, **static)[2],
+        lambda X: _engine.start(jax.random.key(0), None, X, None, settings, params, None, **static)[
+            3
+        ],
         X,
     )
     for form in STATISTICS_FORMS.values():
@@ -437,7 +439,19 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
             n_steps=10,
         )
         assert _temp_bytes(advance) < small, form.name
-    assert _temp_bytes(_engine.data_variance.lower(X, None)) < small
+    finish = _engine.finish.lower(
+        state,
+        X,
+        None,
+        jnp.ones(d, jnp.float32),
+        jnp.zeros(d, jnp.float32),
+        settings,
+        unit=unit,
+        blocks=Blocks(block),
+        prefer_nondegenerate=True,
+        scores=True,
+    )
+    assert _temp_bytes(finish) < small
 
 
 def test_densities_of_many_samples_are_computed_in_blocks():

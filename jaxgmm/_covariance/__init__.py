@@ -11,7 +11,7 @@ the rest of the package asks the unit, never the model's name. Each unit has
   weighted differences, the M-step's covariances from the statistics (``from_scatter``; a prior
   enters as pseudo-statistics added before it), the regularisation, the switch of empty
   components, the pooled covariance of the whole data, and the diagnostics behind ``degenerate``
-  and the expanded form's accuracy;
+  (``standardized``) and the expanded form's accuracy;
 * the expanded (exponential-family) form: the log-density is linear in the features
   ``(x, q(x))`` with ``q`` the products ``x_i x_j`` (full, tied) or squares ``x_i^2`` (diag,
   spherical), so the E-step is a matrix product of the features with natural parameters and the

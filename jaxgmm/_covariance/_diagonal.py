@@ -85,9 +85,9 @@ class Diag:
         return cov
 
     @staticmethod
-    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+    def standardized(cov: Array, data_var: Array) -> Array:
         inv_std = inverse_std(data_var)
-        return jnp.min(cov * jnp.square(inv_std) + (inv_std == 0), axis=-1)
+        return cov * jnp.square(inv_std) + (inv_std == 0)
 
     # -- expanded form --
 
@@ -167,7 +167,7 @@ class Spherical(Diag):
         return cov[:, None]
 
     @staticmethod
-    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+    def standardized(cov: Array, data_var: Array) -> Array:
         mean_var = jnp.mean(data_var)
         return jnp.where(mean_var > 0, cov / jnp.where(mean_var > 0, mean_var, 1.0), 1.0)
 

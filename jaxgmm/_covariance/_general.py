@@ -105,11 +105,12 @@ class Full:
         return jnp.diagonal(cov, axis1=-2, axis2=-1)
 
     @staticmethod
-    def smallest_standardized_variance(cov: Array, data_var: Array) -> Array:
+    def standardized(cov: Array, data_var: Array) -> Array:
+        """Covariances in units of the data's per-feature variance (1 on constant features,
+        which then never count as collapsed)."""
         inv_std = inverse_std(data_var)
         scaled = cov * inv_std[:, None] * inv_std[None, :]
-        scaled = scaled + jnp.diag((inv_std == 0).astype(cov.dtype))
-        return jnp.linalg.eigvalsh(scaled)[..., 0]
+        return scaled + jnp.diag((inv_std == 0).astype(cov.dtype))
 
     # -- expanded form --
 
