@@ -28,6 +28,7 @@ from jax.scipy.special import logsumexp
 from ._blocks import as_blocks, blockwise_sum, default_block_size
 from ._covariance import covariance_unit, symmetric
 from ._params import GMMParams
+from ._programs import program
 from ._statistics import Exact, Statistics, differences, log_gaussian, scatter_statistics
 
 
@@ -113,7 +114,7 @@ def e_step(
     return log_resp, _weighted_mean(log_norm, sample_weight)
 
 
-@partial(jax.jit, static_argnames=("covariance_type",))
+@program(static_argnames=("covariance_type",))
 def responsibilities(X: Array, params: GMMParams, *, covariance_type: str):
     """``log_resp (N, K)`` and ``log_norm (N,)``, the log density of the mixture at each
     sample: what predictions, scores and criteria are made of, in one pass."""

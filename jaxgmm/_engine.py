@@ -31,6 +31,7 @@ from ._blocks import blockwise_sum
 from ._em import finalize
 from ._init import initial_params
 from ._params import FitResult, GMMParams, RestartOutcome
+from ._programs import program
 from ._statistics import STATISTICS_FORMS, differences, log_gaussian
 
 # A component is degenerate when its smallest covariance eigenvalue, without reg_covar and in
@@ -125,7 +126,7 @@ def _prepare(X, sample_weight, mesh):
     return Xc, centre, _data_variance(Xc, sample_weight)
 
 
-@partial(jax.jit, static_argnames=("mesh",))
+@program(static_argnames=("mesh",))
 def prepare(X, sample_weight, mesh=None):
     """The centred data, the centre and the data's per-feature variance."""
     return _prepare(X, sample_weight, mesh)
@@ -167,7 +168,7 @@ def _initialize_centred(
 _START_STATIC = ("unit", "n_components", "n_init", "init", "blocks")
 
 
-@partial(jax.jit, static_argnames=_START_STATIC)
+@program(static_argnames=_START_STATIC)
 def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> GMMParams:
     """The initial parameters of every restart, in the data's frame."""
     Xc, centre = _centre(X, sample_weight)
@@ -175,7 +176,7 @@ def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> G
     return params._replace(means=params.means + centre)
 
 
-@partial(jax.jit, static_argnames=_START_STATIC)
+@program(static_argnames=_START_STATIC)
 def start(key, uniforms, X, sample_weight, settings, init_params, layout, **static):
     """Centre the data and initialise every restart: ``(Xc, centre, data_var, state)``.
     ``init`` is a method name, or "given" for ``init_params`` (in the data's frame, for all
@@ -252,7 +253,7 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
     return new_state, jnp.where(running, lower_bound, jnp.nan)
 
 
-@partial(jax.jit, static_argnames=("unit", "blocks", "n_steps"))
+@program(static_argnames=("unit", "blocks", "n_steps"))
 def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
     """``n_steps`` EM iterations of every active restart, in the form ``settings.statistics``;
     returns the new state, the lower bounds ``(n_steps, n_init)`` (NaN where a restart was not
@@ -355,7 +356,7 @@ def _scores(params, Xc, sample_weight, unit, blocks):
 _FINISH_STATIC = ("unit", "blocks", "prefer_nondegenerate", "scores")
 
 
-@partial(jax.jit, static_argnames=_FINISH_STATIC)
+@program(static_argnames=_FINISH_STATIC)
 def finish(
     state,
     Xc,

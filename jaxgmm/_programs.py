@@ -1,0 +1,250 @@
+"""jaxgmm's compiled programs: kept in memory (a bounded number) and on disk across processes.
+
+A fit runs a few jitted programs (start, chunks of iterations, finish), and each new shape of
+the data or the model is a new compilation: seconds on a CPU for a fit that then runs in
+milliseconds. Shape buckets (``jaxgmm._shapes``) make new shapes rarer; this module makes the
+rest cheaper:
+
+* **memory**: at most ``max_programs()`` executables are kept (least recently used first out),
+  so a long process that meets many shapes (a grid search, a notebook) holds bounded memory.
+  Each executable holds its machine code in memory mappings of its own (about 100 per program
+  on a CPU, and Linux allows 65,530 per process), so an unbounded cache ends in a crash.
+* **disk**: executables are serialized (``jax.experimental.serialize_executable``) into the
+  cache folder, by default ``~/.cache/jaxgmm/programs`` (``$XDG_CACHE_HOME`` honoured;
+  ``JAXGMM_CACHE_DIR`` moves it, and an empty value turns it off), keyed by the program, its
+  static arguments and argument shapes, and the versions of jaxgmm's source, JAX and jaxlib,
+  the device and the CPU. Loading one takes a few milliseconds where tracing, lowering and
+  compiling it took a second; JAX's own persistent cache would still trace and lower. The
+  folder is kept under ``MAX_DISK_BYTES`` (oldest files out) and used only when it belongs to
+  this user and no one else can write to it, since loading an executable runs its code.
+Inside a JAX transformation (``fit`` under ``jit`` or ``vmap``) a program is the plain jitted
+function, traced into the caller's program.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import platform
+import stat
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from ._files import atomic_write_bytes
+
+DEFAULT_MAX_PROGRAMS = 48
+MAX_DISK_BYTES = 1 << 30
+_SUFFIX = ".jaxgmm-program"
+
+_lock = threading.Lock()
+_memory: OrderedDict = OrderedDict()
+
+
+def max_programs() -> int:
+    """Executables kept in memory: ``JAXGMM_MAX_PROGRAMS``, 48 by default."""
+    try:
+        return max(int(os.environ.get("JAXGMM_MAX_PROGRAMS", DEFAULT_MAX_PROGRAMS)), 1)
+    except ValueError:
+        return DEFAULT_MAX_PROGRAMS
+
+
+def cache_dir() -> Path | None:
+    """The disk cache folder, or None when it is turned off or cannot be used safely."""
+    setting = os.environ.get("JAXGMM_CACHE_DIR")
+    if setting == "":
+        return None
+    if setting is None:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        setting = str(base / "jaxgmm" / "programs")
+    return _usable(Path(setting))
+
+
+@functools.cache
+def _usable(path: Path) -> Path | None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = path.stat()
+    except OSError:
+        return None
+    foreign = hasattr(os, "getuid") and info.st_uid != os.getuid()
+    if foreign or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None  # loading an executable runs its code: only from a folder that is ours
+    return path
+
+
+@functools.cache
+def _environment() -> str:
+    """What a compiled program depends on besides its own signature."""
+    import jaxlib
+
+    sources = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        sources.update(path.read_bytes())
+    device = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    try:  # the instruction sets XLA compiled for
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line for line in info if line.startswith("flags")), cpu)
+    except OSError:
+        pass
+    return repr(
+        (
+            sources.hexdigest(),
+            jax.__version__,
+            jaxlib.__version__,
+            device.platform,
+            device.device_kind,
+            cpu,
+            os.environ.get("XLA_FLAGS", ""),
+        )
+    )
+
+
+def _leaf_key(leaf):
+    if isinstance(leaf, jax.Array | jax.ShapeDtypeStruct):
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is not None and len(sharding.device_set) > 1:
+            return None  # sharded over several devices: left to jax.jit
+        return (leaf.shape, str(leaf.dtype), bool(getattr(leaf, "weak_type", False)))
+    if isinstance(leaf, np.ndarray | np.generic):
+        return (leaf.shape, str(leaf.dtype), False)
+    if isinstance(leaf, bool | int | float | complex):
+        return (type(leaf).__name__,)
+    return None  # anything else: left to jax.jit
+
+
+class Program:
+    """A function compiled like ``jax.jit(fun, static_argnames=...)``, whose executables this
+    module keeps (see the module's docstring)."""
+
+    def __init__(self, fun, static_argnames=()):
+        self.jitted = jax.jit(fun, static_argnames=static_argnames)
+        self.static_argnames = tuple(static_argnames)
+        self.name = f"{fun.__module__}.{fun.__qualname__}"
+        functools.update_wrapper(self, fun)
+
+    def lower(self, *args, **kwargs):
+        return self.jitted.lower(*args, **kwargs)
+
+    def _signature(self, args, kwargs):
+        static = tuple((name, kwargs[name]) for name in self.static_argnames if name in kwargs)
+        dynamic = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+        leaves, tree = jax.tree_util.tree_flatten((args, dynamic))
+        keys = tuple(_leaf_key(leaf) for leaf in leaves)
+        if any(key is None for key in keys):
+            return None, dynamic
+        return (self.name, static, str(tree), keys, bool(jax.config.jax_enable_x64)), dynamic
+
+    def __call__(self, *args, **kwargs):
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves((args, kwargs))):
+            return self.jitted(*args, **kwargs)
+        signature, dynamic = self._signature(args, kwargs)
+        if signature is None:
+            return self.jitted(*args, **kwargs)
+        executable = _cached(signature)
+        if executable is None:
+            executable = _load_or_compile(signature, self, args, kwargs)
+        return executable(*args, **dynamic)
+
+
+def program(static_argnames=()):
+    """Decorator: the function as a :class:`Program`."""
+    return functools.partial(Program, static_argnames=static_argnames)
+
+
+def _cached(signature):
+    with _lock:
+        executable = _memory.get(signature)
+        if executable is not None:
+            _memory.move_to_end(signature)
+        return executable
+
+
+def _keep(signature, executable) -> None:
+    with _lock:
+        _memory[signature] = executable
+        _memory.move_to_end(signature)
+        while len(_memory) > max_programs():
+            _memory.popitem(last=False)
+
+
+def _disk_path(signature) -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    digest = hashlib.sha256(repr((_environment(), signature)).encode()).hexdigest()
+    return folder / f"{digest[:40]}{_SUFFIX}"
+
+
+@functools.cache
+def _prepare_loading() -> None:
+    """What lowering would have done before running: jaxlib binds its LAPACK kernels only when
+    a factorisation is first lowered, and an executable loaded from disk that calls one
+    before that would jump to an unset address."""
+    jax.jit(jax.numpy.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
+
+
+def _load(path: Path):
+    from jax.experimental import serialize_executable
+
+    _prepare_loading()
+    try:
+        payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+        executable = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # a partial, stale or foreign file: compile instead (and overwrite it)
+        return None
+    os.utime(path)  # recently used: the last to go when the folder is trimmed
+    return executable
+
+
+def _store(path: Path, compiled) -> None:
+    from jax.experimental import serialize_executable
+
+    try:
+        blob = pickle.dumps(serialize_executable.serialize(compiled))
+        atomic_write_bytes(path, blob)
+    except Exception:  # not serializable here, or no room: the disk cache is only a cache
+        return
+    _trim(path.parent)
+
+
+def _trim(folder: Path) -> None:
+    try:
+        files = [(p.stat(), p) for p in folder.glob(f"*{_SUFFIX}")]
+    except OSError:
+        return
+    total = sum(info.st_size for info, _ in files)
+    for info, path in sorted(files, key=lambda item: item[0].st_mtime):
+        if total <= MAX_DISK_BYTES:
+            break
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= info.st_size
+
+
+def _load_or_compile(signature, prog: Program, args, kwargs):
+    path = _disk_path(signature)
+    executable = None if path is None or not path.exists() else _load(path)
+    if executable is None:
+        executable = prog.lower(*args, **kwargs).compile()
+        # JAX's own caches keep what a jitted function lowered and compiled, executables
+        # included, for as long as the function lives: let this module's cache be the only one.
+        prog.jitted.clear_cache()
+        if path is not None:
+            _store(path, executable)
+    _keep(signature, executable)
+    return executable
+
+
+def clear() -> None:
+    """Drop every executable kept in memory (the disk cache stays)."""
+    with _lock:
+        _memory.clear()
