@@ -24,8 +24,8 @@ from ._files import atomic_write_bytes
 from ._params import GMMParams
 
 FORMAT = "jaxgmm-checkpoint"
-FORMAT_VERSION = 1
-_STATE_FIELDS = ("lower_bound", "n_iter", "converged", "failed")
+FORMAT_VERSION = 2
+_STATE_FIELDS = ("lower_bound", "n_iter", "converged", "failed", "model")
 _SAMPLE_ROWS = 4096
 
 

@@ -110,16 +110,18 @@ def e_step(
         (Weighted) mean over samples of the log-likelihood, computed with ``logsumexp`` before
         normalising.
     """
-    log_resp, log_norm = responsibilities(X, params, covariance_type=covariance_type)
+    log_resp, log_norm = _responsibilities(X, params, covariance_unit(covariance_type))
     return log_resp, _weighted_mean(log_norm, sample_weight)
 
 
-@program(static_argnames=("covariance_type",))
-def responsibilities(X: Array, params: GMMParams, *, covariance_type: str):
+@program(static_argnames=("unit",))
+def responsibilities(X: Array, params: GMMParams, *, unit):
     """``log_resp (N, K)`` and ``log_norm (N,)``, the log density of the mixture at each
     sample: what predictions, scores and criteria are made of, in one pass."""
-    unit = covariance_unit(covariance_type)
+    return _responsibilities(X, params, unit)
 
+
+def _responsibilities(X: Array, params: GMMParams, unit):
     def row(x):
         weighted = _weighted_log_prob(x, params, unit)
         log_norm = logsumexp(weighted)

@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array, lax
 from jax.scipy.special import logsumexp
 from jax.sharding import NamedSharding
@@ -70,16 +69,30 @@ class EMSettings:
 
 
 class State(NamedTuple):
-    """Per-restart EM state, each field with a leading ``n_init`` axis."""
+    """Per-restart EM state, each field with a leading ``n_init`` axis. ``model`` is the
+    covariance model each restart fits, an index into ``unit.units`` when the unit fits
+    several in one program (``AnyModel``), 0 otherwise."""
 
     params: GMMParams
     lower_bound: Array
     n_iter: Array
     converged: Array
     failed: Array
+    model: Array
 
 
-def initial_state(params: GMMParams) -> State:
+class Layout(NamedTuple):
+    """A batch of restarts that are not plain copies (a grid of models, or a fit padded to
+    more components): for each batch entry, the restart number whose draws it makes, how many
+    of its leading components are active (the others are switched off), and its model (an
+    index into ``unit.units``, for a unit that fits several)."""
+
+    restart_ids: Array
+    n_active: Array
+    model: Array
+
+
+def initial_state(params: GMMParams, model: Array | None = None) -> State:
     """The state before the first iteration, from batched parameters."""
     n_init = params.weights.shape[0]
     dtype = params.means.dtype
@@ -89,6 +102,7 @@ def initial_state(params: GMMParams) -> State:
         n_iter=jnp.zeros((n_init,), jnp.int32),
         converged=jnp.zeros((n_init,), bool),
         failed=jnp.zeros((n_init,), bool),
+        model=jnp.zeros((n_init,), jnp.int32) if model is None else model,
     )
 
 
@@ -139,12 +153,10 @@ def _initialize_centred(
 
     Restart i draws from its own table of uniform numbers, ``uniforms[i]`` (see
     ``jaxgmm._random``), or for "random" from the key ``fold_in(key, i)``, whatever ``n_init``
-    is, so more restarts with the same key only add candidates. ``layout``, for a padded grid
-    of models, is None or a pair of ``(n_init,)`` int arrays: the restart number each batch
-    entry draws as, and how many of its leading components are active (the others are
-    switched off)."""
+    is, so more restarts with the same key only add candidates. ``layout`` is None for plain
+    restarts, or a :class:`Layout`."""
 
-    def one(restart, u, active):
+    def one(restart, u, active, model):
         k = jax.random.fold_in(key, restart) if init == "random" else None
         return initial_params(
             k,
@@ -152,7 +164,7 @@ def _initialize_centred(
             Xc,
             n_components,
             init,
-            unit=unit,
+            unit=unit.bound(model),
             reg_covar=settings.reg_covar,
             sample_weight=sample_weight,
             n_active=active,
@@ -160,9 +172,8 @@ def _initialize_centred(
         )
 
     if layout is None:
-        return jax.vmap(lambda i, u: one(i, u, None))(jnp.arange(n_init), uniforms)
-    restart_ids, n_active = layout
-    return jax.vmap(one)(restart_ids, uniforms, n_active)
+        return jax.vmap(lambda i, u: one(i, u, None, 0))(jnp.arange(n_init), uniforms)
+    return jax.vmap(one)(layout.restart_ids, uniforms, layout.n_active, layout.model)
 
 
 _START_STATIC = ("unit", "n_components", "n_init", "init", "blocks")
@@ -187,7 +198,7 @@ def start(key, uniforms, X, sample_weight, settings, init_params, layout, **stat
         params = params._replace(means=params.means - centre)
     else:
         params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
-    return Xc, centre, data_var, initial_state(params)
+    return Xc, centre, data_var, initial_state(params, None if layout is None else layout.model)
 
 
 def restart_statistics(xb, wb, rows, params, unit, form):
@@ -222,11 +233,11 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
     lower bound moved by less than ``tol`` has converged. Returns the new state and this
     iteration's lower bounds (NaN where a restart was not active)."""
 
-    def m_step(stats, params):
+    def m_step(stats, params, model):
         return finalize(
             stats,
             params.means,
-            unit=unit,
+            unit=unit.bound(model),
             reg_covar=settings.reg_covar,
             unit_weight=unit_weight,
             fallback_means=params.means,
@@ -235,14 +246,14 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
         )
 
     running = active(state, settings.max_iter)
-    new_params = jax.vmap(m_step)(stats, state.params)
+    new_params = jax.vmap(m_step)(stats, state.params, state.model)
     lower_bound = stats.log_lik / stats.weight
     ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
     keep = running & ok
     params = jax.tree_util.tree_map(
         lambda new, old: jnp.where(_per_restart(keep, new), new, old), new_params, state.params
     )
-    new_state = State(
+    new_state = state._replace(
         params=params,
         lower_bound=jnp.where(running & jnp.isfinite(lower_bound), lower_bound, state.lower_bound),
         n_iter=state.n_iter + running.astype(jnp.int32),
@@ -313,25 +324,18 @@ class Finished(NamedTuple):
     entropy: Array | None
 
 
-def _degenerate(params, data_var, settings, unit):
-    """Whether each restart has a collapsed component: one whose covariance without
-    ``reg_covar``, standardised, has an eigenvalue below ``DEGENERATE_RTOL``, that is, minus
-    ``DEGENERATE_RTOL`` on its diagonal, no longer factors (the unit's own factorisation, so a
-    program that must not call LAPACK does not here either)."""
-    n_features = params.means.shape[-1]
-    # axes of a factor after the component axis (all of them for a covariance shared by all)
-    trailing = len(unit.shape(1, n_features)) - (0 if unit.shared else 1)
+def _degenerate(params, models, data_var, settings, unit):
+    """Whether each restart has a collapsed component (``unit.collapsed``) once ``reg_covar``
+    is taken off its covariances."""
 
-    def collapsed(params):
-        empirical = unit.add_to_diagonal(params.covariances, -settings.reg_covar)
-        shifted = unit.add_to_diagonal(unit.standardized(empirical, data_var), -DEGENERATE_RTOL)
-        factor = unit.factor(shifted)
-        axes = tuple(range(factor.ndim - trailing, factor.ndim))
-        per_component = ~jnp.all(jnp.isfinite(factor), axis=axes)
+    def one(params, model):
+        bound = unit.bound(model)
+        empirical = bound.add_to_diagonal(params.covariances, -settings.reg_covar)
+        collapsed = bound.collapsed(empirical, data_var, DEGENERATE_RTOL)
         # switched-off components (weight exactly 0) hold placeholders, not fitted values
-        return jnp.any((params.weights > 0) & per_component)
+        return jnp.any((params.weights > 0) & collapsed)
 
-    return jax.vmap(collapsed)(params)
+    return jax.vmap(one)(params, models)
 
 
 def _scores(params, Xc, sample_weight, unit, blocks):
@@ -373,7 +377,7 @@ def finish(
     """The outcome of a finished batch of restarts (see :class:`Finished`); ``scores`` adds a
     pass over the data for the criteria of every restart."""
     unit = blocks.factoring(unit)
-    degenerate = _degenerate(state.params, data_var, settings, unit)
+    degenerate = _degenerate(state.params, state.model, data_var, settings, unit)
     log_likelihood = entropy = None
     if scores:
         log_likelihood, entropy = _scores(state.params, Xc, sample_weight, unit, blocks)
@@ -386,29 +390,12 @@ def finish(
     return Finished(params, degenerate, best, chosen, log_likelihood, entropy)
 
 
-def result(state, traces, finished: Finished, *, traced: bool, interrupted: bool = False):
-    """The :class:`FitResult` of a finished batch of restarts: the restart ``finish`` chose,
-    every restart's outcome kept. Outside transformations the traces (``(T, n_init)``, NumPy)
-    are trimmed per restart, and an error is raised when every restart failed."""
+def traced_result(state, traces, finished: Finished) -> FitResult:
+    """The :class:`FitResult` of a batch of restarts under a JAX transformation: traced
+    arrays, traces of length ``max_iter`` padded with NaN (outside transformations the driver
+    assembles it on the host, ``jaxgmm._fit.host_fit``)."""
     best = finished.best
-    if traced:
-        all_traces = traces.T
-        chosen = (all_traces[best], state.lower_bound[best], state.n_iter[best])
-        chosen += (state.converged[best], jnp.asarray(interrupted))
-    else:
-        failed, n_iter, lower_bound, converged = jax.device_get(
-            (state.failed, state.n_iter, state.lower_bound, state.converged)
-        )
-        if bool(np.all(failed)):
-            raise ValueError(FAILURE_ADVICE.format(n_init=len(failed)))
-        # Assembled in NumPy and moved with device_put: any JAX operation on them would compile
-        # once per shape (the traces differ in length from fit to fit).
-        all_traces = np.ascontiguousarray(np.asarray(traces).T)
-        b = int(best)
-        chosen = (all_traces[b, : n_iter[b]], lower_bound[b], n_iter[b], converged[b])
-        chosen += (np.asarray(interrupted),)
-        all_traces, chosen = jax.device_put((all_traces, chosen))
-    best_trace, lower_bound, n_iter, converged, interrupted = chosen
+    all_traces = traces.T
     restarts = RestartOutcome(
         lower_bound=state.lower_bound,
         lower_bounds=all_traces,
@@ -420,11 +407,11 @@ def result(state, traces, finished: Finished, *, traced: bool, interrupted: bool
     )
     return FitResult(
         params=finished.chosen,
-        lower_bound=lower_bound,
-        lower_bounds=best_trace,
-        n_iter=n_iter,
-        converged=converged,
+        lower_bound=state.lower_bound[best],
+        lower_bounds=all_traces[best],
+        n_iter=state.n_iter[best],
+        converged=state.converged[best],
         best_restart=best,
         restarts=restarts,
-        interrupted=interrupted,
+        interrupted=jnp.asarray(False),
     )

@@ -9,6 +9,8 @@ of iterations through the host loop (``jaxgmm._host_loop``), or, under a JAX tra
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
@@ -16,12 +18,20 @@ from jax.sharding import PartitionSpec as P
 
 from . import _checkpoint, _engine, _host_loop
 from ._blocks import Blocks, as_mesh, default_block_size, shard_rows
-from ._covariance import covariance_unit
-from ._engine import EMSettings
+from ._covariance import ANY_MODEL, covariance_unit
+from ._engine import EMSettings, best_restart
 from ._init import INIT_METHODS
-from ._params import FitResult, GMMParams
+from ._params import FitResult, GMMParams, RestartOutcome
 from ._random import uniform_table
-from ._shapes import is_small, pad_params, pad_rows, padded_components, padded_rows, trim_params
+from ._shapes import (
+    dense_params,
+    is_small,
+    model_params,
+    pad_rows,
+    padded_components,
+    padded_rows,
+    trim_params,
+)
 from ._statistics import STATISTICS, Exact, choose_form
 from ._validation import (
     as_data,
@@ -140,11 +150,141 @@ def initialize(
     )
 
 
-def trim_finished(finished: _engine.Finished, n_components: int, unit) -> _engine.Finished:
-    """The outcome with its first ``n_components`` components (the others padded the fit)."""
-    return finished._replace(
-        params=trim_params(finished.params, n_components, unit),
-        chosen=trim_params(finished.chosen, n_components, unit),
+class ModelFit(NamedTuple):
+    """One model of :func:`run_models`: its :class:`FitResult` (host arrays), and the
+    log-likelihood and responsibilities' entropy of its chosen restart, summed over samples
+    (NaN when not asked for)."""
+
+    result: FitResult
+    log_likelihood: float
+    entropy: float
+
+
+def run_models(
+    key,
+    X,
+    sample_weight,
+    models,
+    *,
+    n_init: int,
+    init: str,
+    settings: EMSettings,
+    init_params=None,
+    callback=None,
+    block_size: int | None = None,
+    mesh=None,
+    checkpoint=None,
+    interruptible: bool = False,
+    prefer_nondegenerate: bool = True,
+    scores: bool = False,
+) -> list[ModelFit]:
+    """EM for ``models``, a list of ``(unit, n_components)``, each with ``n_init`` restarts
+    (restart i of every model draws as restart i of a single fit), on validated data: the
+    driver behind :func:`fit` and :func:`jaxgmm.select`.
+
+    Small problems (``jaxgmm._shapes``) run all their models in one program, padded, as dense
+    covariances; larger ones run one program per covariance model, each over the K of its
+    models padded to the largest (with the others' components switched off). ``init_params``
+    (one model only) are its parameters. See :func:`run_restarts` for the rest."""
+    n_rows, n_features = X.shape
+    small = mesh is None and is_small(n_rows, n_features)
+    if small:
+        X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
+        groups = [(ANY_MODEL, list(range(len(models))))]
+    else:
+        units = list(dict.fromkeys(unit for unit, _ in models))
+        groups = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
+    fits: dict[int, ModelFit] = {}
+    for engine_unit, members in groups:
+        ks = [models[m][1] for m in members]
+        n_components = padded_components(max(ks)) if small else max(ks)
+        layout = None
+        if small or len(members) > 1:
+            model = [engine_unit.index(models[m][0]) if small else 0 for m in members]
+            layout = jax.device_put(
+                _engine.Layout(
+                    restart_ids=np.tile(np.arange(n_init, dtype=np.int32), len(members)),
+                    n_active=np.repeat(np.asarray(ks, np.int32), n_init),
+                    model=np.repeat(np.asarray(model, np.int32), n_init),
+                )
+            )
+        given = init_params
+        if given is not None and small:
+            given = dense_params(given, n_components, models[members[0]][0])
+        state, traces, finished, interrupted = run_restarts(
+            key,
+            X,
+            sample_weight,
+            unit=engine_unit,
+            n_components=n_components,
+            n_init=n_init * len(members),
+            init=init,
+            settings=settings,
+            init_params=given,
+            layout=layout,
+            callback=callback,
+            block_size=block_size,
+            mesh=mesh,
+            checkpoint=checkpoint,
+            interruptible=interruptible,
+            prefer_nondegenerate=prefer_nondegenerate,
+            scores=scores,
+        )
+        state, finished = jax.device_get((state, finished))
+        traces = np.ascontiguousarray(np.asarray(traces).T)
+        for position, m in enumerate(members):
+            unit, k = models[m]
+            group = slice(position * n_init, (position + 1) * n_init)
+            params = jax.tree_util.tree_map(lambda a, g=group: a[g], finished.params)
+            params = model_params(params, k, unit) if small else trim_params(params, k, unit)
+            fits[m] = host_fit(
+                state,
+                traces,
+                finished,
+                group,
+                params,
+                prefer_nondegenerate=prefer_nondegenerate,
+                interrupted=interrupted,
+            )
+    return [fits[m] for m in range(len(models))]
+
+
+def host_fit(
+    state, traces, finished, group: slice, params, *, prefer_nondegenerate, interrupted=False
+) -> ModelFit:
+    """The :class:`ModelFit` of the restarts ``group`` of a finished batch, on the host: the
+    best chosen among them, every one's outcome kept, traces ``(n_init, T)`` trimmed to the
+    longest run."""
+    failed = state.failed[group]
+    degenerate = finished.degenerate[group]
+    lower_bound, n_iter = state.lower_bound[group], state.n_iter[group]
+    best = int(best_restart(lower_bound, failed, degenerate, prefer_nondegenerate, xp=np))
+    traces = traces[group, : int(n_iter.max(initial=0))]
+    outcome = RestartOutcome(
+        lower_bound=lower_bound,
+        lower_bounds=traces,
+        n_iter=n_iter,
+        converged=state.converged[group],
+        failed=failed,
+        degenerate=degenerate,
+        params=params,
+    )
+    result = FitResult(
+        params=jax.tree_util.tree_map(lambda a: a[best], params),
+        lower_bound=lower_bound[best],
+        lower_bounds=traces[best, : n_iter[best]],
+        n_iter=n_iter[best],
+        converged=outcome.converged[best],
+        best_restart=np.asarray(best),
+        restarts=outcome,
+        interrupted=np.asarray(interrupted),
+    )
+    nan = float("nan")
+    scored = finished.log_likelihood is not None
+    return ModelFit(
+        result,
+        float(finished.log_likelihood[group][best]) if scored else nan,
+        float(finished.entropy[group][best]) if scored else nan,
     )
 
 
@@ -170,34 +310,23 @@ def run_restarts(
     prefer_nondegenerate: bool = True,
     scores: bool = False,
 ):
-    """EM for a batch of restarts on validated data: the driver behind :func:`fit` and
-    :func:`jaxgmm.select`. Returns the final state, the lower-bound traces ``(T, n_init)`` (NaN
-    where a restart was not running), the :class:`jaxgmm._engine.Finished` outcome (parameters
-    in the data's frame, with ``n_components`` components), and whether a Ctrl-C stopped it
-    early.
+    """EM for a batch of restarts of one program (one ``unit``, ``n_components`` components,
+    the batch's ``layout``), on validated data. Returns the final state, the lower-bound traces
+    ``(T, n_init)`` (NaN where a restart was not running), the :class:`jaxgmm._engine.Finished`
+    outcome (parameters in the data's frame), and whether a Ctrl-C stopped it early.
 
-    Small data run at padded shapes (``jaxgmm._shapes``), which changes nothing but rounding.
     Outside transformations the iterations run in compiled chunks of ``chunk_iterations``; after
     each, ``callback(Progress)`` is called if given, the ``checkpoint`` file (a path) is
     rewritten, and the loop ends once every restart is done. An existing checkpoint of the same
     fit is resumed. The chunk length changes nothing in the result; the block size (rows per
     block of the pass over the data, by default from the shapes) only the rounding."""
-    padded_k = n_components
-    if not traced and mesh is None and is_small(X.shape[0]):
-        X, sample_weight = pad_rows(X, sample_weight, padded_rows(X.shape[0]))
-        padded_k = padded_components(n_components, X.shape[0])
-        if layout is None:  # every K of a bucket runs the same program: its count is data
-            full = np.full(n_init, n_components, np.int32)
-            layout = jax.device_put((np.arange(n_init, dtype=np.int32), full))
-        if init_params is not None:
-            init_params = pad_params(init_params, padded_k, unit)
     n_devices = 1 if mesh is None else mesh.size
     rows, n_features = X.shape[0] // n_devices, X.shape[1]
 
     def blocks_for(form) -> Blocks:
         # a given block size serves every form; by default the expanded one reads longer blocks
         size = block_size or default_block_size(
-            rows, padded_k, n_features, n_init, expanded_width=form.row_width(unit, n_features)
+            rows, n_components, n_features, n_init, expanded_width=form.row_width(unit, n_features)
         )
         return Blocks(int(size), mesh)
 
@@ -230,14 +359,14 @@ def run_restarts(
     if resumed is None:
         Xc, centre, data_var, state = _engine.start(
             key,
-            init_uniforms(key, init, padded_k, n_init, layout, X.dtype),
+            init_uniforms(key, init, n_components, n_init, layout, X.dtype),
             X,
             sample_weight,
             settings,
             init_params,
             layout,
             unit=unit,
-            n_components=padded_k,
+            n_components=n_components,
             n_init=n_init,
             init=init,
             blocks=blocks_for(Exact),
@@ -294,8 +423,6 @@ def run_restarts(
         prefer_nondegenerate=bool(prefer_nondegenerate),
         scores=scores,
     )
-    if padded_k > n_components:  # trimmed on the host: a slice per K would compile per K
-        finished = jax.device_put(trim_finished(jax.device_get(finished), n_components, unit))
     return state, traces, finished, interrupted
 
 
@@ -407,22 +534,36 @@ def fit(
         dtype=X.dtype,
         n_init=n_init,
     )
-    state, traces, finished, interrupted = run_restarts(
-        key,
-        X,
-        sample_weight,
-        unit=unit,
-        n_components=n_components,
+    options = dict(
         n_init=n_init,
         init=init_name,
         init_params=init_params,
         settings=settings,
-        traced=traced,
-        callback=callback,
         block_size=None if block_size is None else check_int(block_size, "block_size", 1),
         mesh=as_mesh(devices),
-        checkpoint=checkpoint,
-        interruptible=not traced,
         prefer_nondegenerate=prefer_nondegenerate,
     )
-    return _engine.result(state, traces, finished, traced=traced, interrupted=interrupted)
+    if traced:  # one program, traced into the caller's
+        state, traces, finished, _ = run_restarts(
+            key, X, sample_weight, unit=unit, n_components=n_components, traced=True, **options
+        )
+        return _engine.traced_result(state, traces, finished)
+    (fitted,) = run_models(
+        key,
+        X,
+        sample_weight,
+        [(unit, n_components)],
+        callback=callback,
+        checkpoint=checkpoint,
+        interruptible=True,
+        **options,
+    )
+    check_failures(fitted.result)
+    return jax.device_put(fitted.result)
+
+
+def check_failures(result: FitResult) -> None:
+    """Raise, with advice, when every restart failed."""
+    failed = np.asarray(result.restarts.failed)
+    if failed.all():
+        raise ValueError(_engine.FAILURE_ADVICE.format(n_init=len(failed)))

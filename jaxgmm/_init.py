@@ -198,17 +198,18 @@ def initial_responsibilities(
     blocks=None,
 ):
     """Starting responsibilities of one restart, as a function of a block of rows and the arrays
-    it needs: returns ``(resp, operands)`` with ``resp(xb, rows, *operands) -> (K, B)``.
+    it needs, and the components' centres: returns ``(resp, operands, centres)`` with
+    ``resp(xb, rows, *operands) -> (K, B)`` (the centres are zero for "random").
     ``"random"`` draws from ``key``, the other methods from the table ``uniforms`` (see
-    ``jaxgmm._random``). With
-    ``n_active``, only the first ``n_active`` components are used, and they equal those of the
-    unpadded call with ``n_components=n_active`` (so a padded grid of K reproduces separate
-    fits)."""
+    ``jaxgmm._random``). With ``n_active``, only the first ``n_active`` components are used,
+    and they equal those of the unpadded call with ``n_components=n_active`` (so a padded grid
+    of K reproduces separate fits)."""
     active = None if n_active is None else jnp.arange(n_components) < n_active
     mesh = None if blocks is None else as_blocks(blocks).mesh
     row_shards = 1 if mesh is None else mesh.size
     if method == "random":
-        return _random_resp(n_components, X.dtype), (key, active)
+        centres = jnp.zeros((n_components, X.shape[1]), X.dtype)
+        return _random_resp(n_components, X.dtype), (key, active), centres
     if method == "random_from_data":
         centres = _distinct_points(uniforms, X, n_components, sample_weight, row_shards)
     elif method == "k-means++":
@@ -222,7 +223,7 @@ def initial_responsibilities(
     def nearest(xb, rows, centres, active):
         return jax.nn.one_hot(_nearest(xb, centres, active), n_components, dtype=X.dtype).T
 
-    return nearest, (centres, active)
+    return nearest, (centres, active), centres
 
 
 def _random_resp(n_components: int, dtype):
@@ -243,6 +244,19 @@ def _random_resp(n_components: int, dtype):
     return resp
 
 
+def _data_covariance(X: Array, sample_weight: Array | None, blocks) -> Array:
+    """The (weighted) covariance of ``X``, in one pass of raw moments: exact enough for the
+    centred data the engine gives, where the mean is zero up to rounding."""
+
+    def moments(xb, wb, rows):
+        return jnp.sum(wb), wb @ xb, (xb * wb[:, None]).T @ xb
+
+    total, first, second = blockwise_sum(moments, X, sample_weight, blocks)
+    mean = first / total
+    cov = second / total - mean[:, None] * mean[None, :]
+    return (cov + cov.T) / 2
+
+
 def initial_params(
     key: Array,
     uniforms: Array,
@@ -256,15 +270,27 @@ def initial_params(
     n_active: Array | None = None,
     blocks=None,
 ) -> GMMParams:
-    """Starting parameters for one restart: one M-step from :func:`initial_responsibilities`,
-    reading the data in ``blocks`` (a block size or a ``Blocks``; all at once by default).
-    Components beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`)
-    and the data's mean and covariance as finite placeholders."""
+    """Starting parameters for one restart of centred data ``X``: one M-step from
+    :func:`initial_responsibilities`, its scatter accumulated around the components' centres
+    in one pass, reading the data in ``blocks`` (a block size or a ``Blocks``; all at once by
+    default). An empty component keeps its centre and takes the data's covariance. Components
+    beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`) and those as
+    finite placeholders."""
     blocks = blocks or X.shape[0]
-    resp, operands = initial_responsibilities(
+    resp, operands, centres = initial_responsibilities(
         key, uniforms, X, n_components, method, sample_weight, n_active, blocks
     )
-    params = maximize(
+    data_cov = unit.pooled(_data_covariance(X, sample_weight, blocks), n_components)
+    on = jnp.ones(n_components, X.dtype)
+    if n_active is not None:
+        on = jnp.where(jnp.arange(n_components) < n_active, on, 0.0)
+    around = GMMParams(
+        weights=on,  # only whether each is switched on matters
+        means=centres,
+        covariances=unit.add_to_diagonal(data_cov, reg_covar),
+        precisions_cholesky=None,
+    )
+    return maximize(
         X,
         lambda xb, wb, rows, *ops: resp(xb, rows, *ops) * wb[None, :],
         n_components,
@@ -272,10 +298,6 @@ def initial_params(
         unit=unit,
         reg_covar=reg_covar,
         sample_weight=sample_weight,
-        previous=None,
+        previous=around,
         blocks=blocks,
     )
-    if n_active is None:
-        return params
-    weights = jnp.where(jnp.arange(n_components) < n_active, params.weights, 0.0)
-    return params._replace(weights=weights / jnp.sum(weights))

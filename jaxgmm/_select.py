@@ -15,18 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-import jax
 import numpy as np
 
 from ._blocks import as_mesh
 from ._covariance import COVARIANCE_TYPES, covariance_unit
 from ._criteria import from_sums, n_parameters
-from ._engine import EMSettings, best_restart
-from ._fit import run_restarts
+from ._engine import EMSettings
+from ._fit import run_models
 from ._init import INIT_METHODS
-from ._params import FitResult, RestartOutcome
 from ._progress import ProgressBar
-from ._shapes import trim_params
 from ._sklearn_api import feature_names_of, key_from, precision_context
 from ._validation import as_sample_weight, check_float, check_int, checked_array, to_device
 from .estimator import fitted_model
@@ -104,94 +101,6 @@ class SelectionResult:
         return "\n".join(lines)
 
 
-def _grid_for_type(
-    key,
-    X,
-    w,
-    ks: list[int],
-    unit,
-    *,
-    n_init,
-    init,
-    settings,
-    prefer_nondegenerate,
-    progress,
-    mesh,
-) -> list[tuple[int, tuple[float, float], FitResult]]:
-    """Fit every K of the grid for one covariance type in one program; return each K with the
-    log-likelihood and responsibilities' entropy of its chosen restart (summed over samples)
-    and its :class:`FitResult` over its own restarts, trimmed to its K components."""
-    n_models = len(ks)
-    restart_ids = np.tile(np.arange(n_init), n_models)
-    n_active = np.repeat(ks, n_init)
-    bar = ProgressBar(f"{unit.name} K={ks[0]}..{ks[-1]}") if progress else None
-    layout = (
-        jax.device_put(restart_ids.astype(np.int32)),
-        jax.device_put(n_active.astype(np.int32)),
-    )
-    state, traces, finished, _ = run_restarts(
-        key,
-        X,
-        w,
-        unit=unit,
-        n_components=max(ks),
-        n_init=n_models * n_init,
-        init=init,
-        layout=layout,
-        settings=settings,
-        callback=bar,
-        mesh=mesh,
-        scores=True,
-    )
-    if bar is not None:
-        bar.close()
-    state, finished = jax.device_get((state, finished))
-    params, degenerate = finished.params, finished.degenerate
-    traces = np.ascontiguousarray(np.asarray(traces).T)
-    results = []
-    for m, k in enumerate(ks):
-        group = slice(m * n_init, (m + 1) * n_init)
-        best = int(
-            best_restart(
-                state.lower_bound[group],
-                state.failed[group],
-                degenerate[group],
-                prefer_nondegenerate,
-                xp=np,
-            )
-        )
-        group_params = trim_params(jax.tree_util.tree_map(lambda a, g=group: a[g], params), k, unit)
-        n_iter = state.n_iter[group]
-        outcome = RestartOutcome(
-            lower_bound=state.lower_bound[group],
-            lower_bounds=traces[group],
-            n_iter=n_iter,
-            converged=state.converged[group],
-            failed=state.failed[group],
-            degenerate=degenerate[group],
-            params=group_params,
-        )
-        chosen = jax.tree_util.tree_map(lambda a, b=best: a[b], group_params)
-        scores = (float(finished.log_likelihood[group][best]), float(finished.entropy[group][best]))
-        results.append(
-            (
-                k,
-                scores,
-                FitResult(
-                    params=chosen,
-                    lower_bound=outcome.lower_bound[best],
-                    lower_bounds=outcome.lower_bounds[best, : n_iter[best]],
-                    n_iter=n_iter[best],
-                    converged=outcome.converged[best],
-                    best_restart=np.asarray(best),
-                    restarts=outcome,
-                    interrupted=np.asarray(False),
-                ),
-            )
-        )
-    return results
-
-
 def select(
     X,
     n_components: Iterable[int] = range(1, 11),
@@ -247,7 +156,6 @@ def select(
             f"n_components={ks[-1]} is larger than the number of samples (N={n_samples})"
         )
 
-    rows, fits = [], []
     with precision_context(dtype):
         Xd = to_device(X, dtype)
         w = as_sample_weight(sample_weight, n_samples, dtype)
@@ -256,22 +164,28 @@ def select(
         )
         n_features = X.shape[1]
         key = key_from(random_state)
-        for unit in units:
-            for k, scores, result in _grid_for_type(
-                key,
-                Xd,
-                w,
-                ks,
-                unit,
-                n_init=n_init,
-                init=init_params,
-                settings=settings,
-                prefer_nondegenerate=prefer_nondegenerate,
-                progress=progress,
-                mesh=mesh,
-            ):
-                rows.append(_row(n_samples_weighted, n_features, unit.name, k, scores, result))
-                fits.append(result)
+        models = [(unit, k) for unit in units for k in ks]
+        bar = ProgressBar(f"{len(models)} models") if progress else None
+        fits = run_models(
+            key,
+            Xd,
+            w,
+            models,
+            n_init=n_init,
+            init=init_params,
+            settings=settings,
+            callback=bar,
+            mesh=mesh,
+            prefer_nondegenerate=prefer_nondegenerate,
+            scores=True,
+        )
+        if bar is not None:
+            bar.close()
+    rows = [
+        _row(n_samples_weighted, n_features, unit.name, k, fitted)
+        for (unit, k), fitted in zip(models, fits, strict=True)
+    ]
+    fits = [fitted.result for fitted in fits]
 
     candidates = [i for i, row in enumerate(rows) if not row["failed"]]
     if not candidates:
@@ -300,7 +214,8 @@ def select(
     return SelectionResult(rows, criterion, models, rows[best])
 
 
-def _row(n_samples, n_features, covariance_type: str, k: int, scores, result: FitResult) -> dict:
+def _row(n_samples, n_features, covariance_type: str, k: int, fitted) -> dict:
+    result = fitted.result
     row = {
         "covariance_type": covariance_type,
         "n_components": k,
@@ -312,4 +227,4 @@ def _row(n_samples, n_features, covariance_type: str, k: int, scores, result: Fi
     }
     if row["failed"]:
         return row | dict.fromkeys(("log_likelihood", "bic", "aic", "icl"), math.nan)
-    return row | from_sums(*scores, row["n_parameters"], n_samples)
+    return row | from_sums(fitted.log_likelihood, fitted.entropy, row["n_parameters"], n_samples)

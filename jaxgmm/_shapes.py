@@ -1,13 +1,20 @@
-"""Shape buckets: small fits run at a few padded shapes, so that a new N or K reuses a program.
+"""Small fits: a few padded shapes and one program for every covariance model.
 
-Every new shape of the data or of the model is a new compiled program: seconds of compilation
-for a fit that then runs in milliseconds. For small data (at most ``PADDED_ROWS_MAX`` rows) a
-fit is therefore padded: rows up to the next power of two (at least ``MIN_ROWS``), with weight 0,
-which adds nothing to any sum; components up to the next power of two (at least
-``MIN_COMPONENTS``), switched off (weight exactly 0, which EM keeps at 0). The result is the
-unpadded fit's up to rounding, and trimmed back to the asked K. A padded iteration does at most
-twice the work of an unpadded one, which at these sizes is well below a millisecond; larger
-data are never padded (there an iteration costs more than a compilation is worth saving).
+Every new shape of the data or of the model, and every covariance model, is a new compiled
+program: a second or more of compilation for a fit that then runs in milliseconds. Small
+problems (``is_small``: at most ``PADDED_ROWS_MAX`` rows, and rows times D^2 at most
+``SMALL_WORK``) are therefore fitted
+
+* padded: rows up to the next power of two (at least ``MIN_ROWS``), with weight 0, which adds
+  nothing to any sum; components up to the next power of two (at least ``MIN_COMPONENTS``),
+  switched off (weight exactly 0, which EM keeps at 0);
+* with every covariance model as dense matrices in one program (``AnyModel``), the model a
+  number per restart.
+
+The result is the unpadded, specialised fit's up to rounding, trimmed back to the asked K and
+turned into the model's own shapes. A padded dense iteration does more work than a specialised
+one (up to 2 x 2 x D times), which at these sizes stays within milliseconds; larger problems
+are never padded (there an iteration costs more than a compilation is worth saving).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 from ._params import GMMParams
 
 PADDED_ROWS_MAX = 1 << 14
+SMALL_WORK = 1 << 20
 MIN_ROWS = 128
 MIN_COMPONENTS = 4
 
@@ -26,18 +34,20 @@ def _power_of_two(n: int, smallest: int) -> int:
     return max(1 << max(n - 1, 0).bit_length(), smallest)
 
 
-def is_small(n_rows: int) -> bool:
-    return n_rows <= PADDED_ROWS_MAX
+def is_small(n_rows: int, n_features: int) -> bool:
+    """Whether data of this shape are fitted padded, every model in one program."""
+    rows = _power_of_two(n_rows, MIN_ROWS)
+    return rows <= PADDED_ROWS_MAX and rows * n_features * n_features <= SMALL_WORK
 
 
 def padded_rows(n_rows: int) -> int:
-    """The rows a fit of ``n_rows`` runs at."""
-    return _power_of_two(n_rows, MIN_ROWS) if is_small(n_rows) else n_rows
+    """The rows a small fit of ``n_rows`` runs at."""
+    return _power_of_two(n_rows, MIN_ROWS)
 
 
-def padded_components(n_components: int, n_rows: int) -> int:
-    """The components a fit of ``n_components`` to ``n_rows`` rows runs at."""
-    return _power_of_two(n_components, MIN_COMPONENTS) if is_small(n_rows) else n_components
+def padded_components(n_components: int) -> int:
+    """The components a small fit of ``n_components`` runs at."""
+    return _power_of_two(n_components, MIN_COMPONENTS)
 
 
 def pad_rows(X, sample_weight, n_rows: int):
@@ -52,12 +62,18 @@ def pad_rows(X, sample_weight, n_rows: int):
     return jax.device_put(X), jax.device_put(w)
 
 
-def pad_params(params: GMMParams, n_components: int, unit) -> GMMParams:
-    """Given parameters (one set, or one per restart) as NumPy arrays, with switched-off
-    components appended up to ``n_components``: weight 0, and the first component's mean and
-    covariance as finite placeholders."""
+def dense_params(params: GMMParams, n_components: int, unit) -> GMMParams:
+    """Given parameters of ``unit`` (one set, or one per restart) as NumPy arrays of dense
+    ``(K, D, D)`` covariances and factors (``AnyModel``'s form), with switched-off components
+    appended up to ``n_components``: weight 0, and the first component's mean and covariance as
+    finite placeholders."""
     host = GMMParams(*(np.asarray(a) for a in params))
-    extra = n_components - host.weights.shape[-1]
+    k, d = host.means.shape[-2:]
+    host = host._replace(
+        covariances=unit.dense(host.covariances, k, d).astype(host.means.dtype),
+        precisions_cholesky=unit.dense(host.precisions_cholesky, k, d).astype(host.means.dtype),
+    )
+    extra = n_components - k
     if extra <= 0:
         return host
 
@@ -68,22 +84,30 @@ def pad_params(params: GMMParams, n_components: int, unit) -> GMMParams:
 
     weights = grow(host.weights, 0)
     weights[..., -extra:] = 0.0
-    trailing = len(unit.shape(1, host.means.shape[-1])) - 1  # axes after the component axis
     return GMMParams(
         weights=weights,
         means=grow(host.means, 1),
-        covariances=host.covariances if unit.shared else grow(host.covariances, trailing),
-        precisions_cholesky=host.precisions_cholesky
-        if unit.shared
-        else grow(host.precisions_cholesky, trailing),
+        covariances=grow(host.covariances, 2),
+        precisions_cholesky=grow(host.precisions_cholesky, 2),
     )
 
 
 def trim_params(params: GMMParams, n_components: int, unit) -> GMMParams:
-    """The first ``n_components`` components of parameters with a leading restart axis."""
+    """The first ``n_components`` components of parameters of ``unit`` (any leading axes)."""
     return params._replace(
         weights=params.weights[..., :n_components],
         means=params.means[..., :n_components, :],
         covariances=unit.first_components(params.covariances, n_components),
         precisions_cholesky=unit.first_components(params.precisions_cholesky, n_components),
+    )
+
+
+def model_params(dense: GMMParams, n_components: int, unit) -> GMMParams:
+    """Parameters of ``unit`` with ``n_components`` components from dense padded ones (NumPy,
+    any leading axes): the inverse of :func:`dense_params`."""
+    return GMMParams(
+        weights=dense.weights[..., :n_components],
+        means=dense.means[..., :n_components, :],
+        covariances=unit.from_dense(dense.covariances[..., :n_components, :, :]),
+        precisions_cholesky=unit.from_dense(dense.precisions_cholesky[..., :n_components, :, :]),
     )

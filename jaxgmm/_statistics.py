@@ -207,7 +207,7 @@ def choose_form(statistics: str, params, unit, *, rows: int, traced: bool):
     if statistics != "auto":
         return STATISTICS_FORMS[statistics]
     n_features = params.means.shape[-1]
-    if traced or is_small(rows) or not Expanded.usable(unit, n_features):
+    if traced or is_small(rows, n_features) or not Expanded.usable(unit, n_features):
         return Exact
     eps = float(jnp.finfo(params.means.dtype).eps)
     accurate = eps * float(standardized_means(params, unit)) <= EXPANDED_RTOL

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _engine
 from ._blocks import Blocks, kahan_add
-from ._fit import check_init, check_settings, initialize
+from ._fit import check_failures, check_init, check_settings, host_fit, initialize
 from ._host_loop import iterate
 from ._params import FitResult, GMMParams
 from ._statistics import Exact
@@ -247,4 +247,15 @@ def fit_stream(
         blocks=Blocks(passes.block_size),
         prefer_nondegenerate=bool(prefer_nondegenerate),
     )
-    return _engine.result(state, traces, finished, traced=False, interrupted=interrupted)
+    state, finished = jax.device_get((state, finished))
+    fitted = host_fit(
+        state,
+        np.ascontiguousarray(traces.T),
+        finished,
+        slice(None),
+        finished.params,
+        prefer_nondegenerate=prefer_nondegenerate,
+        interrupted=interrupted,
+    )
+    check_failures(fitted.result)
+    return jax.device_put(fitted.result)

@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -244,30 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 # -- entry point -------------------------------------------------------------------------------
 
 
-def _use_compilation_cache() -> None:
-    """Keep compiled programs on disk between runs (JAX's persistent cache): the second
-    ``jaxgmm demo`` then starts in a second or two instead of compiling again. Set
-    ``JAXGMM_CACHE_DIR`` to move the cache, or to an empty string to turn it off."""
-    import jax
-
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxgmm" / "xla"
-    directory = os.environ.get("JAXGMM_CACHE_DIR", str(default))
-    if not directory:
-        return
-    try:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return  # no writable cache: compile every time, as without it
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
-
-
 def main(argv=None) -> int:
     from ._files import DataFileError
     from ._model_file import ModelFileError
 
     args = build_parser().parse_args(argv)
-    _use_compilation_cache()
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"jaxgmm {args.command}: warning: {message}", file=sys.stderr)

@@ -15,19 +15,18 @@ import numbers
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import _model_file
-from ._covariance import covariance_unit
+from ._covariance import ANY_MODEL, covariance_unit
 from ._criteria import entropy, from_sums, n_parameters
 from ._em import responsibilities
 from ._fit import fit as core_fit
 from ._fit import initialize
 from ._init import INIT_METHODS
-from ._params import FitResult, GMMParams, RestartOutcome, params_from_precisions
+from ._params import FitResult, GMMParams, RestartOutcome
 from ._progress import ProgressBar
-from ._shapes import is_small, pad_params, pad_rows, padded_components, padded_rows
+from ._shapes import dense_params, is_small, pad_rows, padded_components, padded_rows
 from ._sklearn_api import (
     EstimatorParams,
     check_number,
@@ -330,47 +329,36 @@ class GaussianMixture(EstimatorParams):
         return labels
 
     def _initial_params(self, key, X, inits, n_init, sample_weight) -> GMMParams:
-        """Initial parameters of every restart: from ``init_params``, with whatever was given
-        in ``weights_init`` / ``means_init`` / ``precisions_init`` put in their place."""
-        k, d = self.n_components, X.shape[1]
-        ct = self.covariance_type
-        if len(inits) == 3:
-            return params_from_precisions(
-                inits["weights_init"],
-                inits["means_init"],
-                inits["precisions_init"],
-                covariance_type=ct,
+        """Initial parameters of every restart, on the host: from ``init_params``, with
+        whatever was given in ``weights_init`` / ``means_init`` / ``precisions_init`` put in
+        their place."""
+        unit = covariance_unit(self.covariance_type)
+        dtype = inits[next(iter(inits))].dtype
+        given = {name[: -len("_init")]: array for name, array in inits.items()}
+        if "precisions" in given:
+            given["covariances"], given["precisions_cholesky"] = unit.from_precisions(
+                given.pop("precisions")
             )
-        params = initialize(
-            key,
-            X,
-            k,
-            covariance_type=ct,
-            n_init=n_init,
-            init=self.init_params,
-            reg_covar=self.reg_covar,
-            sample_weight=sample_weight,
+        if len(given) == 4:
+            return GMMParams(**{name: a.astype(dtype) for name, a in given.items()})
+        params = jax.device_get(
+            initialize(
+                key,
+                X,
+                self.n_components,
+                covariance_type=self.covariance_type,
+                n_init=n_init,
+                init=self.init_params,
+                reg_covar=self.reg_covar,
+                sample_weight=sample_weight,
+            )
         )
-
-        def batch(array):
-            return jnp.broadcast_to(jnp.asarray(array), (n_init, *np.shape(array)))
-
-        if "weights_init" in inits:
-            params = params._replace(weights=batch(inits["weights_init"]))
-        if "means_init" in inits:
-            params = params._replace(means=batch(inits["means_init"]))
-        if "precisions_init" in inits:
-            given = params_from_precisions(
-                np.ones(k, X.dtype) / k,
-                np.zeros((k, d), X.dtype),
-                inits["precisions_init"],
-                covariance_type=ct,
-            )
-            params = params._replace(
-                covariances=batch(given.covariances),
-                precisions_cholesky=batch(given.precisions_cholesky),
-            )
-        return params
+        return params._replace(
+            **{
+                name: np.broadcast_to(a, (n_init, *a.shape)).astype(dtype)
+                for name, a in given.items()
+            }
+        )
 
     def _set_fitted(self, result, dtype, feature_names=None) -> None:
         """The fitted attributes, as NumPy arrays of ``dtype``, from a :class:`FitResult`;
@@ -444,23 +432,22 @@ class GaussianMixture(EstimatorParams):
         """``log_resp (N, K)`` and the log density ``(N,)`` of checked data, NumPy or JAX, in
         its computation dtype; small data at padded shapes (``jaxgmm._shapes``), so that a new
         N or K reuses a compiled program."""
-        n, k = X.shape[0], self.means_.shape[0]
+        (n, d), k = X.shape, self.means_.shape[0]
         dtype = np.dtype(X.dtype)
+        unit = covariance_unit(self.covariance_type)
         params = GMMParams(
             *(
                 np.asarray(a, dtype=dtype)
                 for a in (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
             )
         )
-        if is_small(n):
+        if is_small(n, d):  # one program for every model and K of a bucket
             X, _ = pad_rows(X, None, padded_rows(n))
-            unit = covariance_unit(self.covariance_type)
-            params = pad_params(params, padded_components(k, X.shape[0]), unit)
+            params = dense_params(params, padded_components(k), unit)
+            unit = ANY_MODEL
         else:
             X = to_device(X, dtype)
-        log_resp, log_norm = jax.device_get(
-            responsibilities(X, params, covariance_type=self.covariance_type)
-        )
+        log_resp, log_norm = jax.device_get(responsibilities(X, params, unit=unit))
         return log_resp[:n, :k], log_norm[:n]
 
     def _on_data(self, X) -> tuple[np.ndarray, np.ndarray]:

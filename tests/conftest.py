@@ -1,9 +1,25 @@
-"""Shared fixtures: JAX's 64-bit mode per test, never at import."""
+"""Shared fixtures: JAX's 64-bit mode per test, never at import; a compiled-program cache of
+the test session's own."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def program_cache(tmp_path_factory):
+    """jaxgmm's disk cache of compiled programs in a folder of this session (inherited by the
+    command-line subprocesses), so that no run depends on what an earlier one left."""
+    previous = os.environ.get("JAXGMM_CACHE_DIR")
+    os.environ["JAXGMM_CACHE_DIR"] = str(tmp_path_factory.mktemp("programs"))
+    yield
+    if previous is None:
+        os.environ.pop("JAXGMM_CACHE_DIR", None)
+    else:
+        os.environ["JAXGMM_CACHE_DIR"] = previous
 
 
 @pytest.fixture

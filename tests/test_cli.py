@@ -17,15 +17,10 @@ from jaxgmm._cli_io import named as _named
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("xla-cache")
-
-
 @pytest.fixture
-def run(cache_dir):
+def run():
     def run(*args, cwd=None):
-        env = os.environ | {"JAXGMM_CACHE_DIR": str(cache_dir)}
+        env = dict(os.environ)
         env.pop("JAXGMM_DEBUG", None)
         return subprocess.run(
             [sys.executable, "-m", "jaxgmm", *map(str, args)],

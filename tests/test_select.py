@@ -9,7 +9,7 @@ import pytest
 from helpers import COVARIANCE_TYPES, assert_close, blobs
 
 import jaxgmm
-from jaxgmm import GaussianMixture, _select
+from jaxgmm import GaussianMixture
 
 X = blobs(n_per=40)
 KS = [1, 2, 3, 4]
@@ -71,17 +71,26 @@ def test_parameter_counts_as_documented():
     assert jaxgmm.n_parameters("spherical", k, d) == (k - 1) + k * d + k
 
 
-def test_one_compiled_program_per_covariance_type(monkeypatch):
+def test_programs_of_a_grid(monkeypatch):
+    """Small data: the whole grid, every covariance model and K, in one program (dense
+    covariances, K padded to a power of two). Larger data: one program per covariance model,
+    its K-grid padded to the largest K."""
+    from jaxgmm import _fit
+
     calls = []
-    original = _select.run_restarts
+    original = _fit.run_restarts
 
     def counting(*args, **kwargs):
         calls.append((kwargs["unit"].name, kwargs["n_components"], kwargs["n_init"]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_select, "run_restarts", counting)
+    monkeypatch.setattr(_fit, "run_restarts", counting)
     jaxgmm.select(X, [1, 2, 3], ("diag", "full"), n_init=2, random_state=0)
-    assert calls == [("diag", 3, 6), ("full", 3, 6)]
+    assert calls == [("any", 4, 12)]
+    calls.clear()
+    wide = np.random.default_rng(0).normal(size=(1100, 32))  # 2048 x 32^2 > SMALL_WORK
+    jaxgmm.select(wide, [1, 2, 3], ("diag", "spherical"), n_init=2, max_iter=2, random_state=0)
+    assert calls == [("diag", 3, 6), ("spherical", 3, 6)]
 
 
 def test_table_as_records_dataframe_and_text(grid):

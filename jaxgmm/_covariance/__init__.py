@@ -17,6 +17,8 @@ the rest of the package asks the unit, never the model's name. Each unit has
   spherical), so the E-step is a matrix product of the features with natural parameters and the
   M-step's statistics a product of the responsibilities with the features; ``expanded_max_features``
   bounds the features up to which it is used;
+* ``project``: its constraint applied to unconstrained dense covariances, and ``from_dense``,
+  its parameters from dense ones: how ``AnyModel`` fits every model in one program;
 * on the host, in NumPy: ``dense`` ``(K, D, D)`` covariances for plots and sampling,
   ``first_components`` (trimming a padded model), ``precisions`` from the factor, and ``check``,
   the validation of given or loaded covariances and precisions.
@@ -30,11 +32,15 @@ is the weighted mean of ``diff`` per component (the mean minus the shift).
 
 from __future__ import annotations
 
+from ._dense import AnyModel
 from ._diagonal import Diag, Spherical
 from ._general import Full, FullByLoops, Tied, TiedByLoops
 from ._linalg import symmetric
 
 COVARIANCE_TYPES = {unit.name: unit for unit in (Full, Tied, Diag, Spherical)}
+
+# Every model in one program, as dense matrices (see ``_dense``): how small fits run.
+ANY_MODEL = AnyModel(tuple(COVARIANCE_TYPES.values()))
 
 # Units whose M-step factorisation calls no LAPACK kernel (see ``_linalg``).
 _BY_LOOPS = {Full: FullByLoops, Tied: TiedByLoops}
@@ -57,4 +63,11 @@ def without_lapack(unit):
     return _BY_LOOPS.get(unit, unit)
 
 
-__all__ = ["COVARIANCE_TYPES", "covariance_unit", "symmetric", "without_lapack"]
+__all__ = [
+    "ANY_MODEL",
+    "COVARIANCE_TYPES",
+    "AnyModel",
+    "covariance_unit",
+    "symmetric",
+    "without_lapack",
+]

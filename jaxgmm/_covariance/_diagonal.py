@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ._base import Model
 from ._linalg import check_positive, inverse_std
 
 
-class Diag:
+class Diag(Model):
     """One variance per component and feature."""
 
     name = "diag"
@@ -78,6 +79,10 @@ class Diag:
     def pooled(data_cov: Array, n_components: int) -> Array:
         return jnp.broadcast_to(jnp.diagonal(data_cov), (n_components, data_cov.shape[0]))
 
+    @staticmethod
+    def project(cov: Array, nk: Array) -> Array:
+        return cov * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
     # -- diagnostics --
 
     @staticmethod
@@ -123,8 +128,17 @@ class Diag:
         return cov[..., :k, :]
 
     @staticmethod
+    def from_dense(cov):
+        return cov.diagonal(axis1=-2, axis2=-1)
+
+    @staticmethod
     def precisions(prec_chol) -> np.ndarray:
         return np.square(np.asarray(prec_chol))
+
+    @staticmethod
+    def from_precisions(prec) -> tuple[np.ndarray, np.ndarray]:
+        prec = np.asarray(prec, np.float64)
+        return 1.0 / prec, np.sqrt(prec)
 
     @staticmethod
     def check(cov, name: str) -> None:
@@ -163,6 +177,11 @@ class Spherical(Diag):
         return jnp.broadcast_to(jnp.mean(jnp.diagonal(data_cov)), (n_components,))
 
     @staticmethod
+    def project(cov: Array, nk: Array) -> Array:
+        variance = jnp.mean(jnp.diagonal(cov, axis1=-2, axis2=-1), axis=-1)
+        return variance[:, None, None] * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
+    @staticmethod
     def feature_variances(cov: Array) -> Array:
         return cov[:, None]
 
@@ -178,3 +197,7 @@ class Spherical(Diag):
     @staticmethod
     def first_components(cov, k: int):
         return cov[..., :k]
+
+    @staticmethod
+    def from_dense(cov):
+        return cov.diagonal(axis1=-2, axis2=-1)[..., 0]

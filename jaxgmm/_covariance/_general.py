@@ -7,6 +7,7 @@ import numpy as np
 from jax import Array
 from jax.scipy.linalg import solve_triangular
 
+from ._base import Model
 from ._linalg import (
     check_symmetric_positive_definite,
     cholesky_by_columns,
@@ -18,7 +19,7 @@ from ._linalg import (
 )
 
 
-class Full:
+class Full(Model):
     """One (D, D) covariance per component."""
 
     name = "full"
@@ -97,6 +98,12 @@ class Full:
     def pooled(data_cov: Array, n_components: int) -> Array:
         return jnp.broadcast_to(data_cov, (n_components, *data_cov.shape))
 
+    @staticmethod
+    def project(cov: Array, nk: Array) -> Array:
+        """This model's covariances from unconstrained ``(K, D, D)`` ones of component masses
+        ``nk``, as dense matrices (see ``AnyModel``)."""
+        return cov
+
     # -- diagnostics --
 
     @staticmethod
@@ -173,10 +180,25 @@ class Full:
         return cov[..., :k, :, :]
 
     @staticmethod
+    def from_dense(cov):
+        """This model's parameters (covariances or their factors, NumPy or JAX, any leading
+        axes) from dense ``(..., K, D, D)`` ones that satisfy its constraint."""
+        return cov
+
+    @staticmethod
     def precisions(prec_chol) -> np.ndarray:
         """Precisions from their factor, in NumPy (a float64 factor stays float64)."""
         u = np.asarray(prec_chol)
         return u @ np.swapaxes(u, -1, -2)
+
+    @staticmethod
+    def from_precisions(prec) -> tuple[np.ndarray, np.ndarray]:
+        """Covariances and their precision factor from precisions, in NumPy float64 (no
+        compilation, as the factor's definition in :meth:`factor_from_precisions`)."""
+        prec = np.asarray(prec, np.float64)
+        factor = np.flip(np.linalg.cholesky(np.flip(prec, axis=(-2, -1))), axis=(-2, -1))
+        inverse = np.linalg.solve(factor, np.broadcast_to(np.eye(prec.shape[-1]), prec.shape))
+        return np.swapaxes(inverse, -1, -2) @ inverse, factor
 
     @staticmethod
     def check(cov, name: str) -> None:
@@ -222,6 +244,15 @@ class Tied(Full):
     @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:
         return data_cov
+
+    @staticmethod
+    def project(cov: Array, nk: Array) -> Array:
+        pooled = jnp.einsum("k,kij->ij", nk, cov) / jnp.sum(nk)
+        return jnp.broadcast_to(pooled, cov.shape)
+
+    @staticmethod
+    def from_dense(cov):
+        return cov[..., 0, :, :]
 
     @staticmethod
     def scatter_from_moments(quadratic: Array, first: Array, mass: Array, shift: Array) -> Array:
