@@ -76,7 +76,9 @@ def _select(impl: str, X) -> dict:
 
         for covariance_type in types:
             for k in range(1, 9):
-                model = GaussianMixture(k, covariance_type=covariance_type, n_init=4, random_state=0)
+                model = GaussianMixture(
+                    k, covariance_type=covariance_type, n_init=4, random_state=0
+                )
                 model.fit(X).bic(X)
     return {"select 4 types x K=1..8": time.perf_counter() - start}
 
@@ -164,10 +166,11 @@ def _mclust(name: str, tmp: Path) -> dict | None:
     script = f"""
         suppressMessages(library(mclust))
         X <- as.matrix(read.csv("{path}", header = FALSE))
+        M <- {_R_MODELS}
         t1 <- system.time(Mclust(X, G = 3, modelNames = "EEE", verbose = FALSE))[["elapsed"]]
         t2 <- system.time(Mclust(X, G = 4, modelNames = "EEE", verbose = FALSE))[["elapsed"]]
         t3 <- system.time(Mclust(X, G = 4, modelNames = "EEE", verbose = FALSE))[["elapsed"]]
-        t4 <- system.time(Mclust(X, G = 1:8, modelNames = {_R_MODELS}, verbose = FALSE))[["elapsed"]]
+        t4 <- system.time(Mclust(X, G = 1:8, modelNames = M, verbose = FALSE))[["elapsed"]]
         cat(t1, t2, t3, t4, "\\n")
     """
     proc = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True)
@@ -260,8 +263,12 @@ def report(results: dict) -> str:
     )
     memory = results.get("memory")
     if memory and "trace" in memory:
-        lines += ["", f"Memory over {memory['trace'][-1]['fits']} fits of mixed N, K and types "
-                  f"({memory['seconds']:.0f} s, no disk cache):", ""]
+        lines += [
+            "",
+            f"Memory over {memory['trace'][-1]['fits']} fits of mixed N, K and types "
+            f"({memory['seconds']:.0f} s, no disk cache):",
+            "",
+        ]
         lines.append("| fits | RSS MB | memory mappings |")
         lines.append("|---|---|---|")
         for point in memory["trace"]:
@@ -274,7 +281,9 @@ def main(argv=None) -> None:
     if argv and argv[0] == "--worker":
         worker(argv[1:])
         return
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.latency", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--fits", type=int, default=200, help="fits of the memory test (0: none)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
