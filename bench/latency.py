@@ -65,15 +65,14 @@ def _fits(impl: str, X) -> dict:
 
 
 def _select(impl: str, X) -> dict:
+    import jaxgmm
+    from sklearn.mixture import GaussianMixture
+
     types = ("full", "tied", "diag", "spherical")
     start = time.perf_counter()
     if impl == "jaxgmm":
-        import jaxgmm
-
         jaxgmm.select(X, range(1, 9), types, n_init=4, random_state=0)
     else:
-        from sklearn.mixture import GaussianMixture
-
         for covariance_type in types:
             for k in range(1, 9):
                 model = GaussianMixture(

@@ -1,0 +1,187 @@
+"""Time to a first result: shape buckets, one program for every model of a small fit, the
+compiled-programs cache (bounded in memory, kept on disk), and what they must not change."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import COVARIANCE_TYPES, assert_close, blobs, random_weights, starting_params
+
+import jaxgmm
+from jaxgmm import _programs, _shapes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compiles(caplog, call) -> list[str]:
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        caplog.clear()
+        call()
+    return [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+
+
+# -- what the small-fit programs must not change -----------------------------------------------
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_small_fit_equals_the_specialised_fit(covariance_type, monkeypatch):
+    """The small path (rows and K padded, every model as dense covariances in one program)
+    gives the specialised, unpadded fit, from the same start, with sample weights."""
+    X = blobs()
+    p = starting_params(X, 3, covariance_type)
+    init = jaxgmm.params_from_covariances(*p, covariance_type=covariance_type)
+    kwargs = dict(
+        covariance_type=covariance_type,
+        init=init,
+        max_iter=15,
+        tol=0.0,
+        sample_weight=random_weights(len(X)),
+    )
+    small = jaxgmm.fit(jax.random.key(0), X, 3, **kwargs)
+    monkeypatch.setattr("jaxgmm._fit.is_small", lambda n_rows, n_features: False)
+    specialised = jaxgmm.fit(jax.random.key(0), X, 3, **kwargs)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        got, expected = getattr(small.params, name), getattr(specialised.params, name)
+        assert np.shape(got) == np.shape(expected), name
+        assert_close(got, expected, 1e-10, name)
+    assert_close(small.lower_bounds, specialised.lower_bounds, 1e-12, "lower bounds")
+    np.testing.assert_array_equal(small.restarts.degenerate, specialised.restarts.degenerate)
+
+
+@pytest.mark.usefixtures("x64")
+def test_small_select_equals_the_specialised_select(monkeypatch):
+    X = blobs(n_per=40)
+    kwargs = dict(n_init=2, random_state=0)
+    small = jaxgmm.select(X, [1, 2, 3], **kwargs)
+    monkeypatch.setattr("jaxgmm._fit.is_small", lambda n_rows, n_features: False)
+    specialised = jaxgmm.select(X, [1, 2, 3], **kwargs)
+    for a, b in zip(small.rows, specialised.rows, strict=True):
+        assert a["covariance_type"] == b["covariance_type"]
+        assert a["n_components"] == b["n_components"]
+        assert a["bic"] == pytest.approx(b["bic"], rel=1e-9), a
+        assert a["icl"] == pytest.approx(b["icl"], rel=1e-9), a
+        assert (a["degenerate"], a["n_iter"]) == (b["degenerate"], b["n_iter"]), a
+
+
+def test_padded_shapes():
+    assert _shapes.is_small(272, 2) and _shapes.padded_rows(272) == 512
+    assert _shapes.padded_rows(3) == _shapes.MIN_ROWS
+    assert [_shapes.padded_components(k) for k in (1, 4, 5, 9)] == [4, 4, 8, 16]
+    assert not _shapes.is_small(20_000, 2)  # more rows than PADDED_ROWS_MAX
+    assert not _shapes.is_small(2_000, 32)  # 2048 x 32^2 above SMALL_WORK
+
+
+# -- compiling less ----------------------------------------------------------------------------
+
+
+def test_a_new_k_or_model_of_small_data_compiles_nothing(caplog):
+    X = jaxgmm.lesson_data()[:150]
+    jaxgmm.GaussianMixture(3, covariance_type="tied", random_state=0).fit(X).predict(X)
+    for k, covariance_type in ((4, "tied"), (2, "full"), (3, "spherical"), (4, "diag")):
+
+        def fit(k=k, covariance_type=covariance_type):
+            model = jaxgmm.GaussianMixture(k, covariance_type=covariance_type, random_state=0)
+            model.fit(X[: 120 + 9 * k])  # N changes too, within its bucket
+            model.predict_proba(X[:140])
+
+        assert _compiles(caplog, fit) == [], (k, covariance_type)
+
+
+def test_keys_from_integer_seeds_are_jax_keys():
+    from jaxgmm._sklearn_api import key_from
+
+    for seed in (0, 1, 42, 2**31 + 5, 2**32 - 1):
+        np.testing.assert_array_equal(
+            jax.random.key_data(key_from(seed)), jax.random.key_data(jax.random.key(seed))
+        )
+
+
+# -- the programs cache ----------------------------------------------------------------------
+
+
+def _maps() -> int:
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc")
+def test_executables_in_memory_are_bounded_and_released(monkeypatch):
+    """A long process meeting many shapes keeps at most max_programs() executables, and an
+    evicted one gives its memory back (every executable holds memory mappings of its own)."""
+    monkeypatch.setenv("JAXGMM_MAX_PROGRAMS", "4")
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "")
+    square = _programs.Program(lambda x: jnp.cumsum(jnp.sin(x) @ x.T, axis=0))
+    for n in range(2, 8):  # warm up what any compilation allocates once
+        square(jnp.ones((n, n)))
+    before = _maps()
+    for n in range(8, 48):
+        square(jnp.ones((n, n)))
+        assert len(_programs._memory) <= 4
+    grown = _maps() - before
+    # 40 programs kept alive would add hundreds of mappings (measured: ~20 each)
+    assert grown < 200, grown
+
+
+def test_programs_are_loaded_from_disk_by_another_process(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, jaxgmm
+        from jaxgmm import _programs
+        lowered = []
+        original = _programs.Program.lower
+        def counting(self, *args, **kwargs):
+            lowered.append(self.name)
+            return original(self, *args, **kwargs)
+        _programs.Program.lower = counting
+        model = jaxgmm.GaussianMixture(3, covariance_type="diag", random_state=0)
+        model.fit(jaxgmm.lesson_data())
+        print(len(lowered), float(model.lower_bound_))
+    """)
+    env = os.environ | {"JAXGMM_CACHE_DIR": str(tmp_path / "programs")}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    (first_lowered, first_bound), (again_lowered, again_bound) = (
+        run.stdout.split() for run in runs
+    )
+    assert int(first_lowered) >= 3 and int(again_lowered) == 0
+    assert first_bound == again_bound
+    assert list((tmp_path / "programs").glob("*.jaxgmm-program"))
+
+
+def test_a_damaged_cache_file_is_compiled_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path))
+    double = _programs.Program(lambda x: 2 * x + 1)
+    x = jnp.arange(3.0)
+    double(x)
+    (path,) = tmp_path.glob("*.jaxgmm-program")
+    path.write_bytes(b"not an executable")
+    _programs.clear()
+    np.testing.assert_array_equal(double(x), 2 * x + 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_cache_folder_others_may_write_is_not_used(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", str(shared))
+    assert _programs.cache_dir() is None
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "")
+    assert _programs.cache_dir() is None
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path / "mine"))
+    assert _programs.cache_dir() == tmp_path / "mine"
