@@ -65,8 +65,9 @@ def _fits(impl: str, X) -> dict:
 
 
 def _select(impl: str, X) -> dict:
-    import jaxgmm
     from sklearn.mixture import GaussianMixture
+
+    import jaxgmm
 
     types = ("full", "tied", "diag", "spherical")
     start = time.perf_counter()
@@ -109,6 +110,8 @@ def _memory(n_fits: int) -> dict:
         ).fit(X[:n])
         if (i + 1) % max(n_fits // 10, 1) == 0:
             trace.append({"fits": i + 1, "rss_mb": round(rss_mb()), "maps": maps()})
+            # as it goes: a process that runs out of memory mappings still tells how far it got
+            print(json.dumps({"seconds": time.perf_counter() - start, "trace": trace}), flush=True)
     return {"seconds": time.perf_counter() - start, "trace": trace}
 
 
@@ -134,9 +137,12 @@ def _python(args: list[str], env: dict) -> dict:
         text=True,
         timeout=3600,
     )
+    lines = proc.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if lines else {}
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "?"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        error = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "?"
+        result["error"] = f"exit {proc.returncode}: {error}"
+    return result
 
 
 def _demo(env: dict, out: Path) -> float:
@@ -261,11 +267,12 @@ def report(results: dict) -> str:
         f"warm {demo['jaxgmm warm']:.2f} s."
     )
     memory = results.get("memory")
-    if memory and "trace" in memory:
+    if memory and memory.get("trace"):
+        failed = f"; the process failed: {memory['error']}" if "error" in memory else ""
         lines += [
             "",
             f"Memory over {memory['trace'][-1]['fits']} fits of mixed N, K and types "
-            f"({memory['seconds']:.0f} s, no disk cache):",
+            f"({memory['seconds']:.0f} s, no disk cache){failed}:",
             "",
         ]
         lines.append("| fits | RSS MB | memory mappings |")
