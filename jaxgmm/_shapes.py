@@ -13,8 +13,10 @@ problems (``is_small``: at most ``PADDED_ROWS_MAX`` rows, and rows times D^2 at 
 
 The result is the unpadded, specialised fit's up to rounding, trimmed back to the asked K and
 turned into the model's own shapes. A padded dense iteration does more work than a specialised
-one (up to 2 x 2 x D times), which at these sizes stays within milliseconds; larger problems
-are never padded (there an iteration costs more than a compilation is worth saving).
+one (up to 2 x 2 x D times), which at these sizes stays within a millisecond; larger problems
+are never padded (there an iteration costs more than a compilation is worth saving: at
+10,000 x 8, where rows x D^2 = 2^20, ``select`` over 4 models and K = 1..8 ran in 15 s as
+dense matrices, against 3.9 s in one specialised program per model, programs compiled).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from ._params import GMMParams
 
 PADDED_ROWS_MAX = 1 << 14
-SMALL_WORK = 1 << 20
+SMALL_WORK = 1 << 17
 MIN_ROWS = 128
 MIN_COMPONENTS = 4
 

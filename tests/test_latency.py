@@ -78,7 +78,9 @@ def test_padded_shapes():
     assert _shapes.padded_rows(3) == _shapes.MIN_ROWS
     assert [_shapes.padded_components(k) for k in (1, 4, 5, 9)] == [4, 4, 8, 16]
     assert not _shapes.is_small(20_000, 2)  # more rows than PADDED_ROWS_MAX
-    assert not _shapes.is_small(2_000, 32)  # 2048 x 32^2 above SMALL_WORK
+    assert _shapes.is_small(150, 4)  # iris
+    assert not _shapes.is_small(10_000, 8)  # 16384 x 8^2 above SMALL_WORK
+    assert not _shapes.is_small(200, 24)
 
 
 # -- compiling less ----------------------------------------------------------------------------

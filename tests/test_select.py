@@ -88,7 +88,7 @@ def test_programs_of_a_grid(monkeypatch):
     jaxgmm.select(X, [1, 2, 3], ("diag", "full"), n_init=2, random_state=0)
     assert calls == [("any", 4, 12)]
     calls.clear()
-    wide = np.random.default_rng(0).normal(size=(1100, 32))  # 2048 x 32^2 > SMALL_WORK
+    wide = np.random.default_rng(0).normal(size=(200, 24))  # 256 x 24^2 > SMALL_WORK
     jaxgmm.select(wide, [1, 2, 3], ("diag", "spherical"), n_init=2, max_iter=2, random_state=0)
     assert calls == [("diag", 3, 6), ("spherical", 3, 6)]
 
