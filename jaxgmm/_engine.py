@@ -31,7 +31,7 @@ from ._em import finalize
 from ._init import initial_params
 from ._params import FitResult, GMMParams, RestartOutcome
 from ._programs import program
-from ._statistics import STATISTICS_FORMS, differences, log_gaussian
+from ._statistics import STATISTICS_FORMS, differences, log_gaussian, standardized_means
 
 # A component is degenerate when its smallest covariance eigenvalue, without reg_covar and in
 # units of the data's per-feature variance, is below this: far below any real cluster's spread,
@@ -189,16 +189,18 @@ def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> G
 
 @program(static_argnames=_START_STATIC)
 def start(key, uniforms, X, sample_weight, settings, init_params, layout, **static):
-    """Centre the data and initialise every restart: ``(Xc, centre, data_var, state)``.
-    ``init`` is a method name, or "given" for ``init_params`` (in the data's frame, for all
-    restarts or one per restart)."""
+    """Centre the data and initialise every restart: ``(Xc, centre, data_var, state, z2)``,
+    ``z2`` the estimate behind ``statistics="auto"`` (``jaxgmm._statistics``). ``init`` is a
+    method name, or "given" for ``init_params`` (in the data's frame, for all restarts or one
+    per restart)."""
     Xc, centre, data_var = _prepare(X, sample_weight, static["blocks"].mesh)
     if static["init"] == "given":
         params = batched(init_params, static["n_init"])
         params = params._replace(means=params.means - centre)
     else:
         params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
-    return Xc, centre, data_var, initial_state(params, None if layout is None else layout.model)
+    state = initial_state(params, None if layout is None else layout.model)
+    return Xc, centre, data_var, state, standardized_means(params, static["unit"])
 
 
 def restart_statistics(xb, wb, rows, params, unit, form):
@@ -268,7 +270,7 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
 def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
     """``n_steps`` EM iterations of every active restart, in the form ``settings.statistics``;
     returns the new state, the lower bounds ``(n_steps, n_init)`` (NaN where a restart was not
-    active) and whether all are done.
+    active), whether all are done, and ``z2`` as :func:`start` does.
 
     One iteration is one pass over the data in ``blocks`` (on each device), every restart's
     statistics accumulated from the same block, then the M-step of each restart."""
@@ -294,7 +296,8 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
         return lax.cond(jnp.any(active(state, settings.max_iter)), iterate, skip, state)
 
     state, trace = lax.scan(body, state, None, length=n_steps)
-    return state, trace, ~jnp.any(active(state, settings.max_iter))
+    done = ~jnp.any(active(state, settings.max_iter))
+    return state, trace, done, standardized_means(state.params, unit)
 
 
 def best_restart(

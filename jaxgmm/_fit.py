@@ -32,7 +32,7 @@ from ._shapes import (
     padded_rows,
     trim_params,
 )
-from ._statistics import STATISTICS, Exact, choose_form
+from ._statistics import STATISTICS, Exact, choose_form, standardized_means
 from ._validation import (
     as_data,
     as_sample_weight,
@@ -357,7 +357,7 @@ def run_restarts(
         X, sample_weight = shard_rows(X, sample_weight, mesh)
     resumed = None if checkpoint is None else _checkpoint.load(checkpoint, print_, _engine.State)
     if resumed is None:
-        Xc, centre, data_var, state = _engine.start(
+        Xc, centre, data_var, state, z2 = _engine.start(
             key,
             init_uniforms(key, init, n_components, n_init, layout, X.dtype),
             X,
@@ -378,10 +378,14 @@ def run_restarts(
         state, traces = resumed
         replicated = None if mesh is None else NamedSharding(mesh, P())
         state = jax.tree_util.tree_map(lambda a: jax.device_put(a, replicated), state)
+        z2 = standardized_means(state.params, unit)
+    spread = [z2]  # the latest estimate behind statistics="auto"
 
     def advance(state, n_steps):
-        form = choose_form(settings.statistics, state.params, unit, rows=rows, traced=traced)
-        return _engine.advance(
+        form = choose_form(
+            settings.statistics, spread[0], unit, rows=rows, n_features=n_features, traced=traced
+        )
+        state, trace, done, spread[0] = _engine.advance(
             state,
             Xc,
             sample_weight,
@@ -390,6 +394,7 @@ def run_restarts(
             blocks=blocks_for(form),
             n_steps=n_steps,
         )
+        return state, trace, done
 
     interrupted = False
     if traced:
@@ -411,7 +416,6 @@ def run_restarts(
             checkpoint=save,
             interruptible=interruptible,
         )
-        traces = traces[: int(np.max(np.asarray(state.n_iter), initial=0))]
     finished = _engine.finish(
         state,
         Xc,

@@ -9,6 +9,7 @@ import signal
 import threading
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 CHUNK_ITERATIONS = 10
@@ -83,13 +84,13 @@ def iterate(
     ``(T, n_init)`` and whether the loop was interrupted."""
     chunks = [traces]
     steps = len(traces)
-    done = not _running(state, max_iter).any()
+    done = False  # a state with every restart done makes a chunk of skipped iterations
     with Interruptible(interruptible) as interrupt:
         while not done and steps < max_iter and not interrupt.requested:
             state, trace, all_done = advance(state, n_steps=chunk_iterations)
-            chunks.append(np.asarray(trace))
+            trace, done = jax.device_get((trace, all_done))  # one wait for the device
+            chunks.append(trace)
             steps += chunk_iterations
-            done = bool(all_done)
             if checkpoint is not None:
                 checkpoint(state, np.concatenate(chunks))
             if callback is not None:

@@ -16,7 +16,6 @@ the shift (the previous means) that the M-step reads:
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -188,7 +187,6 @@ STATISTICS = ("auto", *STATISTICS_FORMS)
 EXPANDED_RTOL = 1e-4
 
 
-@partial(jax.jit, static_argnames=("unit",))
 def standardized_means(params, unit) -> Array:
     """Largest squared standardised coordinate z^2 of an active component's mean (the data
     being centred), over restarts (leading axis of ``params``), components and features."""
@@ -199,16 +197,15 @@ def standardized_means(params, unit) -> Array:
     return jnp.max(jnp.where(params.weights[..., None] > 0, z2, 0.0))
 
 
-def choose_form(statistics: str, params, unit, *, rows: int, traced: bool):
+def choose_form(statistics: str, z2, unit, *, rows: int, n_features: int, traced: bool):
     """The form an iteration uses: the one named, or for "auto" the expanded form while it is
-    usable and its predicted error is below ``EXPANDED_RTOL``; the exact one for small data
-    (``rows`` per device at most ``PADDED_ROWS_MAX``, where a pass costs less than the check)
-    and under JAX transformations (where the estimate cannot be looked at)."""
+    usable and its predicted error, from ``z2`` (:func:`standardized_means` of the current
+    parameters), is below ``EXPANDED_RTOL``; the exact one for small data (``rows`` per device,
+    where a pass costs less than the check) and under JAX transformations (where the estimate
+    cannot be looked at)."""
     if statistics != "auto":
         return STATISTICS_FORMS[statistics]
-    n_features = params.means.shape[-1]
     if traced or is_small(rows, n_features) or not Expanded.usable(unit, n_features):
         return Exact
-    eps = float(jnp.finfo(params.means.dtype).eps)
-    accurate = eps * float(standardized_means(params, unit)) <= EXPANDED_RTOL
-    return Expanded if accurate else Exact
+    eps = float(jnp.finfo(z2.dtype).eps)
+    return Expanded if eps * float(z2) <= EXPANDED_RTOL else Exact
