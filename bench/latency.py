@@ -228,7 +228,10 @@ def _machine() -> dict:
     import jax
     import numpy
 
+    from bench.__main__ import _revision
+
     return {
+        "revision": _revision(),
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -245,7 +248,7 @@ def report(results: dict) -> str:
     lines.append(
         f"- machine: {machine['cpu']}, {machine['cores']} cores; python {machine['python']}, "
         f"jax {machine['jax']}, numpy {machine['numpy']}; {machine['date']}; load average "
-        f"{machine['load_avg']}"
+        f"{machine['load_avg']}; jaxgmm at {machine['revision']}"
     )
     lines += ["", "Seconds, each in a fresh process, imports excluded.", ""]
     for name, row in results["datasets"].items():
