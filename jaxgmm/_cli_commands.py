@@ -61,11 +61,15 @@ def run_fit(args) -> int:
         model.fit(X)
     timings["fitting"] = round(time.perf_counter() - start, 3)
     if model.interrupted_:
-        log("interrupted: saving the best result so far (a second Ctrl-C aborts at once)")
+        log(
+            "interrupted: saving the best result so far, model and summary first (a second "
+            "Ctrl-C stops the rest)"
+        )
+    # the files first: a reader of the printout that goes away (| head) must not lose them
+    written = save_model_outputs(model, X, names, source, out, timings, not args.no_plots)
     print_model(model, names)
     scores = model.criteria(X)
     print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
-    written = save_model_outputs(model, X, names, source, out, timings, not args.no_plots)
     print_written(written)
     return EXIT_INTERRUPTED if model.interrupted_ else 0
 
@@ -130,8 +134,6 @@ def _run_fit_stream(args) -> int:
         n_parameters(args.covariance_type, args.n_components, data.shape[1]),
         data.shape[0],
     )
-    print_model(model, None)
-    print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
     model.save(out / "model.npz")
     summary = {
         "data": str(args.data),
@@ -152,6 +154,8 @@ def _run_fit_stream(args) -> int:
         "versions": versions(),
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print_model(model, None)
+    print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
     print_written([out / "summary.json", out / "model.npz", out / "labels.csv"])
     return 0
 
@@ -162,10 +166,11 @@ def selection_outputs(result, X, names, source, out: Path, timings, plots: bool)
     rows = [[row[c] for c in result.COLUMNS] for row in result.rows]
     write_text(out / "selection.csv", csv_text(list(result.COLUMNS), rows))
     written = [out / "selection.csv"]
+    written += save_model_outputs(result.best, X, names, source, out, timings, plots)
     if plots:
         plot.save(plot.selection(result), out / "selection.png")
         written.append(out / "selection.png")
-    return written + save_model_outputs(result.best, X, names, source, out, timings, plots)
+    return written
 
 
 def run_select(args) -> int:
@@ -195,13 +200,14 @@ def run_select(args) -> int:
         progress=show_progress(args),
     )
     timings["fitting"] = round(time.perf_counter() - start, 3)
+    written = selection_outputs(result, X, names, source, out, timings, not args.no_plots)
     print(result)
     best = result.best_row
     print(
         f"best by {args.criterion.upper()}: K={best['n_components']}, "
         f"{best['covariance_type']} covariances"
     )
-    print_written(selection_outputs(result, X, names, source, out, timings, not args.no_plots))
+    print_written(written)
     return 0
 
 
@@ -209,11 +215,16 @@ def run_predict(args) -> int:
     from . import load
     from ._io_data import read_table
 
+    if args.out:  # before anything slow
+        from ._files import check_output_dir
+
+        check_output_dir(Path(args.out).parent)
     model = load(args.model)
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     table = read_table(args.data, delimiter=args.delimiter, header=args.header, columns=columns)
     data = table.data
     fitted_names = getattr(model, "feature_names_in_", None)
+    names = table.names if table.header else None
     if columns is None and table.header and fitted_names is not None:
         # pick the model's columns by name, so that their order in the file does not matter
         missing = [str(n) for n in fitted_names if str(n) not in table.names]
@@ -223,12 +234,19 @@ def run_predict(args) -> int:
                 f"which {args.model} was fitted on (it has {', '.join(table.names)})"
             )
         data = data[:, [table.names.index(str(n)) for n in fitted_names]]
+        names = [str(n) for n in fitted_names]
     if data.shape[1] != model.n_features_in_:
         raise CommandError(
             f"{args.model} expects {model.n_features_in_} features but {args.data} has "
             f"{data.shape[1]} columns; choose them with --columns"
         )
-    X = data.astype(args.dtype)
+    if fitted_names is not None and names is None:
+        log(
+            f"{args.data}: no column names; its columns are taken as the model's "
+            f"{', '.join(map(str, fitted_names))}, in that order"
+        )
+        names = [str(n) for n in fitted_names]
+    X = named(data.astype(args.dtype), names if fitted_names is not None else None)
     proba = model.predict_proba(X)
     text = csv_text(labels_header(proba.shape[1], args.proba), labels_rows(proba, args.proba))
     if args.out:
@@ -261,7 +279,8 @@ def run_demo(args) -> int:
         random_state=args.seed,
         progress=show_progress(args),
     ).fit(X)
-    print("\nK=2, full covariances, EM from two random points:")
+    print("\nK=2, full covariances, EM from two random points, tol=1e-6 (tighter than the")
+    print("default 1e-3 of fit and select, to show the whole climb):")
     print_model(model, names)
     result = select(
         X, [2, 3], ("full", "diag"), n_init=4, random_state=args.seed, progress=show_progress(args)
@@ -285,7 +304,7 @@ def run_demo(args) -> int:
     if not args.no_plots:
         from . import plot
 
-        plot.save(plot.exercises(result, X), out / "exercises.png")
+        plot.save(plot.exercises(result, X, like=model), out / "exercises.png")
         written.append(out / "exercises.png")
     print_written(written)
     print(f"done in {time.perf_counter() - start:.1f} s")

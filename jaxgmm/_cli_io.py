@@ -8,7 +8,6 @@ import io
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,15 @@ def read_data(args) -> tuple[np.ndarray, list[str] | None, str]:
     if table.header and args.header is None:
         log(f"{args.data}: first row taken as column names: {', '.join(table.names)}")
     n, d = table.data.shape
+    if n < 2:
+        raise CommandError(
+            f"{args.data}: {n} row{'s' * (n != 1)} of data; a mixture needs at least 2"
+        )
+    largest_k = max(getattr(args, "k", None) or [getattr(args, "n_components", 1)])
+    if largest_k > n:
+        raise CommandError(
+            f"{args.data}: {n} rows of data, fewer than the K={largest_k} components asked for"
+        )
     return (
         named(table.data.astype(args.dtype), table.names),
         table.names,
@@ -114,6 +122,8 @@ def versions() -> dict:
 def summary_of(model, X, names, source: str, timings: dict) -> dict:
     names = names or [f"x{j + 1}" for j in range(X.shape[1])]
     scores = model.criteria(X)
+    inits = ("weights_init", "means_init", "precisions_init")
+    given = [name for name in inits if getattr(model, name, None) is not None]
     return {
         "data": source,
         "n_samples": int(X.shape[0]),
@@ -124,6 +134,13 @@ def summary_of(model, X, names, source: str, timings: dict) -> dict:
             for k, v in model.get_params().items()
             if isinstance(v, bool | int | float | str | type(None))
         },
+        # what the fit started from: given parameters override init_params
+        "initialization": (
+            f"given ({', '.join(given)})"
+            + (f", the rest {model.init_params}" if len(given) < 3 else "")
+            if given
+            else model.init_params
+        ),
         "n_iter": model.n_iter_,
         "converged": model.converged_,
         "interrupted": getattr(model, "interrupted_", False),
@@ -145,7 +162,17 @@ def summary_of(model, X, names, source: str, timings: dict) -> dict:
     }
 
 
-def model_plots(model, X, out: Path, prefix: str = "") -> list[Path]:
+# Every figure the command line may write: with --no-plots, those of an earlier run are removed,
+# so that a folder never mixes figures of another fit with this one's results.
+PLOTS = ("responsibilities", "lower_bound", "ellipses", "uncertainty", "selection", "exercises")
+
+
+def remove_stale_plots(out: Path) -> None:
+    for name in PLOTS:
+        (out / f"{name}.png").unlink(missing_ok=True)
+
+
+def model_plots(model, X, out: Path) -> list[Path]:
     from . import plot
 
     written = []
@@ -155,24 +182,26 @@ def model_plots(model, X, out: Path, prefix: str = "") -> list[Path]:
         ("ellipses", lambda: plot.ellipses(model, X)),
         ("uncertainty", lambda: plot.uncertainty(model, X)),
     ):
-        path = out / f"{prefix}{name}.png"
+        path = out / f"{name}.png"
         plot.save(figure(), path)
         written.append(path)
     return written
 
 
 def save_model_outputs(model, X, names, source, out: Path, timings: dict, plots: bool):
-    """model.npz, summary.json, labels.csv and the plots; returns the paths written."""
-    start = time.perf_counter()
+    """model.npz and summary.json first (quick, and all that an interrupted run needs), then
+    labels.csv and the plots (which may take long for large data, and a second Ctrl-C stops);
+    returns the paths written."""
     model.save(out / "model.npz")
-    write_text(out / "labels.csv", labels_csv(model, X))
-    written = [out / "model.npz", out / "labels.csv"]
-    if plots:
-        written += model_plots(model, X, out)
-    timings["writing"] = round(time.perf_counter() - start, 3)
     summary = summary_of(model, X, names, source, timings)
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return [out / "summary.json", *written]
+    write_text(out / "labels.csv", labels_csv(model, X))
+    written = [out / "model.npz", out / "summary.json", out / "labels.csv"]
+    if plots:
+        written += model_plots(model, X, out)
+    else:
+        remove_stale_plots(out)
+    return written
 
 
 def print_model(model, names) -> None:
@@ -194,7 +223,10 @@ def print_model(model, names) -> None:
         print(f"{k:>9} {model.weights_[k]:>7.3f}  ({mean})")
     from ._covariance import covariance_unit
 
-    if not covariance_unit(model.covariance_type).shared:
+    k, d = model.means_.shape
+    if k * d * d > 64:  # a screenful at most; the files hold them all
+        print("  covariances: in summary.json and model.npz")
+    elif not covariance_unit(model.covariance_type).shared:
         for k in np.argsort(model.means_[:, 0]):
             cov = np.atleast_1d(model.covariances_[k])
             print(
@@ -217,6 +249,12 @@ def print_written(paths) -> None:
 
 
 def output_dir(args) -> Path:
+    """The output folder, checked before anything slow; one this run creates is remembered, so
+    that a run that fails before writing anything can remove it again."""
     from ._files import check_output_dir
 
-    return check_output_dir(args.out)
+    existed = Path(args.out).exists()
+    path = check_output_dir(args.out)
+    if not existed:
+        args.created_out = path
+    return path

@@ -81,11 +81,34 @@ def write(model, path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _not_a_zip(path: Path) -> str | None:
+    """Why the file cannot be a saved model (an .npz is a zip archive), or None if it may be."""
+    with open(path, "rb") as file:
+        head = file.read(512)
+    if head.startswith(b"PK"):
+        return None
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a NumPy .npy array"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "it is in another binary format"
+    return "it is text" if head.strip() else "it is empty"
+
+
 def _entries(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.exists():
         raise ModelFileError(f"{path}: no such file")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory, not a saved model")
+    try:
+        reason = _not_a_zip(path)
+    except PermissionError:
+        raise ModelFileError(f"{path}: permission denied") from None
+    if reason is not None:
+        raise ModelFileError(
+            f"{path}: not a readable jaxgmm model ({reason}; a saved model is an .npz archive)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             entries = {name: archive[name] for name in archive.files}

@@ -13,6 +13,7 @@ the final parameters of each model's best restart.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -193,6 +194,7 @@ def select(
     if prefer_nondegenerate and any(not rows[i]["degenerate"] for i in candidates):
         candidates = [i for i in candidates if not rows[i]["degenerate"]]
     best = min(candidates, key=lambda i: rows[i][criterion])
+    _warn_at_the_edge(rows[best]["n_components"], ks, n_samples, criterion)
     models = {}
     for row, result in zip(rows, fits, strict=True):
         if row["failed"]:
@@ -228,3 +230,24 @@ def _row(n_samples, n_features, covariance_type: str, k: int, fitted) -> dict:
     if row["failed"]:
         return row | dict.fromkeys(("log_likelihood", "bic", "aic", "icl"), math.nan)
     return row | from_sums(fitted.log_likelihood, fitted.entropy, row["n_parameters"], n_samples)
+
+
+def _warn_at_the_edge(k: int, ks: list[int], n_samples: int, criterion: str) -> None:
+    """The best K at an end of the grid (but 1, or all the samples) may be a K the grid cut
+    short: say so, and which range to try."""
+    if len(ks) < 2:
+        return
+    if k == ks[-1] and k < n_samples:
+        wider = f"{ks[0]}..{min(2 * k, n_samples)}"
+        side = "largest"
+    elif k == ks[0] and k > 1:
+        wider = f"1..{ks[-1]}"
+        side = "smallest"
+    else:
+        return
+    warnings.warn(
+        f"the best model by {criterion.upper()} has K={k}, the {side} K of the grid: a K "
+        f"beyond it may be better; try K in {wider}",
+        UserWarning,
+        stacklevel=3,
+    )

@@ -119,7 +119,26 @@ def checked_array(X, name: str = "X", *, min_samples: int = 2, wide: bool = Fals
         return X, dtype
     X = X.astype(dtype, copy=False)
     _first_non_finite(X, name)
+    _check_range(X, name)
     return X, dtype
+
+
+def _check_range(X: np.ndarray, name: str) -> None:
+    """Values so far apart that their squares, summed over the samples, overflow the dtype
+    (above about 1e154 apart for float64, 1e19 for float32, fewer with many samples): every
+    variance would be infinite, and the fit would end in failed restarts for no visible reason."""
+    if X.size == 0:
+        return
+    span = np.ptp(X, axis=0)
+    limit = np.sqrt(np.finfo(X.dtype).max / max(X.shape[0], 1)) / 16
+    if span.max() > limit:
+        j = int(span.argmax())
+        scale = 10.0 ** np.floor(np.log10(span[j]))
+        raise ValueError(
+            f"{name} spans {span[j]:.3g} in column {j}: squares of values that far apart "
+            f"overflow {X.dtype} (above about {limit:.0e}); rescale the data, for instance "
+            f"divide it by {scale:.0e}"
+        )
 
 
 def as_data(X, name: str = "X", *, min_samples: int = 2) -> jax.Array:

@@ -64,6 +64,10 @@ def _k_values(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of K: use 1..10, or 2,3,5, or 4"
         ) from None
+    if ".." in text and not values:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is an empty range: write the smaller K first, as {high}..{low}"
+        )
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must give values of K that are at least 1")
     return values
@@ -113,7 +117,10 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
             help="number of components (default 2)",
         )
         parser.add_argument(
-            "--covariance-type", default="full", choices=tuple(_covariance_choices())
+            "--covariance-type",
+            default="full",
+            choices=tuple(_covariance_choices()),
+            help="covariance model (default full)",
         )
     parser.add_argument(
         "--n-init",
@@ -121,7 +128,9 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
         default=4,
         help="random restarts, fitted together (default 4)",
     )
-    parser.add_argument("--max-iter", type=_positive_int, default=100)
+    parser.add_argument(
+        "--max-iter", type=_positive_int, default=100, help="EM iterations at most (default 100)"
+    )
     parser.add_argument(
         "--tol",
         type=_non_negative_float,
@@ -135,7 +144,10 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
         help="added to the diagonal of covariances (default 1e-6)",
     )
     parser.add_argument(
-        "--init", default="kmeans", choices=("kmeans", "k-means++", "random", "random_from_data")
+        "--init",
+        default="kmeans",
+        choices=("kmeans", "k-means++", "random", "random_from_data"),
+        help="how each restart starts (default kmeans)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     if single_k:
@@ -159,6 +171,15 @@ def _add_output_options(parser: argparse.ArgumentParser, default_out: str) -> No
         action=argparse.BooleanOptionalAction,
         default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    _add_verbose_option(parser)
+
+
+def _add_verbose_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let JAX and XLA log to stderr (default: their errors only when fatal)",
     )
 
 
@@ -218,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(_covariance_choices()),
         help=f"comma-separated (default: all of {', '.join(_covariance_choices())})",
     )
-    select.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
+    select.add_argument(
+        "--criterion",
+        choices=("bic", "aic", "icl"),
+        default="bic",
+        help="what ranks the models, lower is better (default bic)",
+    )
     _add_fit_options(select, single_k=False)
     _add_data_options(select)
     _add_output_options(select, "jaxgmm-select")
@@ -236,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--proba", action="store_true", help="also write the probabilities")
     predict.add_argument("--out", help="CSV file to write (default: standard output)")
     _add_data_options(predict)
+    _add_verbose_option(predict)
     predict.set_defaults(func=run_predict)
     return parser
 
@@ -243,11 +270,42 @@ def build_parser() -> argparse.ArgumentParser:
 # -- entry point -------------------------------------------------------------------------------
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool whose reader went away
+
+
+def _quiet_logs() -> None:
+    """XLA's own log lines (a slow compilation's alarm, say) are not for the user's terminal:
+    only fatal ones unless --verbose."""
+    import jax
+
+    jax.config.update("jax_logging_level", "CRITICAL")
+
+
+def _stdout_gone() -> int:
+    """The reader of standard output went away (``| head``, a pager closed): stop quietly,
+    and keep Python from failing again when it flushes standard output at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
+def _remove_if_empty(folder) -> None:
+    """A folder this run created and wrote nothing to (a refused run) is removed again."""
+    if folder is not None:
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
 def main(argv=None) -> int:
     from ._files import DataFileError
     from ._model_file import ModelFileError
 
     args = build_parser().parse_args(argv)
+    args.created_out = None
+    if not getattr(args, "verbose", False):
+        _quiet_logs()
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"jaxgmm {args.command}: warning: {message}", file=sys.stderr)
@@ -255,13 +313,17 @@ def main(argv=None) -> int:
     warnings.showwarning = show_warning
     try:
         return args.func(args)
+    except BrokenPipeError:
+        return _stdout_gone()
     except (CommandError, DataFileError, ModelFileError, ValueError, TypeError) as error:
+        _remove_if_empty(args.created_out)
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         print(f"jaxgmm {args.command}: error: {message}", file=sys.stderr)
         if os.environ.get("JAXGMM_DEBUG"):
             raise
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
+        _remove_if_empty(args.created_out)
         print(f"jaxgmm {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # a bug: say so in one line, keep the traceback on request

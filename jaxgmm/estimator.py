@@ -243,7 +243,7 @@ class GaussianMixture(EstimatorParams):
                 f"n_components={k} is more than the {distinct} distinct points in X: some "
                 "components will be empty or collapse onto repeated points",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         unit = covariance_unit(self.covariance_type)
         if unit.poorly_determined(n_samples, k, n_features):
@@ -252,17 +252,35 @@ class GaussianMixture(EstimatorParams):
                 f"{unit.name} covariances will be poorly determined; consider "
                 "covariance_type='diag' or fewer components",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-        constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
-        if len(constant) and n_samples > 1:
+        names = getattr(self, "feature_names_in_", None)
+        names = [str(n) for n in names] if names is not None else list(range(n_features))
+
+        def shown(columns) -> str:  # by name, or as the list of their indices
+            return ", ".join(map(repr, columns)) if names[:1] != [0] else str(list(columns))
+
+        constant = [names[j] for j in np.flatnonzero(np.ptp(X, axis=0) == 0)]
+        if constant and n_samples > 1:
             warnings.warn(
-                f"column{'s' * (len(constant) > 1)} {constant.tolist()} of X "
+                f"column{'s' * (len(constant) > 1)} {shown(constant)} of X "
                 f"{'are' if len(constant) > 1 else 'is'} constant: its variance is only "
                 "reg_covar",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
+        if unit.correlated and n_features > 1:
+            _, first, inverse = np.unique(X, axis=1, return_index=True, return_inverse=True)
+            twins = [(names[first[g]], names[j]) for j, g in enumerate(inverse) if first[g] != j]
+            if twins:
+                pairs = ", ".join(f"{shown([a])} and {shown([b])}" for a, b in twins)
+                warnings.warn(
+                    f"columns {pairs} of X are identical: {unit.name} covariances of them are "
+                    "singular, kept invertible by reg_covar only (every restart will be "
+                    "degenerate); drop one of each pair",
+                    UserWarning,
+                    stacklevel=4,
+                )
 
     # -- fitting ---------------------------------------------------------------------------
 

@@ -193,3 +193,70 @@ def test_bad_model_files(run, tmp_path, lesson_csv):
     )
     renamed = write(tmp_path, "renamed.csv", "p,q\n1,2\n")
     assert_bad_input(run("predict", out / "model.npz", renamed), "no columns x1, x2")
+
+
+# --- a new user's stumbles -------------------------------------------------------------------
+
+
+def test_a_reader_that_goes_away_loses_nothing(tmp_path):
+    """`jaxgmm fit ... | head -1`: the files are written first, and the closed pipe ends the
+    command quietly, as Unix tools end (exit 141 = 128 + SIGPIPE)."""
+    out = tmp_path / "piped"
+    command = [sys.executable, "-m", "jaxgmm", "fit", "--out", str(out), "--no-plots"]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first = proc.stdout.readline()  # printed before the fit: the rest comes after it
+    proc.stdout.close()  # what head does once it has its lines
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert first.startswith("Fitting")
+    assert "Traceback" not in err and "error" not in err, err
+    assert {p.name for p in out.iterdir()} == {"model.npz", "summary.json", "labels.csv"}
+
+
+def test_no_plots_removes_the_figures_of_an_earlier_run(run, tmp_path, lesson_csv):
+    out = tmp_path / "again"
+    assert run("fit", lesson_csv, "--out", out, "--n-init", "1").returncode == 0
+    assert (out / "ellipses.png").exists()
+    assert run("fit", lesson_csv, "--out", out, "--n-init", "1", "--no-plots").returncode == 0
+    assert not list(out.glob("*.png"))
+
+
+def test_a_refused_run_leaves_no_empty_folder(run, tmp_path):
+    bad = write(tmp_path, "bad.csv", "a,b\n1,x\n2,3\n")
+    out = tmp_path / "never"
+    assert_bad_input(run("fit", bad, "--out", out), "bad.csv")
+    assert not out.exists()
+
+
+def test_messages_that_say_what_happened(run, tmp_path, lesson_csv):
+    assert_bad_input(run("select", "--k", "3..1"), "3..1", "empty range", "1..3")
+    text = write(tmp_path, "model.txt", "a saved model? no\n")
+    assert_bad_input(run("predict", text, lesson_csv), "model.txt", "it is text")
+    huge = tmp_path / "huge.csv"
+    np.savetxt(huge, np.random.default_rng(0).normal(size=(50, 2)) * 1e300, delimiter=",")
+    assert_bad_input(run("fit", huge, "--out", tmp_path / "h"), "overflow", "rescale")
+    one = write(tmp_path, "one.csv", "1,2\n")
+    assert_bad_input(run("fit", one, "--out", tmp_path / "o"), "one.csv", "1 row")
+
+
+def test_predict_matches_names_quietly_and_checks_its_output_first(run, tmp_path, lesson_csv):
+    out = tmp_path / "model"
+    assert run("fit", lesson_csv, "--out", out, "--no-plots", "--n-init", "1").returncode == 0
+    wider = tmp_path / "wider.csv"
+    X = jaxgmm.lesson_data()[:4]
+    wider.write_text("id,width,height\n" + "\n".join(f"{i},{b},{a}" for i, (a, b) in enumerate(X)))
+    result = run("predict", out / "model.npz", wider)
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    assert len(result.stdout.splitlines()) == 5
+    blocked = write(tmp_path, "file", "x")
+    assert_bad_input(
+        run("predict", out / "model.npz", wider, "--out", blocked / "labels.csv"), "file"
+    )
+
+
+def test_summary_says_how_the_demo_started(run, tmp_path):
+    assert run("demo", "--out", tmp_path / "d", "--no-plots").returncode == 0
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["initialization"].startswith("given (weights_init, means_init")

@@ -318,3 +318,12 @@ def test_methods_before_fit(method):
 def test_non_real_data(X, error, message):
     with pytest.raises(error, match=message):
         GaussianMixture(2).fit(X)
+
+
+def test_identical_columns_warn_for_models_with_correlations():
+    X = np.column_stack([LESSON, LESSON[:, 0]])
+    with pytest.warns(UserWarning, match=r"columns \[0\] and \[2\] of X are identical"):
+        GaussianMixture(2, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # diagonal covariances have nothing to be singular in
+        GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)

@@ -114,3 +114,8 @@ def test_table_as_records_dataframe_and_text(grid):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         jaxgmm.select(X, **({"n_components": [1, 2]} | kwargs))
+
+
+def test_a_best_k_at_the_edge_of_the_grid_warns():
+    with pytest.warns(UserWarning, match=r"K=2, the largest K of the grid.*try K in 1\.\.4"):
+        jaxgmm.select(X, [1, 2], ("full",), n_init=1, random_state=0)

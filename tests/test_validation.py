@@ -113,3 +113,11 @@ def test_bad_init_params():
     )
     with pytest.raises(ValueError, match="The parameter 'init.weights' should be normalized"):
         jaxgmm.fit(KEY, good(), 2, init=init)
+
+
+def test_values_whose_squares_overflow_are_refused():
+    X = np.random.default_rng(0).normal(size=(40, 2)) * 1e300
+    with pytest.raises(ValueError, match=r"X spans .* in column \d: .* overflow float64.*rescale"):
+        jaxgmm.GaussianMixture(2).fit(X)
+    fine = np.random.default_rng(0).normal(size=(40, 2)) * 1e100  # squares 1e200: no overflow
+    jaxgmm.GaussianMixture(2, random_state=0).fit(fine)

@@ -3,7 +3,8 @@
 A unit is everything jaxgmm knows about one covariance model, and the only place that knows it:
 the rest of the package asks the unit, never the model's name. Each unit has
 
-* ``name``; ``shared`` (one covariance for all components, as tied); ``plot_style`` (colour and
+* ``name``; ``shared`` (one covariance for all components, as tied); ``correlated`` (it has
+  off-diagonal terms, which identical columns make singular); ``plot_style`` (colour and
   marker of its line in selection plots); ``shape(K, D)`` of its covariance parameters;
   ``n_parameters(K, D)`` (free parameters of the covariances, as scikit-learn and mclust count);
 * in JAX: the precision factor (scikit-learn's ``precisions_cholesky``) from covariances or

@@ -16,6 +16,7 @@ class Diag(Model):
 
     name = "diag"
     shared = False
+    correlated = False
     plot_style = ("C2", "^")
     expanded_max_features = None  # the expanded form's features are the D squares: no limit
 

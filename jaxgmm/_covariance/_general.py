@@ -24,6 +24,7 @@ class Full(Model):
 
     name = "full"
     shared = False
+    correlated = True  # off-diagonal terms: identical columns make its covariances singular
     plot_style = ("C0", "o")
     # The expanded form holds D(D+1)/2 quadratic features per row: beyond 16 features they
     # outgrow the data and whitening each component is faster (bench notes).

@@ -22,7 +22,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ._geometry import Projection, full_covariances, mixture_log_density, project
+from ._geometry import MAX_POINTS, Projection, full_covariances, mixture_log_density, project
 from ._model_figures import ellipses, responsibilities, uncertainty
 from ._run_figures import exercises, lower_bound_trace, selection
 from ._style import DPI, FIGSIZE, GRID_SIZE, SIGMAS, component_colors
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DPI",
+    "MAX_POINTS",
     "FIGSIZE",
     "GRID_SIZE",
     "Projection",

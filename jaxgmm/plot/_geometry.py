@@ -169,6 +169,20 @@ def check_fitted(model) -> None:
         raise not_fitted_error()("the model is not fitted yet; call fit before plotting it")
 
 
+# Figures draw at most this many points: two million drew solid blobs in two minutes. The
+# density, the ellipses and the model's own curves are drawn whole.
+MAX_POINTS = 20_000
+
+
+def drawn_points(X: np.ndarray) -> tuple[np.ndarray, str]:
+    """The points a figure draws, and a note for its title when they are a sample: a random
+    (seeded, so the same every time) ``MAX_POINTS`` of them."""
+    if len(X) <= MAX_POINTS:
+        return X, ""
+    rows = np.sort(np.random.default_rng(0).choice(len(X), MAX_POINTS, replace=False))
+    return X[rows], f"points: a random {MAX_POINTS:,} of {len(X):,}"
+
+
 def checked_data(model: GaussianMixture, X) -> np.ndarray:
     """``X`` as a finite float64 (N, D) array with the model's number of features."""
     check_fitted(model)

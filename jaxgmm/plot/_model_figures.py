@@ -11,6 +11,7 @@ from ._geometry import (
     call_quietly,
     checked_data,
     density_levels,
+    drawn_points,
     feature_names,
     full_covariances,
     mixture_log_density,
@@ -21,8 +22,10 @@ from ._geometry import (
 )
 from ._style import (
     GRID_SIZE,
+    bottom_legend,
     component_colors,
     draw_ellipses,
+    legend_rows,
     mark_means,
     model_title,
     new_figure,
@@ -63,7 +66,7 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
     -------
     matplotlib.figure.Figure
     """
-    X = checked_data(model, X)
+    X, note = drawn_points(checked_data(model, X))
     proba = probabilities_of(model, X)
     k, d = model.means_.shape
     colors = component_colors(k)
@@ -92,15 +95,18 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
         ax.set_xlabel(feature_names(model, 1)[0])
         ax.set_ylabel("probability of the component")
-        fig.legend(loc="outside lower center", ncol=min(k, 3), frameon=False)
-        ax.set_title(model_title(model, "Responsibilities P(k | x); data below, means dotted"))
+        bottom_legend(fig)
+        what = "Responsibilities P(k | x); data below, means dotted"
+        ax.set_title(model_title(model, what, note))
         if k == 2:
             probability_colorbar(fig, ax, points)
         return fig
 
     plane = project(model, X)
     lo, hi = plane_limits(plane.points, [plane.means])
-    fig = plane_figure(figsize, lo, hi, title_lines=2 + plane.projected, legend=k > 2)
+    labels = [f"component {j}" for j in range(k)] if k != 2 else []
+    rows = legend_rows(labels) if labels else 0
+    fig = plane_figure(figsize, lo, hi, title_lines=2 + plane.projected, legend_rows=rows)
     ax = fig.add_subplot()
     style = point_style(len(X))
     points = ax.scatter(plane.points[:, 0], plane.points[:, 1], **point_colors(), **style)
@@ -113,14 +119,11 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], ls="", marker="o", color=colors[j], label=f"component {j}")
-            for j in range(k)
+            Line2D([], [], ls="", marker="o", color=colors[j], label=labels[j]) for j in range(k)
         ]
-        fig.legend(
-            handles=handles, loc="outside lower center", ncol=min(k, 5), frameon=False, fontsize=9
-        )
+        bottom_legend(fig, handles)
         what = "Responsibilities: colours blended by P(k | x)"
-    ax.set_title(plane_title(model_title(model, what), plane), fontsize=10)
+    ax.set_title(plane_title(model_title(model, what, note), plane), fontsize=10)
     return fig
 
 
@@ -150,18 +153,21 @@ def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
     import matplotlib
     from matplotlib.lines import Line2D
 
-    X = checked_data(model, X)
+    X, note = drawn_points(checked_data(model, X))
     k, d = model.means_.shape
     colors = component_colors(k)
     weights = np.asarray(model.weights_, np.float64)
     if d == 1:
-        return _histogram(new_figure(figsize), model, X, colors)
+        return _histogram(new_figure(figsize), model, X, colors, note)
 
     plane = project(model, X)
     # Limits cover the data and every 3-sigma ellipse's bounding box.
     half = 3 * np.sqrt(np.diagonal(plane.covariances, axis1=1, axis2=2))
     lo, hi = plane_limits(plane.points, [plane.means - half, plane.means + half])
-    fig = plane_figure(figsize, lo, hi, title_lines=2 + plane.projected, legend=True)
+    labels = [f"{j}: weight {weights[j]:.2f}" for j in range(k)]
+    fig = plane_figure(
+        figsize, lo, hi, title_lines=2 + plane.projected, legend_rows=legend_rows(labels)
+    )
     ax = fig.add_subplot()
     gx = np.linspace(lo[0], hi[0], GRID_SIZE)
     gy = np.linspace(lo[1], hi[1], GRID_SIZE)
@@ -196,23 +202,14 @@ def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
     setup_plane_axes(ax, plane, lo, hi)
 
     # The line styles are named in the title: a legend row for them would crowd out the data.
-    handles = [
-        Line2D([], [], color=colors[j], lw=2.2, label=f"{j}: weight {weights[j]:.2f}")
-        for j in range(k)
-    ]
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=min(k, 4),
-        frameon=False,
-        fontsize=9,
-    )
-    title = model_title(model, "Components at 1σ (solid), 2σ (dashed), 3σ (dotted)")
+    handles = [Line2D([], [], color=colors[j], lw=2.2, label=labels[j]) for j in range(k)]
+    bottom_legend(fig, handles)
+    title = model_title(model, "Components at 1σ (solid), 2σ (dashed), 3σ (dotted)", note)
     ax.set_title(plane_title(title, plane), fontsize=10)
     return fig
 
 
-def _histogram(fig: Figure, model, X: np.ndarray, colors: np.ndarray) -> Figure:
+def _histogram(fig: Figure, model, X: np.ndarray, colors: np.ndarray, note: str) -> Figure:
     """One feature: histogram, mixture density, weighted component densities."""
     ax = fig.add_subplot()
     x = X[:, 0]
@@ -244,8 +241,8 @@ def _histogram(fig: Figure, model, X: np.ndarray, colors: np.ndarray) -> Figure:
     ax.set_ylim(0, None)
     ax.set_xlabel(feature_names(model, 1)[0])
     ax.set_ylabel("density")
-    fig.legend(loc="outside lower center", ncol=min(len(weights) + 2, 4), frameon=False, fontsize=9)
-    ax.set_title(model_title(model, "Mixture density and weighted components"))
+    bottom_legend(fig)
+    ax.set_title(model_title(model, "Mixture density and weighted components", note))
     return fig
 
 
@@ -269,7 +266,7 @@ def uncertainty(model: GaussianMixture, X, *, figsize=None) -> Figure:
     -------
     matplotlib.figure.Figure
     """
-    X = checked_data(model, X)
+    X, note = drawn_points(checked_data(model, X))
     k, d = model.means_.shape
     colors = component_colors(k)
     u = 1.0 - probabilities_of(model, X).max(axis=1)
@@ -303,13 +300,13 @@ def uncertainty(model: GaussianMixture, X, *, figsize=None) -> Figure:
         ax.set_ylim(-0.03, 1.05 * (1.0 - 1.0 / k) + 0.01)
         ax.set_xlabel(feature_names(model, 1)[0])
         ax.set_ylabel("uncertainty 1 - max P(k | x)")
-        fig.legend(loc="outside lower center", ncol=min(k + 1, 4), frameon=False, fontsize=9)
-        ax.set_title(model_title(model, "Classification uncertainty") + f"; {summary}")
+        bottom_legend(fig)
+        ax.set_title(model_title(model, "Classification uncertainty", note) + f"; {summary}")
         return fig
 
     plane = project(model, X)
     lo, hi = plane_limits(plane.points, [plane.means])
-    fig = plane_figure(figsize, lo, hi, title_lines=2 + plane.projected, legend=False)
+    fig = plane_figure(figsize, lo, hi, title_lines=2 + plane.projected, legend_rows=0)
     ax = fig.add_subplot()
     points = ax.scatter(plane.points[order, 0], plane.points[order, 1], zorder=2, **scatter)
     mark_means(ax, plane.means, colors)
@@ -320,6 +317,7 @@ def uncertainty(model: GaussianMixture, X, *, figsize=None) -> Figure:
         label="uncertainty 1 - max P(k | x)",
         extend="max" if largest > top else "neither",
     )
-    title = model_title(model, "Classification uncertainty (size and colour)") + f"; {summary}"
+    what = "Classification uncertainty (size and colour)"
+    title = model_title(model, what, note) + f"; {summary}"
     ax.set_title(plane_title(title, plane), fontsize=10)
     return fig

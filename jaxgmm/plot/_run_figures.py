@@ -9,7 +9,7 @@ import numpy as np
 
 from .._covariance import covariance_unit
 from ._geometry import check_fitted, checked_data, project
-from ._style import FIGSIZE, component_colors, draw_ellipses, new_figure, point_style
+from ._style import FIGSIZE, bottom_legend, component_colors, draw_ellipses, new_figure, point_style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -137,10 +137,30 @@ def lower_bound_trace(model: GaussianMixture, *, figsize=None) -> Figure:
     return fig
 
 
-def exercises(result: SelectionResult, X, *, figsize=None) -> Figure:
+def _colours_like(model, like, k: int) -> np.ndarray:
+    """Colours for ``model``'s components: each takes the colour of the nearest component of
+    ``like`` (in units of the data's spread, nearest pairs first), the others the next colours
+    free, so that one cluster keeps its colour from figure to figure."""
+    palette = component_colors(max(k, like.means_.shape[0] + k))
+    ours = np.asarray(model.means_, np.float64)
+    theirs = np.asarray(like.means_, np.float64)
+    scale = np.maximum(np.std(np.vstack([ours, theirs]), axis=0), 1e-12)
+    distance = np.linalg.norm((ours[:, None] - theirs[None]) / scale, axis=-1)
+    colour = -np.ones(k, int)
+    for flat in np.argsort(distance, axis=None):
+        i, j = np.unravel_index(flat, distance.shape)
+        if colour[i] < 0 and j not in colour:
+            colour[i] = j
+    free = iter(c for c in range(len(palette)) if c not in colour)
+    return palette[[c if c >= 0 else next(free) for c in colour]]
+
+
+def exercises(result: SelectionResult, X, *, like=None, figsize=None) -> Figure:
     """The lesson's exercises side by side: one panel per fitted model of a
     :class:`jaxgmm.SelectionResult` (rows: covariance types, columns: K), each with the data,
     its components' 1 and 2 sigma ellipses and its criterion in the title; the best starred.
+    With ``like`` (a fitted model), each component takes the colour of its nearest component
+    of ``like``, as in that model's own figures.
 
     Returns
     -------
@@ -160,7 +180,13 @@ def exercises(result: SelectionResult, X, *, figsize=None) -> Figure:
         data = checked_data(model, X)
         plane = project(model, data)
         ax.scatter(plane.points[:, 0], plane.points[:, 1], color="0.35", **point_style(len(data)))
-        draw_ellipses(ax, plane, component_colors(row["n_components"]), sigmas=(1, 2))
+        k = row["n_components"]
+        colours = component_colors(k) if like is None else _colours_like(model, like, k)
+        draw_ellipses(ax, plane, colours, sigmas=(1, 2))
+        if ax in axes[-1]:
+            ax.set_xlabel(plane.labels[0], fontsize=9)
+        if ax is axes[types.index(row["covariance_type"])][0]:
+            ax.set_ylabel(plane.labels[1], fontsize=9)
         best = " ★ best" if row is result.best_row else ""
         ax.set_title(
             f"{row['covariance_type']}, K={row['n_components']}: "
@@ -237,6 +263,21 @@ def selection(result: SelectionResult, *, figsize=None) -> Figure:
             )
         ax.set_ylabel(f"{criterion.upper()} (lower is better)")
         ax.margins(y=0.1)  # room for the star and the rings at the extremes
+        values = np.array([r[criterion] for r in rows if not r["failed"]], float)
+        top = _focused_top(values)
+        if top is not None:
+            low = float(values.min())
+            ax.set_ylim(low - 0.08 * (top - low), top)
+            ax.text(
+                0.99,
+                0.97,
+                "worse models above, off the scale",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                color="0.4",
+            )
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("number of components K")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -270,17 +311,21 @@ def selection(result: SelectionResult, *, figsize=None) -> Figure:
                 [], [], ls="", marker="o", mfc="none", mec="red", ms=10, mew=1.6, label="degenerate"
             )
         )
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=min(len(handles), 5),
-        frameon=False,
-        fontsize=9,
-        columnspacing=1.2,
-        handletextpad=0.4,
-    )
+    bottom_legend(fig, handles, columnspacing=1.2, handletextpad=0.4)
     fig.suptitle(
         f"Model selection: chosen {best['covariance_type']}, K={best['n_components']} "
         f"by {result.criterion.upper()}"
     )
     return fig
+
+
+def _focused_top(values: np.ndarray) -> float | None:
+    """The top of a criterion's axis that keeps the models near the best readable, when a few
+    much worse ones (one covariance type far behind, say) would flatten them all: the axis then
+    ends half again above the 60% quantile. None when every value fits well enough."""
+    values = values[np.isfinite(values)]
+    if len(values) < 4:
+        return None
+    low, middle = float(values.min()), float(np.quantile(values, 0.6))
+    top = middle + 0.5 * (middle - low)
+    return top if values.max() - low > 2 * (top - low) > 0 else None

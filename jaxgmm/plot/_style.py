@@ -3,6 +3,7 @@ and ellipses drawn on a plane."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,15 +29,59 @@ def new_figure(figsize: tuple[float, float] | None, *, equal_aspect: bool = Fals
     return Figure(figsize=figsize or FIGSIZE, dpi=DPI, layout=layout)
 
 
-def plane_figure(figsize, lo, hi, *, title_lines: int, legend: bool) -> Figure:
-    """A figure for an equal-aspect plot of the box ``lo``-``hi``: 6 inches wide and as tall as
-    the box needs (unless ``figsize`` is given), so a wide cloud leaves no white band."""
+# Up to this ratio of their ranges, the two axes of a plane share one scale (a circle looks
+# round); beyond it (faithful: eruptions in minutes, waiting in tens of minutes) each axis gets
+# its own, so that the data fill the panel instead of a thin strip. Ellipses are drawn in data
+# units either way, so they stay right.
+EQUAL_ASPECT_MAX_RATIO = 3.0
+
+
+def equal_aspect(lo, hi) -> bool:
+    """Whether the box ``lo``-``hi`` is drawn with one scale for both axes."""
+    ratio = float((hi[1] - lo[1]) / (hi[0] - lo[0]))
+    return 1.0 / EQUAL_ASPECT_MAX_RATIO <= ratio <= EQUAL_ASPECT_MAX_RATIO
+
+
+def plane_figure(figsize, lo, hi, *, title_lines: int, legend_rows: int) -> Figure:
+    """A figure for a plot of the box ``lo``-``hi``. With one scale for both axes: 6 inches wide
+    and as tall as the box needs (unless ``figsize`` is given), so a wide cloud leaves no white
+    band; with a scale each, 6 inches wide and 5 tall, plus room for the legend's rows."""
+    extra = 0.2 * title_lines + 0.22 * legend_rows + 0.15 * (legend_rows > 0)
+    if not equal_aspect(lo, hi):
+        return new_figure(figsize or (FIGSIZE[0], FIGSIZE[1] + max(extra - 0.6, 0.0)))
     if figsize is None:
         ratio = float((hi[1] - lo[1]) / (hi[0] - lo[0]))
         # about 4.3 inches of axes width once the tick labels and the colorbar have theirs
-        height = 4.3 * ratio + 0.75 + 0.2 * title_lines + 0.35 * legend
-        figsize = (FIGSIZE[0], float(np.clip(height, 3.2, 7.0)))
+        height = 4.3 * ratio + 0.75 + extra
+        figsize = (FIGSIZE[0], float(np.clip(height, 3.2, 8.0)))
     return new_figure(figsize, equal_aspect=True)
+
+
+def legend_columns(labels, width: float = FIGSIZE[0], fontsize: float = 9) -> int:
+    """Columns of a legend of ``labels`` that fits in ``width`` inches: an entry is its handle
+    and spacing (about 0.75 inch) and its text (about 0.6 em per character)."""
+    entry = 0.75 + max(len(label) for label in labels) * 0.6 * fontsize / 72
+    return max(1, min(len(labels), int(0.95 * width // entry)))
+
+
+def legend_rows(labels, width: float = FIGSIZE[0], fontsize: float = 9) -> int:
+    return math.ceil(len(labels) / legend_columns(labels, width, fontsize))
+
+
+def bottom_legend(fig: Figure, handles=None, *, fontsize: float = 9, **options) -> None:
+    """The figure's legend under its axes, in as many columns as fit its width (those of its
+    axes' labelled artists when ``handles`` is None)."""
+    if handles is None:
+        handles = [h for ax in fig.axes for h in ax.get_legend_handles_labels()[0]]
+    labels = [h.get_label() for h in handles]
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=legend_columns(labels, fig.get_figwidth(), fontsize),
+        frameon=False,
+        fontsize=fontsize,
+        **options,
+    )
 
 
 def component_colors(k: int) -> np.ndarray:
@@ -74,9 +119,9 @@ def point_style(n: int) -> dict:
     return {"s": size, "alpha": alpha, "linewidths": 0, "rasterized": n > 5000}
 
 
-def model_title(model, what: str) -> str:
+def model_title(model, what: str, note: str = "") -> str:
     k = model.means_.shape[0]
-    return f"{what}\nK={k}, {model.covariance_type} covariance"
+    return f"{what}\nK={k}, {model.covariance_type} covariance" + (f"; {note}" if note else "")
 
 
 def plane_title(title: str, plane: Projection) -> str:
@@ -114,7 +159,7 @@ def mark_means(ax: Axes, means: np.ndarray, colors: np.ndarray) -> None:
 def setup_plane_axes(ax: Axes, plane: Projection, lo, hi) -> None:
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
-    ax.set_aspect("equal", adjustable="box")
+    ax.set_aspect("equal" if equal_aspect(lo, hi) else "auto", adjustable="box")
     ax.set_xlabel(plane.labels[0])
     ax.set_ylabel(plane.labels[1])
 
