@@ -54,6 +54,7 @@ def run_fit(args) -> int:
         random_state=args.seed,
         progress=show_progress(args),
         checkpoint=args.checkpoint,
+        matmul_precision=args.matmul_precision,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -105,6 +106,7 @@ def _run_fit_stream(args) -> int:
         reg_covar=args.reg_covar,
         max_iter=args.max_iter,
         n_init=args.n_init,
+        matmul_precision=args.matmul_precision,
     )
 
     def blocks():
@@ -198,6 +200,7 @@ def run_select(args) -> int:
         reg_covar=args.reg_covar,
         init_params=args.init,
         progress=show_progress(args),
+        matmul_precision=args.matmul_precision,
     )
     timings["fitting"] = round(time.perf_counter() - start, 3)
     written = selection_outputs(result, X, names, source, out, timings, not args.no_plots)

@@ -27,6 +27,7 @@ from jax.scipy.special import logsumexp
 
 from ._blocks import as_blocks, blockwise_sum, default_block_size
 from ._covariance import covariance_unit, symmetric
+from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._programs import program
 from ._statistics import Exact, Statistics, differences, log_gaussian, scatter_statistics
@@ -61,6 +62,7 @@ def _weighted_log_prob(x: Array, params: GMMParams, unit) -> Array:
     return _row_log_density(x, params, unit) + jnp.log(params.weights)
 
 
+@with_matmul_precision
 @partial(jax.jit, static_argnames=("covariance_type",))
 def component_log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> Array:
     """Log density of every sample under every component, without the mixture weights.
@@ -79,6 +81,7 @@ def component_log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> 
     return _by_rows(lambda x: _row_log_density(x, params, unit), X, params.means.shape[0])
 
 
+@with_matmul_precision
 @partial(jax.jit, static_argnames=("covariance_type",))
 def log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> Array:
     """Log density of the mixture at each sample, ``(N,)``."""
@@ -88,6 +91,7 @@ def log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> Array:
     )
 
 
+@with_matmul_precision
 @partial(jax.jit, static_argnames=("covariance_type",))
 def e_step(
     X: Array, params: GMMParams, *, covariance_type: str, sample_weight: Array | None = None
@@ -228,6 +232,7 @@ def maximize(
     )
 
 
+@with_matmul_precision
 @partial(jax.jit, static_argnames=("covariance_type",))
 def m_step(
     X: Array,
@@ -275,6 +280,7 @@ def m_step(
     )
 
 
+@with_matmul_precision
 @partial(jax.jit, static_argnames=("covariance_type",))
 def em_step(
     X: Array,

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 from jax.scipy.special import logsumexp
 from jax.sharding import NamedSharding
@@ -47,7 +48,7 @@ FAILURE_ADVICE = (
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["reg_covar", "tol", "max_iter"],
+    data_fields=["reg_covar", "tol", "max_iter", "start_lower_bound"],
     meta_fields=["statistics"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +57,15 @@ class EMSettings:
 
     The numbers are traced (a new ``tol`` or ``reg_covar`` compiles nothing); ``statistics``,
     the name of a form of ``STATISTICS_FORMS`` (or "auto" before the driver resolves it), is
-    static.
+    static. ``start_lower_bound`` is what the first iteration's lower bound is compared with
+    for convergence: -inf, or the last lower bound of the fit being continued (scikit-learn's
+    ``warm_start``).
     """
 
     reg_covar: Any = 1e-6
     tol: Any = 1e-3
     max_iter: Any = 100
+    start_lower_bound: Any = -np.inf
     statistics: str = "auto"
 
     def with_form(self, form) -> EMSettings:
@@ -92,13 +96,14 @@ class Layout(NamedTuple):
     model: Array
 
 
-def initial_state(params: GMMParams, model: Array | None = None) -> State:
-    """The state before the first iteration, from batched parameters."""
+def initial_state(params: GMMParams, model: Array | None = None, lower_bound=-np.inf) -> State:
+    """The state before the first iteration, from batched parameters; ``lower_bound`` is what
+    the first iteration's is compared with."""
     n_init = params.weights.shape[0]
     dtype = params.means.dtype
     return State(
         params=params,
-        lower_bound=jnp.full((n_init,), -jnp.inf, dtype),
+        lower_bound=jnp.full((n_init,), lower_bound, dtype),
         n_iter=jnp.zeros((n_init,), jnp.int32),
         converged=jnp.zeros((n_init,), bool),
         failed=jnp.zeros((n_init,), bool),
@@ -199,7 +204,9 @@ def start(key, uniforms, X, sample_weight, settings, init_params, layout, **stat
         params = params._replace(means=params.means - centre)
     else:
         params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
-    state = initial_state(params, None if layout is None else layout.model)
+    state = initial_state(
+        params, None if layout is None else layout.model, settings.start_lower_bound
+    )
     return Xc, centre, data_var, state, standardized_means(params, static["unit"])
 
 

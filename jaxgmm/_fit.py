@@ -9,6 +9,7 @@ of iterations through the host loop (``jaxgmm._host_loop``), or, under a JAX tra
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -21,6 +22,7 @@ from ._blocks import Blocks, as_mesh, default_block_size, shard_rows
 from ._covariance import ANY_MODEL, covariance_unit
 from ._engine import EMSettings, best_restart
 from ._init import INIT_METHODS
+from ._matmul_precision import with_matmul_precision
 from ._params import FitResult, GMMParams, RestartOutcome
 from ._random import uniform_table
 from ._shapes import (
@@ -103,6 +105,7 @@ def init_uniforms(key, init: str, n_components: int, n_init: int, layout, dtype)
     return uniform_table(key, restart_ids, n_components, dtype)
 
 
+@with_matmul_precision
 def initialize(
     key: jax.Array,
     X,
@@ -348,6 +351,7 @@ def run_restarts(
                 if layout is None
                 else np.concatenate([np.asarray(a).ravel() for a in layout]),
                 "tol": float(settings.tol),
+                "start_lower_bound": float(settings.start_lower_bound),
                 "reg_covar": float(settings.reg_covar),
                 "block_size": blocks_for(Exact).size,
                 "devices": n_devices,
@@ -431,6 +435,7 @@ def run_restarts(
     return state, traces, finished, interrupted
 
 
+@with_matmul_precision
 def fit(
     key: jax.Array,
     X,
@@ -449,6 +454,7 @@ def fit(
     devices=None,
     checkpoint=None,
     statistics: str = "auto",
+    previous_lower_bound: float | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
 
@@ -504,6 +510,15 @@ def fit(
         that predicted error stays below ``EXPANDED_RTOL`` (checked after every chunk of
         iterations), for full or tied covariances only up to 16 features; "exact" under JAX
         transformations.
+    previous_lower_bound : float, optional
+        When ``init`` holds the parameters of an earlier fit being continued, that fit's last
+        lower bound: the first iteration's convergence test compares with it (scikit-learn's
+        ``warm_start``), so continuing a converged fit stops after one iteration.
+    matmul_precision : {"highest", "high", "default"}, optional
+        Precision of float32 matrix products (``jaxgmm._matmul_precision``). None (default)
+        means "highest", full float32 on every device; "high" and "default" let NVIDIA GPUs
+        use TF32 and TPUs bfloat16 passes: faster, but about three decimal digits less
+        accurate (figures in bench/README.md). The same on a CPU; float64 is unaffected.
 
     A first Ctrl-C during the fit stops it after the running chunk of iterations and returns
     the best result so far, with ``interrupted`` set; a second one aborts.
@@ -530,6 +545,13 @@ def fit(
         statistics=statistics,
     )
     traced = is_traced(key, X, sample_weight, init, settings.tol, settings.reg_covar)
+    if previous_lower_bound is not None:
+        if not isinstance(init, GMMParams):
+            raise ValueError("previous_lower_bound continues a fit: give its parameters as init")
+        settings = dataclasses.replace(
+            settings,
+            start_lower_bound=check_float(previous_lower_bound, "previous_lower_bound", -np.inf),
+        )
     X, sample_weight = _check_data(X, sample_weight, n_components)
     init_name, init_params = check_init(
         init,

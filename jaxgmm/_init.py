@@ -27,6 +27,7 @@ from jax import Array, lax
 
 from ._blocks import as_blocks, blockwise_sum
 from ._em import maximize
+from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._random import n_trials, uniform_table
 
@@ -65,6 +66,7 @@ def _draw_index(u: Array, p: Array, row_shards: int) -> Array:
     return jnp.sum(cdf < r[..., None], axis=-1)
 
 
+@with_matmul_precision
 def kmeans_plusplus(key: Array, X: Array, n_clusters: int, sample_weight=None) -> Array:
     """Greedy k-means++ centres ``(n_clusters, D)``: each new centre is the best of
     ``2 + log(K)`` candidates drawn with probability proportional to weight times squared

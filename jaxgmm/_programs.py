@@ -147,7 +147,8 @@ class Program:
         keys = tuple(_leaf_key(leaf) for leaf in leaves)
         if any(key is None for key in keys):
             return None, dynamic
-        return (self.name, static, str(tree), keys, bool(jax.config.jax_enable_x64)), dynamic
+        config = (bool(jax.config.jax_enable_x64), jax.config.jax_default_matmul_precision)
+        return (self.name, static, str(tree), keys, config), dynamic
 
     def __call__(self, *args, quick: bool = False, **kwargs):
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves((args, kwargs))):

@@ -24,6 +24,7 @@ from ._criteria import from_sums, n_parameters
 from ._engine import EMSettings
 from ._fit import run_models
 from ._init import INIT_METHODS
+from ._matmul_precision import current_matmul_precision, with_matmul_precision
 from ._progress import ProgressBar
 from ._sklearn_api import feature_names_of, key_from, precision_context
 from ._validation import as_sample_weight, check_float, check_int, checked_array, to_device
@@ -102,6 +103,7 @@ class SelectionResult:
         return "\n".join(lines)
 
 
+@with_matmul_precision
 def select(
     X,
     n_components: Iterable[int] = range(1, 11),
@@ -125,7 +127,8 @@ def select(
 
     ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
     float64). The other arguments are as in :class:`GaussianMixture` (``progress`` draws a bar
-    per covariance type on stderr; ``devices`` shards the rows). Returns a
+    per covariance type on stderr; ``devices`` shards the rows; ``matmul_precision`` as in
+    :func:`jaxgmm.fit`). Returns a
     :class:`SelectionResult` with the table and the fitted models.
     """
     if criterion not in CRITERIA:
@@ -209,6 +212,7 @@ def select(
             init_params=init_params,
             random_state=random_state,
             prefer_nondegenerate=prefer_nondegenerate,
+            matmul_precision=current_matmul_precision(),
         )
         models[(row["covariance_type"], row["n_components"])] = fitted_model(
             result, dtype, settings=settings_of_row, feature_names=names
@@ -249,5 +253,5 @@ def _warn_at_the_edge(k: int, ks: list[int], n_samples: int, criterion: str) -> 
         f"the best model by {criterion.upper()} has K={k}, the {side} K of the grid: a K "
         f"beyond it may be better; try K in {wider}",
         UserWarning,
-        stacklevel=3,
+        stacklevel=4,  # the caller of select, past its matmul_precision wrapper
     )

@@ -19,6 +19,7 @@ from . import _engine
 from ._blocks import Blocks, kahan_add
 from ._fit import check_failures, check_init, check_settings, host_fit, initialize
 from ._host_loop import iterate
+from ._matmul_precision import with_matmul_precision
 from ._params import FitResult, GMMParams
 from ._statistics import Exact
 from ._validation import check_int, float_dtype
@@ -128,6 +129,7 @@ def _stream_update(state, stats, settings, *, unit):
     return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0)
 
 
+@with_matmul_precision
 def fit_stream(
     key,
     data,
@@ -153,6 +155,7 @@ def fit_stream(
         A NumPy memmap (``numpy.load(path, mmap_mode="r")``), an HDF5 dataset, or a function
         that starts a fresh pass over the data each time it is called and yields 2-D arrays.
     n_components, covariance_type, n_init, max_iter, tol, reg_covar, prefer_nondegenerate
+    matmul_precision
         As in :func:`jaxgmm.fit`.
     init : {"kmeans", "k-means++", "random", "random_from_data"} or GMMParams
         A method is applied to a uniform random subsample of ``subsample`` rows drawn in the

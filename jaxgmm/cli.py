@@ -17,6 +17,7 @@ import numpy as np
 
 from ._cli_commands import EXIT_INTERRUPTED, run_demo, run_fit, run_predict, run_select
 from ._cli_io import CommandError
+from ._matmul_precision import MATMUL_PRECISIONS
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -150,6 +151,13 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
         help="how each restart starts (default kmeans)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--matmul-precision",
+        default="highest",
+        choices=MATMUL_PRECISIONS,
+        help="float32 matrix products on GPUs and TPUs: highest (full float32, default), or high "
+        "and default (TF32 / bfloat16 passes: faster, about three digits less accurate)",
+    )
     if single_k:
         parser.add_argument(
             "--stream",

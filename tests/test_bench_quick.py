@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,3 +39,37 @@ def test_bench_quick(tmp_path: Path) -> None:
     # jaxgmm and scikit-learn (always installed with the tests) on every fixed-iteration case
     fixed = [c for c in result["cases"] if c["spec"]["kind"] == "fixed"]
     assert fixed and measured >= 2 * len(fixed)
+
+
+def test_gpu_script_runs_end_to_end_at_tiny_sizes(tmp_path: Path) -> None:
+    """The one-shot GPU script, here on the CPU, so that a lent GPU is not spent on a typo."""
+    stem = tmp_path / "gpu"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gpu", "--tiny", "--out", str(stem)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(stem.with_suffix(".json").read_text())["results"]
+    for name in ("jaxgmm highest", "jaxgmm default"):
+        assert results[name]["covariances_rel_error"] < 1e-4, results[name]
+    assert np.isfinite(results["restarts"]["ratio"])  # tiny: a ratio of noise
+    assert results["largest"]["n"] >= 2_000
+    assert "| jaxgmm highest |" in stem.with_suffix(".md").read_text()
+
+
+def test_tf32_rounding_keeps_ten_bits_rounding_to_nearest_even() -> None:
+    import jax.numpy as jnp
+
+    from bench.tf32 import round_to_tf32
+
+    ulp = 2.0**-10  # TF32's spacing in [1, 2)
+    x = jnp.asarray([1.0, 1 + ulp / 2, 1 + 1.5 * ulp, 1 + ulp / 2 + 2**-20, -3.0e-5], jnp.float32)
+    expected = np.array([1.0, 1.0, 1 + 2 * ulp, 1 + ulp, -3.0e-5], np.float32)
+    rounded = np.asarray(round_to_tf32(x))
+    np.testing.assert_array_equal(rounded[:4], expected[:4])
+    assert abs(rounded[4] - expected[4]) <= abs(expected[4]) * 2.0**-11
+    bits = np.asarray(rounded).view(np.uint32) & 0x1FFF
+    assert not bits.any(), "13 low mantissa bits must be zero"

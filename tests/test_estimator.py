@@ -23,17 +23,9 @@ LESSON = jaxgmm.lesson_data()
 
 
 def test_check_estimator():
-    """scikit-learn's common checks, with one justified exception."""
-    check_estimator(
-        GaussianMixture(random_state=0),
-        expected_failed_checks={
-            # The weighted and the repeated data come in different row orders, and k-means++
-            # draws rows by position, so the two fits start from different points. From a common
-            # start, integer weights equal repeated rows to 1e-10 (test_properties.py).
-            "check_sample_weight_equivalence_on_dense_data": "randomised start depends on row "
-            "order; equivalence from a common start is tested in test_properties.py",
-        },
-    )
+    """scikit-learn's common checks, all of them (the weighted-equals-repeated check included:
+    with one component the k-means start is the weighted mean, whatever the row order)."""
+    check_estimator(GaussianMixture(random_state=0))
 
 
 # --- inputs and precision ---------------------------------------------------------------

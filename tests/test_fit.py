@@ -279,6 +279,22 @@ def test_max_iter_zero_returns_the_initial_parameters():
 # --- chunked iterations and progress ------------------------------------------------------
 
 
+def test_continuing_a_fit_compares_its_first_iteration_with_the_previous_lower_bound():
+    X = lesson32()
+    key = jax.random.key(0)
+    first = jaxgmm.fit(key, X, 2, tol=1e-3, max_iter=200)
+    assert bool(first.converged)
+    # without the previous lower bound the first iteration has nothing to compare with
+    again = jaxgmm.fit(key, X, 2, init=first.params, tol=1e-3, max_iter=3)
+    assert int(again.n_iter) == 2 and bool(again.converged)
+    carried = jaxgmm.fit(
+        key, X, 2, init=first.params, tol=1e-3, max_iter=3, previous_lower_bound=first.lower_bound
+    )
+    assert int(carried.n_iter) == 1 and bool(carried.converged)
+    with pytest.raises(ValueError, match="give its parameters as init"):
+        jaxgmm.fit(key, X, 2, previous_lower_bound=first.lower_bound)
+
+
 @pytest.mark.usefixtures("x64")
 def test_chunks_of_iterations_equal_one_scan_and_report_progress():
     X = blobs()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import jaxgmm
 
@@ -393,9 +395,15 @@ def _temp_bytes(lowered) -> int:
     return lowered.compile().memory_analysis().temp_size_in_bytes
 
 
-def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
-    """Compiled memory of the programs behind fit, at N = 2,000,000, D = 16, K = 64 (float32): the
-    centred copy of X is the only array of X's size; everything else is O(block x K x D)."""
+@pytest.mark.parametrize(
+    "platform, n, d, k",
+    [("cpu", 2_000_000, 16, 64), ("gpu", 10_000_000, 32, 64)],  # mid-16 at scale; gpu-large
+)
+def test_compiled_fit_holds_one_copy_of_the_data_and_blocks(platform, n, d, k):
+    """Compiled memory of the programs behind fit, with the block size of ``platform``'s row of
+    the block table (the GPU's compiled here on the CPU, so that its shapes are checked before a
+    GPU is at hand), float32: the centred copy of X is the only array of X's size; everything
+    else is O(block x K x D), and every product of an iteration reads a whole block."""
     import jax
     import jax.numpy as jnp
 
@@ -403,14 +411,15 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
     from jaxgmm._blocks import Blocks, default_block_size
     from jaxgmm._covariance import covariance_unit
     from jaxgmm._engine import EMSettings
+    from jaxgmm._matmul_precision import matmul_precision_scope
     from jaxgmm._statistics import STATISTICS_FORMS
 
-    n, d, k = 2_000_000, 16, 64
     x_bytes = n * d * 4
     X = jax.ShapeDtypeStruct((n, d), jnp.float32)
-    block = default_block_size(n, k, d)
+    block = default_block_size(n, k, d, platform=platform)
+    assert block == {"cpu": 512, "gpu": 32_768}[platform]  # the table's row, for these shapes
     small = 8 * block * k * d * 4  # a few (K, block, D) intermediates
-    assert small < x_bytes / 4
+    assert small < x_bytes / 4 or platform == "gpu"  # a GPU wants big steps: 268 MB each here
     params = jaxgmm.params_from_covariances(
         np.full(k, 1 / k, np.float32),
         np.zeros((k, d), np.float32),
@@ -428,17 +437,25 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks():
         ],
         X,
     )
-    for form in STATISTICS_FORMS.values():
-        advance = _engine.advance.lower(
-            state,
-            X,
-            None,
-            settings.with_form(form),
-            unit=unit,
-            blocks=Blocks(block),
-            n_steps=10,
-        )
+    forms = STATISTICS_FORMS.values() if platform == "cpu" else [STATISTICS_FORMS["exact"]]
+    for form in forms:
+        with matmul_precision_scope():
+            advance = _engine.advance.lower(
+                state,
+                X,
+                None,
+                settings.with_form(form),
+                unit=unit,
+                blocks=Blocks(block),
+                n_steps=10,
+            )
         assert _temp_bytes(advance) < small, form.name
+        # the products over rows read whole blocks (and the tail), never all N rows; every
+        # product, the small ones of the parameters included, at full float32 precision
+        products = re.findall(r"stablehlo\.dot_general[^\n]*", advance.as_text())
+        sizes = {int(m) for p in products for m in re.findall(r"(?<![0-9])([0-9]+)x", p)}
+        assert {block, n % block} <= sizes and n not in sizes, (form.name, sorted(sizes))
+        assert all("precision = [HIGHEST, HIGHEST]" in p for p in products), form.name
     finish = _engine.finish.lower(
         state,
         X,
