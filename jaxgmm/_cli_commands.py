@@ -80,7 +80,7 @@ def _run_fit_stream(args) -> int:
     import jax
 
     from . import fit_stream
-    from ._criteria import entropy, from_sums, n_parameters
+    from ._criteria import entropy, from_sums, hard_label_cost, n_parameters
     from ._files import DataFileError
     from ._stream import DEFAULT_BLOCK_ROWS, read_blocks
     from .estimator import fitted_model
@@ -120,19 +120,23 @@ def _run_fit_stream(args) -> int:
             result, dtype, settings=settings | {"init_params": args.init, "random_state": args.seed}
         )
         fitted = time.perf_counter() - start
-        # a second pass: labels, and the log-likelihood and entropy for the criteria
-        lines, log_l, total_entropy = [], 0.0, 0.0
+        # a second pass: labels, and the log-likelihood, entropy and hard-label cost for the
+        # criteria
+        lines, log_l, total_entropy, hard_cost = [], 0.0, 0.0, 0.0
         for block in blocks():
             proba = model.predict_proba(block)
             log_l += float(np.sum(model.score_samples(block)))
             with np.errstate(divide="ignore"):  # log 0 = -inf: no entropy
-                total_entropy += entropy(np.log(proba))
+                log_proba = np.log(proba)
+            total_entropy += entropy(log_proba)
+            hard_cost += hard_label_cost(log_proba)
             lines.append(csv_text(None, labels_rows(proba)))
     header = csv_text(labels_header(args.n_components), [])
     write_text(out / "labels.csv", header + "".join(lines))
     scores = from_sums(
         log_l,
         total_entropy,
+        hard_cost,
         n_parameters(args.covariance_type, args.n_components, data.shape[1]),
         data.shape[0],
     )

@@ -71,7 +71,8 @@ def component_log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> 
     ----------
     X : (N, D) array
     params : GMMParams
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
 
     Returns
     -------
@@ -102,7 +103,8 @@ def e_step(
     ----------
     X : (N, D) array
     params : GMMParams
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
     sample_weight : (N,) array, optional
         Non-negative weights; the lower bound becomes a weighted mean.
 
@@ -250,7 +252,8 @@ def m_step(
     X : (N, D) array
     log_resp : (N, K) array
         Log responsibilities, as returned by :func:`e_step`.
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
     reg_covar : float
         Added to the diagonal of every covariance (scikit-learn's convention).
     sample_weight : (N,) array, optional

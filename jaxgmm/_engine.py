@@ -323,8 +323,8 @@ def best_restart(
 class Finished(NamedTuple):
     """What :func:`finish` returns: every restart's parameters in the data's frame and whether
     it is degenerate, the chosen restart and its parameters, and, when asked for, every
-    restart's log-likelihood and entropy of the responsibilities at its final parameters
-    (summed over samples, weighted)."""
+    restart's log-likelihood, entropy of the responsibilities and hard-label cost at its final
+    parameters (summed over samples, weighted; see ``jaxgmm._criteria``)."""
 
     params: GMMParams
     degenerate: Array
@@ -332,6 +332,7 @@ class Finished(NamedTuple):
     chosen: GMMParams
     log_likelihood: Array | None
     entropy: Array | None
+    hard_cost: Array | None
 
 
 def _degenerate(params, models, data_var, settings, unit):
@@ -349,7 +350,8 @@ def _degenerate(params, models, data_var, settings, unit):
 
 
 def _scores(params, Xc, sample_weight, unit, blocks):
-    """Every restart's log-likelihood and responsibilities' entropy, summed over samples."""
+    """Every restart's log-likelihood, responsibilities' entropy and hard-label cost
+    (``jaxgmm._criteria``), summed over samples."""
 
     def block(xb, wb, rows, params):
         def one(p):
@@ -360,7 +362,11 @@ def _scores(params, Xc, sample_weight, unit, blocks):
             log_norm = logsumexp(weighted, axis=0)
             log_resp = weighted - log_norm
             plogp = jnp.where(jnp.isfinite(log_resp), jnp.exp(log_resp) * log_resp, 0.0)
-            return jnp.sum(wb * log_norm), -jnp.sum(wb * jnp.sum(plogp, axis=0))
+            return (
+                jnp.sum(wb * log_norm),
+                -jnp.sum(wb * jnp.sum(plogp, axis=0)),
+                -jnp.sum(wb * jnp.max(log_resp, axis=0)),
+            )
 
         return jax.vmap(one)(params)
 
@@ -388,16 +394,16 @@ def finish(
     pass over the data for the criteria of every restart."""
     unit = blocks.factoring(unit)
     degenerate = _degenerate(state.params, state.model, data_var, settings, unit)
-    log_likelihood = entropy = None
+    log_likelihood = entropy = hard_cost = None
     if scores:
-        log_likelihood, entropy = _scores(state.params, Xc, sample_weight, unit, blocks)
+        log_likelihood, entropy, hard_cost = _scores(state.params, Xc, sample_weight, unit, blocks)
     params = state.params._replace(
         means=state.params.means + centre[None, None, :],
         covariances=unit.symmetrize(state.params.covariances),
     )
     best = best_restart(state.lower_bound, state.failed, degenerate, prefer_nondegenerate)
     chosen = jax.tree_util.tree_map(lambda a: a[best], params)
-    return Finished(params, degenerate, best, chosen, log_likelihood, entropy)
+    return Finished(params, degenerate, best, chosen, log_likelihood, entropy, hard_cost)
 
 
 def traced_result(state, traces, finished: Finished) -> FitResult:

@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from . import _checkpoint, _engine, _host_loop
 from ._blocks import Blocks, as_mesh, default_block_size, shard_rows
-from ._covariance import ANY_MODEL, covariance_unit
+from ._covariance import AnyModel, covariance_unit, dense_program_unit
 from ._engine import EMSettings, best_restart
 from ._init import INIT_METHODS
 from ._matmul_precision import with_matmul_precision
@@ -155,12 +155,13 @@ def initialize(
 
 class ModelFit(NamedTuple):
     """One model of :func:`run_models`: its :class:`FitResult` (host arrays), and the
-    log-likelihood and responsibilities' entropy of its chosen restart, summed over samples
-    (NaN when not asked for)."""
+    log-likelihood, responsibilities' entropy and hard-label cost of its chosen restart, summed
+    over samples (NaN when not asked for; see ``jaxgmm._criteria``)."""
 
     result: FitResult
     log_likelihood: float
     entropy: float
+    hard_cost: float
 
 
 def run_models(
@@ -193,7 +194,7 @@ def run_models(
     small = mesh is None and is_small(n_rows, n_features)
     if small:
         X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
-        groups = [(ANY_MODEL, list(range(len(models))))]
+        groups = [(dense_program_unit([u for u, _ in models]), list(range(len(models))))]
     else:
         units = list(dict.fromkeys(unit for unit, _ in models))
         groups = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
@@ -288,6 +289,7 @@ def host_fit(
         result,
         float(finished.log_likelihood[group][best]) if scored else nan,
         float(finished.entropy[group][best]) if scored else nan,
+        float(finished.hard_cost[group][best]) if scored else nan,
     )
 
 
@@ -374,7 +376,7 @@ def run_restarts(
             n_init=n_init,
             init=init,
             blocks=blocks_for(Exact),
-            quick=unit is ANY_MODEL,  # a small fit: the start runs once, for milliseconds
+            quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly
         )
         traces = np.zeros((0, n_init), X.dtype)
     else:
@@ -466,7 +468,8 @@ def fit(
         float32, or float64 with JAX's 64-bit mode on (never silently downcast).
     n_components : int
     covariance_type : str
-        A name of ``jaxgmm.COVARIANCE_TYPES``: "full", "tied", "diag" or "spherical".
+        A name of ``jaxgmm.COVARIANCE_TYPES``: "full", "tied", "diag", "spherical", or mclust's
+        "EII", "EEI", "EVI", "EEV", "EVV" (mclust's VVV, EEE, VVI and VII name the first four).
     n_init : int
         Restarts, fitted together with ``vmap``.
     max_iter : int

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ._blocks import as_mesh
-from ._covariance import COVARIANCE_TYPES, covariance_unit
+from ._covariance import COVARIANCE_TYPES, DEFAULT_SELECTION, covariance_unit
 from ._criteria import from_sums, n_parameters
 from ._engine import EMSettings
 from ._fit import run_models
@@ -39,6 +39,7 @@ _COLUMNS = (
     "bic",
     "aic",
     "icl",
+    "icl_soft",
     "converged",
     "degenerate",
     "failed",
@@ -122,7 +123,8 @@ def select(
     devices=None,
 ) -> SelectionResult:
     """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type
-    of ``covariance_types``, by default every one of ``jaxgmm.COVARIANCE_TYPES``) and rank them
+    of ``covariance_types``: by default scikit-learn's four, "full", "tied", "diag" and
+    "spherical"; "all" for every one of ``jaxgmm.COVARIANCE_TYPES``) and rank them
     by ``criterion`` ("bic", "aic" or "icl"; lower is better).
 
     ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
@@ -134,6 +136,8 @@ def select(
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     if covariance_types is None:
+        covariance_types = DEFAULT_SELECTION
+    elif covariance_types == "all":
         covariance_types = tuple(COVARIANCE_TYPES)
     elif isinstance(covariance_types, str):
         covariance_types = (covariance_types,)
@@ -232,8 +236,10 @@ def _row(n_samples, n_features, covariance_type: str, k: int, fitted) -> dict:
         "n_iter": int(result.n_iter),
     }
     if row["failed"]:
-        return row | dict.fromkeys(("log_likelihood", "bic", "aic", "icl"), math.nan)
-    return row | from_sums(fitted.log_likelihood, fitted.entropy, row["n_parameters"], n_samples)
+        return row | dict.fromkeys(("log_likelihood", "bic", "aic", "icl", "icl_soft"), math.nan)
+    return row | from_sums(
+        fitted.log_likelihood, fitted.entropy, fitted.hard_cost, row["n_parameters"], n_samples
+    )
 
 
 def _warn_at_the_edge(k: int, ks: list[int], n_samples: int, criterion: str) -> None:

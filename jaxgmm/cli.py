@@ -74,18 +74,29 @@ def _k_values(text: str) -> list[int]:
     return values
 
 
-def _covariance_choices():
-    from ._covariance import COVARIANCE_TYPES
+def _covariance_choices() -> list[str]:
+    """Every covariance type's name, then mclust's names of scikit-learn's four."""
+    from ._covariance import COVARIANCE_TYPES, MCLUST_ALIASES
 
-    return COVARIANCE_TYPES
+    return [*COVARIANCE_TYPES, *MCLUST_ALIASES]
+
+
+def _default_selection() -> tuple[str, ...]:
+    from ._covariance import DEFAULT_SELECTION
+
+    return DEFAULT_SELECTION
 
 
 def _covariance_types(text: str) -> list[str]:
+    from ._covariance import COVARIANCE_TYPES
+
+    if text.strip() == "all":
+        return list(COVARIANCE_TYPES)
     types = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in types if t not in _covariance_choices()]
     if not types or unknown:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: covariance types must be among {', '.join(_covariance_choices())}"
+            f"{text!r}: covariance types must be 'all' or among {', '.join(_covariance_choices())}"
         )
     return types
 
@@ -244,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument(
         "--covariance-types",
         type=_covariance_types,
-        default=list(_covariance_choices()),
-        help=f"comma-separated (default: all of {', '.join(_covariance_choices())})",
+        default=list(_default_selection()),
+        help="comma-separated, or all (default: full,tied,diag,spherical; all adds mclust's "
+        "EII, EEI, EVI, EEV, EVV; VVV, EEE, VVI and VII name the first four)",
     )
     select.add_argument(
         "--criterion",

@@ -18,8 +18,8 @@ import jax
 import numpy as np
 
 from . import _model_file
-from ._covariance import ANY_MODEL, covariance_unit
-from ._criteria import entropy, from_sums, n_parameters
+from ._covariance import covariance_unit, dense_program_unit
+from ._criteria import entropy, from_sums, hard_label_cost, n_parameters
 from ._em import responsibilities
 from ._fit import fit as core_fit
 from ._fit import initialize
@@ -56,7 +56,9 @@ class GaussianMixture(EstimatorParams):
     Parameters
     ----------
     n_components : int, default=1
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    covariance_type : str, default="full"
+        "full", "tied", "diag", "spherical", or one of mclust's models "EII", "EEI", "EVI",
+        "EEV", "EVV" (see ``jaxgmm.COVARIANCE_TYPES``; mclust's VVV, EEE, VVI, VII name the four).
     tol : float, default=1e-3
         Convergence threshold on the change of the lower bound (mean log-likelihood per sample).
     reg_covar : float, default=1e-6
@@ -470,7 +472,7 @@ class GaussianMixture(EstimatorParams):
         if is_small(n, d):  # one program for every model and K of a bucket
             X, _ = pad_rows(X, None, padded_rows(n))
             params = dense_params(params, padded_components(k), unit)
-            unit = ANY_MODEL
+            unit = dense_program_unit([unit])
         else:
             X = to_device(X, dtype)
         log_resp, log_norm = jax.device_get(responsibilities(X, params, unit=unit))
@@ -503,12 +505,14 @@ class GaussianMixture(EstimatorParams):
         return float(np.mean(self.score_samples(X)))
 
     def criteria(self, X) -> dict[str, float]:
-        """``log_likelihood``, ``n_parameters``, ``bic``, ``aic`` and ``icl`` of the model on
-        ``X``, from one pass over it (lower criteria are better)."""
+        """``log_likelihood``, ``n_parameters``, ``bic``, ``aic``, ``icl`` and ``icl_soft`` of
+        the model on ``X``, from one pass over it (lower criteria are better; see
+        ``jaxgmm._criteria``)."""
         log_resp, log_norm = self._on_data(X)
         return from_sums(
             float(np.sum(log_norm, dtype=np.float64)),
             entropy(log_resp),
+            hard_label_cost(log_resp),
             self._n_parameters(),
             len(log_norm),
         )
@@ -527,8 +531,10 @@ class GaussianMixture(EstimatorParams):
         return self.criteria(X)["aic"]
 
     def icl(self, X) -> float:
-        """Integrated completed likelihood criterion: BIC plus twice the entropy of the
-        responsibilities (lower is better; mclust reports its negative)."""
+        """Integrated completed likelihood criterion as mclust computes it: BIC minus twice the
+        sum over samples of the log of the largest responsibility (lower is better; mclust
+        reports its negative). ``criteria(X)["icl_soft"]`` is the variant with the entropy of
+        the responsibilities."""
         return self.criteria(X)["icl"]
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:

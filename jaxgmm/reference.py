@@ -93,8 +93,80 @@ class _Spherical:
         return np.mean(np.diag(matrix))
 
 
+# mclust's closed-form models (Celeux & Govaert 1995), from the scatters W_k around the new
+# means and n = sum_k n_k; every component's parameters stored, equal ones repeated.
+
+
+class _EII(_Spherical):
+    """lambda I."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        variance = np.trace(scatters.sum(axis=0)) / (nk.sum() * scatters.shape[-1])
+        return np.full(len(nk), variance + reg_covar)
+
+
+class _EEI(_Diag):
+    """lambda A, A diagonal."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        shared = np.diag(scatters.sum(axis=0)) / nk.sum()
+        return np.stack([shared + reg_covar] * len(nk))
+
+
+class _EVI(_Diag):
+    """lambda A_k, A_k diagonal with det 1."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        diagonals = [np.diag(w) for w in scatters]
+        volumes = [np.prod(b) ** (1 / len(b)) for b in diagonals]
+        lam = sum(volumes) / nk.sum()
+        with np.errstate(invalid="ignore"):  # 0 / 0 for an empty component, replaced later
+            return np.stack(
+                [lam * b / v + reg_covar for b, v in zip(diagonals, volumes, strict=True)]
+            )
+
+
+class _EEV(_Full):
+    """lambda D_k A D_k^T."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        pairs = [np.linalg.eigh(w) for w in scatters]  # eigenvalues in ascending order
+        shape_volume = sum(values for values, _ in pairs) / nk.sum()  # lambda A
+        eye = np.eye(scatters.shape[-1])
+        return np.stack([v @ np.diag(shape_volume) @ v.T + reg_covar * eye for _, v in pairs])
+
+
+class _EVV(_Full):
+    """lambda C_k, det C_k = 1."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        d = scatters.shape[-1]
+        volumes = [np.linalg.det(w) ** (1 / d) for w in scatters]
+        lam = sum(volumes) / nk.sum()
+        eye = np.eye(d)
+        with np.errstate(invalid="ignore"):  # 0 / 0 for an empty component, replaced later
+            return np.stack(
+                [lam * w / v + reg_covar * eye for w, v in zip(scatters, volumes, strict=True)]
+            )
+
+
 # The counterpart of every covariance model of ``jaxgmm.COVARIANCE_TYPES``, by the same name.
-MODELS = {"full": _Full, "tied": _Tied, "diag": _Diag, "spherical": _Spherical}
+MODELS = {
+    "full": _Full,
+    "tied": _Tied,
+    "diag": _Diag,
+    "spherical": _Spherical,
+    "EII": _EII,
+    "EEI": _EEI,
+    "EVI": _EVI,
+    "EEV": _EEV,
+    "EVV": _EVV,
+}
 
 
 def full_covariances(covariances, covariance_type: str, n_components: int, n_features: int):

@@ -12,6 +12,11 @@ from jaxgmm import reference
 COVARIANCE_TYPES = tuple(jaxgmm.COVARIANCE_TYPES)
 # The models scikit-learn has too, for the tests that compare with it.
 SKLEARN_TYPES = ("full", "tied", "diag", "spherical")
+# For tests of the machinery around the M-step (blocks, statistics forms, compiled programs,
+# plots): one model of each family of covariance algebra. mclust's other models share their
+# family's densities, factors and shapes and differ only in the M-step, which the tests over
+# COVARIANCE_TYPES (the reference, properties, saved models, selection) and test_mclust.py cover.
+ENGINE_TYPES = SKLEARN_TYPES
 
 
 def relative_error(actual, desired) -> float:

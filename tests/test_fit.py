@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, assert_close, blobs, relative_error, starting_params
+from helpers import ENGINE_TYPES, assert_close, blobs, relative_error, starting_params
 
 import jaxgmm
 from jaxgmm import reference
@@ -62,7 +62,7 @@ def test_lower_bound_is_the_mean_log_likelihood_of_the_parameters_going_in():
 # --- restarts, keys, compilation ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_more_restarts_never_worse_and_same_key_same_result(covariance_type):
     X = blobs(seed=5).astype(np.float32)
     key = jax.random.key(11)
@@ -99,7 +99,7 @@ def test_second_fit_with_same_shapes_does_not_compile(caplog):
 
 
 @pytest.mark.parametrize("statistics", ["exact", "expanded"])
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_float32_offset_1e4(covariance_type, statistics):
     X = lesson32()
     kwargs = dict(covariance_type=covariance_type, statistics=statistics)
@@ -113,7 +113,7 @@ def test_float32_offset_1e4(covariance_type, statistics):
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_float64_offset_1e8(covariance_type):
     X = jaxgmm.lesson_data()
     base = jaxgmm.fit(jax.random.key(0), X, 2, covariance_type=covariance_type)
@@ -336,7 +336,7 @@ def test_chunks_of_iterations_equal_one_scan_and_report_progress():
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_blocks_of_samples_equal_one_block(covariance_type):
     X = blobs()  # 240 rows: blocks of 37 leave a tail of 18
     w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))

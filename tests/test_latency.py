@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, assert_close, blobs, random_weights, starting_params
+from helpers import ENGINE_TYPES, assert_close, blobs, random_weights, starting_params
 
 import jaxgmm
 from jaxgmm import _programs, _shapes
@@ -33,7 +33,7 @@ def _compiles(caplog, call) -> list[str]:
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_small_fit_equals_the_specialised_fit(covariance_type, monkeypatch):
     """The small path (rows and K padded, every model as dense covariances in one program)
     gives the specialised, unpadded fit, from the same start, with sample weights."""

@@ -13,7 +13,7 @@ import re
 import jax
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES, blobs
+from helpers import ENGINE_TYPES, blobs
 
 import jaxgmm
 from jaxgmm import _programs
@@ -64,7 +64,7 @@ def data(n_per=80):
 
 
 @pytest.mark.parametrize("statistics", ["exact", "expanded"])
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_every_product_of_a_fit_is_full_float32(lowered, covariance_type, statistics):
     # 21,000 rows: the specialised programs (start, iterations, finish), not the small-fit one
     X = data(n_per=7_000)

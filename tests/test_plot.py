@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 import pytest
-from helpers import COVARIANCE_TYPES
+from helpers import ENGINE_TYPES
 from matplotlib.collections import PathCollection
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
@@ -102,7 +102,7 @@ def ellipses_of(ax) -> list[Ellipse]:
 # -- geometry ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_full_covariances_expand_every_type(covariance_type):
     model = handmade(covariance_type, 3, 2)
     full = plot.full_covariances(model)
@@ -111,7 +111,7 @@ def test_full_covariances_expand_every_type(covariance_type):
     np.testing.assert_array_equal(full, expected)
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_mixture_log_density_equals_score_samples(covariance_type):
     model = handmade(covariance_type, 3, 2)
     points = np.random.default_rng(5).normal(size=(50, 2)) * 5
@@ -280,7 +280,7 @@ def test_lower_bound_trace_without_iterations(lesson):
 # -- 3. ellipses -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_ellipses_three_per_component(covariance_type):
     model = handmade(covariance_type, 3, 2, seed=3)
     X = sample(model)

@@ -26,8 +26,10 @@ for (name in names(sets)) {
         loglik <- if (is.null(fit) || is.null(fit$loglik)) NA else fit$loglik
         bic <- if (is.na(loglik)) NA else
           2 * loglik - nMclustParams(model, ncol(X), G) * log(nrow(X))
+        # mclust's ICL (its icl()): BIC + 2 sum_i log max_k z_ik, from the fit's z
+        icl <- if (is.na(loglik)) NA else bic + 2 * sum(log(apply(fit$z, 1, max)))
         rows[[length(rows) + 1]] <- data.frame(model = model, G = G, prior = with_prior,
-                                               loglik = loglik, bic = bic)
+                                               loglik = loglik, bic = bic, icl = icl)
       }
     }
   }
