@@ -14,16 +14,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_quick(tmp_path: Path) -> None:
-    out = tmp_path / "r.md"
+def run_module(*args: str) -> None:
+    """``python -m ARGS`` from the repository's root; fails with its output unless it exits 0."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "r.md"
+    run_module("bench", "--quick", "--out", str(out))
     assert out.exists() and out.with_suffix(".json").exists()
 
     result = json.loads(out.with_suffix(".json").read_text())
@@ -44,14 +45,7 @@ def test_bench_quick(tmp_path: Path) -> None:
 def test_gpu_script_runs_end_to_end_at_tiny_sizes(tmp_path: Path) -> None:
     """The one-shot GPU script, here on the CPU, so that a lent GPU is not spent on a typo."""
     stem = tmp_path / "gpu"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.gpu", "--tiny", "--out", str(stem)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_module("bench.gpu", "--tiny", "--out", str(stem))
     results = json.loads(stem.with_suffix(".json").read_text())["results"]
     for name in ("jaxgmm highest", "jaxgmm default"):
         assert results[name]["covariances_rel_error"] < 1e-4, results[name]
