@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from . import _model_file
-from ._covariance import covariance_unit, dense_program_unit
+from ._covariance import ANY_MODEL, covariance_unit
 from ._criteria import entropy, from_sums, hard_label_cost, n_parameters
 from ._em import responsibilities
 from ._fit import fit as core_fit
@@ -472,7 +472,8 @@ class GaussianMixture(EstimatorParams):
         if is_small(n, d):  # one program for every model and K of a bucket
             X, _ = pad_rows(X, None, padded_rows(n))
             params = dense_params(params, padded_components(k), unit)
-            unit = dense_program_unit([unit])
+            # densities are the dense algebra of any model: one program serves them all
+            unit = ANY_MODEL
         else:
             X = to_device(X, dtype)
         log_resp, log_norm = jax.device_get(responsibilities(X, params, unit=unit))
