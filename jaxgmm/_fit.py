@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from . import _checkpoint, _engine, _host_loop
 from ._blocks import Blocks, as_mesh, default_block_size, shard_rows
-from ._covariance import AnyModel, covariance_unit, dense_program_unit
+from ._covariance import AnyModel, covariance_unit, small_fit_programs
 from ._engine import EMSettings, best_restart
 from ._init import INIT_METHODS
 from ._matmul_precision import with_matmul_precision
@@ -194,17 +194,18 @@ def run_models(
     small = mesh is None and is_small(n_rows, n_features)
     if small:
         X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
-        groups = [(dense_program_unit([u for u, _ in models]), list(range(len(models))))]
+        groups = small_fit_programs([u for u, _ in models])
     else:
         units = list(dict.fromkeys(unit for unit, _ in models))
         groups = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
     fits: dict[int, ModelFit] = {}
     for engine_unit, members in groups:
         ks = [models[m][1] for m in members]
-        n_components = padded_components(max(ks)) if small else max(ks)
+        dense = isinstance(engine_unit, AnyModel)
+        n_components = padded_components(max(ks)) if dense else max(ks)
         layout = None
-        if small or len(members) > 1:
-            model = [engine_unit.index(models[m][0]) if small else 0 for m in members]
+        if dense or len(members) > 1:
+            model = [engine_unit.index(models[m][0]) if dense else 0 for m in members]
             layout = jax.device_put(
                 _engine.Layout(
                     restart_ids=np.tile(np.arange(n_init, dtype=np.int32), len(members)),
@@ -213,7 +214,7 @@ def run_models(
                 )
             )
         given = init_params
-        if given is not None and small:
+        if given is not None and dense:
             given = dense_params(given, n_components, models[members[0]][0])
         state, traces, finished, interrupted = run_restarts(
             key,
@@ -240,7 +241,7 @@ def run_models(
             unit, k = models[m]
             group = slice(position * n_init, (position + 1) * n_init)
             params = jax.tree_util.tree_map(lambda a, g=group: a[g], finished.params)
-            params = model_params(params, k, unit) if small else trim_params(params, k, unit)
+            params = model_params(params, k, unit) if dense else trim_params(params, k, unit)
             fits[m] = host_fit(
                 state,
                 traces,

@@ -155,6 +155,163 @@ class _EVV(_Full):
             )
 
 
+# mclust's models with an iterative M-step: the inner loop alternates the closed-form minimisation
+# over each part of the covariances given the others (Celeux & Govaert 1995), with Browne &
+# McNicholas' majorisation steps for a shared orientation, until nothing moves (``_converge``).
+# An empty component (its scatter 0) takes no part in a shared parameter.
+
+
+def _converge(step, state, max_iter=100_000):
+    """Apply ``step`` to the tuple ``state`` until it stops changing (to 1e-15 relative)."""
+    for _ in range(max_iter):
+        new = step(state)
+        moved = max(
+            np.max(np.abs(n - o) / (1 + np.abs(n))) for o, n in zip(state, new, strict=True)
+        )
+        state = new
+        if moved <= 1e-15:
+            break
+    return state
+
+
+def _unit_product(values):
+    """``values`` scaled to product 1 (ones for a vector with a zero: an empty component)."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.any(values <= 0):
+        return np.ones_like(values)
+    return values / np.exp(np.mean(np.log(values)))
+
+
+def _vei_shape(variances, nk, shape):
+    """The shared shape ``a`` of ``lambda_k diag(a)`` for variances ``(K, D)`` along fixed axes,
+    and the volumes ``lambda_k``."""
+    d = variances.shape[1]
+
+    def volumes(a):
+        return np.array([np.sum(v / a) / (d * n) for v, n in zip(variances, nk, strict=True)])
+
+    def step(state):
+        lam = volumes(state[0])
+        return (
+            _unit_product(sum(v / vol for v, vol in zip(variances, lam, strict=True) if vol > 0)),
+        )
+
+    (a,) = _converge(step, (shape,))
+    return a, volumes(a)
+
+
+def _orientation_step(scatters, axes, inverse_shapes):
+    """Browne & McNicholas' two majorisation steps for a shared orientation (columns: axes)."""
+
+    def polar(m):
+        u, _, vt = np.linalg.svd(m)
+        return u @ vt
+
+    eye = np.eye(scatters.shape[-1])
+    h = sum(
+        (np.linalg.eigvalsh(w)[-1] * eye - w) @ axes @ np.diag(lam)
+        for w, lam in zip(scatters, inverse_shapes, strict=True)
+    )
+    axes = polar(h)
+    h = sum(
+        w @ axes @ np.diag(lam.max() - lam) for w, lam in zip(scatters, inverse_shapes, strict=True)
+    )
+    return polar(h)
+
+
+class _VEI(_Diag):
+    """lambda_k A, A diagonal with det 1."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        variances = np.stack([np.diag(w) for w in scatters])
+        a, lam = _vei_shape(variances, nk, np.ones(scatters.shape[-1]))
+        return np.stack([vol * a + reg_covar for vol in lam])
+
+
+class _VEV(_Full):
+    """lambda_k D_k A D_k^T."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        pairs = [np.linalg.eigh(w) for w in scatters]  # eigenvalues in ascending order
+        eigenvalues = np.stack([values for values, _ in pairs])
+        a, lam = _vei_shape(eigenvalues, nk, _unit_product(eigenvalues.sum(axis=0)))
+        eye = np.eye(scatters.shape[-1])
+        return np.stack(
+            [
+                vol * v @ np.diag(a) @ v.T + reg_covar * eye
+                for (_, v), vol in zip(pairs, lam, strict=True)
+            ]
+        )
+
+
+class _VEE(_Full):
+    """lambda_k C, det C = 1."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        d = scatters.shape[-1]
+
+        def shared(lam):
+            total = sum(w / vol for w, vol in zip(scatters, lam, strict=True) if vol > 0)
+            return total / np.linalg.det(total) ** (1 / d)
+
+        def step(state):
+            c_inv = np.linalg.inv(shared(state[0]))
+            return (
+                np.array(
+                    [np.trace(w @ c_inv) / (d * n) for w, n in zip(scatters, nk, strict=True)]
+                ),
+            )
+
+        (lam,) = _converge(step, (np.ones(len(nk)),))
+        c = shared(lam)
+        return np.stack([vol * c + reg_covar * np.eye(d) for vol in lam])
+
+
+class _EVE(_Full):
+    """lambda D A_k D^T, A_k diagonal with det 1."""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        d = scatters.shape[-1]
+
+        def along(axes):
+            return np.stack([np.diag(axes.T @ w @ axes) for w in scatters])
+
+        def step(state):
+            axes = _orientation_step(scatters, state[0], 1 / state[1])
+            return axes, np.stack([_unit_product(v) for v in along(axes)])
+
+        axes, shapes = _converge(step, (np.eye(d), np.ones((len(nk), d))))
+        lam = np.sum(along(axes) / shapes) / (nk.sum() * d)
+        return np.stack([lam * axes @ np.diag(a) @ axes.T + reg_covar * np.eye(d) for a in shapes])
+
+
+class _VVE(_Full):
+    """lambda_k D A_k D^T. (mclust 6's M-step leaves the volumes out of the orientation's
+    update, so its fits stop below the likelihood's maximum; this one does not.)"""
+
+    @staticmethod
+    def from_scatters(scatters, nk, reg_covar):
+        d = scatters.shape[-1]
+
+        def along(axes):
+            return np.stack(
+                [np.diag(axes.T @ w @ axes) / n for w, n in zip(scatters, nk, strict=True)]
+            )
+
+        def step(state):
+            with np.errstate(divide="ignore"):
+                inverse = np.where(state[1] > 0, 1 / state[1], 0.0)
+            axes = _orientation_step(scatters, state[0], inverse)
+            return axes, along(axes)
+
+        axes, diagonals = _converge(step, (np.eye(d), along(np.eye(d))))
+        return np.stack([axes @ np.diag(c) @ axes.T + reg_covar * np.eye(d) for c in diagonals])
+
+
 # The counterpart of every covariance model of ``jaxgmm.COVARIANCE_TYPES``, by the same name.
 MODELS = {
     "full": _Full,
@@ -166,6 +323,11 @@ MODELS = {
     "EVI": _EVI,
     "EEV": _EEV,
     "EVV": _EVV,
+    "VEI": _VEI,
+    "VEE": _VEE,
+    "EVE": _EVE,
+    "VVE": _VVE,
+    "VEV": _VEV,
 }
 
 

@@ -15,13 +15,19 @@ import numpy as np
 import pytest
 
 import jaxgmm
+from jaxgmm import reference
 from jaxgmm._covariance import covariance_unit
+from jaxgmm._params import params_from_covariances
 from jaxgmm.estimator import fitted_model
 
 DATA = Path(__file__).parent / "data" / "mclust"
 BENCH_DATA = Path(__file__).parents[1] / "bench" / "data"
 CLOSED_FORM = ("EII", "VII", "EEI", "EVI", "VVI", "EEE", "EEV", "EVV", "VVV")
-NEW = ("EII", "EEI", "EVI", "EEV", "EVV")
+# VVE is not compared: mclust 6's M-step leaves the volumes out of its orientation update, and
+# stops at other points (jaxgmm's log-likelihood is 0.07 to 24 higher at G = 2..4; see the
+# notes); its M-step is checked against the NumPy reference instead.
+ITERATIVE = ("VEI", "VEE", "EVE", "VEV")
+NEW = ("EII", "EEI", "EVI", "EEV", "EVV", "VEI", "VEE", "EVE", "VVE", "VEV")
 
 
 def read_data(name: str) -> np.ndarray:
@@ -48,11 +54,14 @@ def mclust_figures(name: str) -> dict[tuple[str, int], dict[str, float]]:
 
 def fit_from_partition(X, labels, groups, model):
     """EM as mclust's ``me``: an M-step from the hard partition, then EM to convergence, with
-    no regularisation (mclust has none)."""
+    no regularisation (mclust has none). The M-step is the NumPy reference's (equal to
+    jaxgmm's, test_reference.py), which spares a compilation per model."""
     resp = np.eye(groups)[labels]
     with np.errstate(divide="ignore"):
         log_resp = np.log(resp)
-    start = jaxgmm.m_step(X, log_resp, covariance_type=model, reg_covar=0.0)
+    name = covariance_unit(model).name  # scikit-learn's name of VVV, EEE, VVI, VII
+    weights, means, covariances = reference.m_step(X, log_resp, name, reg_covar=0.0)
+    start = params_from_covariances(weights, means, covariances, covariance_type=model)
     return jaxgmm.fit(
         jax.random.key(0),
         X,
@@ -71,9 +80,11 @@ def test_log_likelihood_bic_and_icl_equal_mclusts_from_its_own_start(name):
     X = read_data(name)
     reference = mclust_figures(name)
     compared, worst = 0, (0.0, None)
-    for groups in range(1, 5):  # the recorded figures go to 6 (all pass; 40 s more here)
+    # the recorded figures go to G = 6 (all pass, in 2 minutes more); the iterative models'
+    # fits take hundreds of iterations to reach tol 1e-10, hence G = 2, 3 only for them
+    for groups in range(1, 5):
         labels = mclust_start(name, groups)
-        for model in CLOSED_FORM:
+        for model in CLOSED_FORM + (ITERATIVE if groups in (2, 3) else ()):
             if (model, groups) not in reference:
                 continue  # mclust itself failed from this start
             result = fit_from_partition(X, labels, groups, model)
@@ -97,7 +108,7 @@ def test_log_likelihood_bic_and_icl_equal_mclusts_from_its_own_start(name):
                 gap = abs(value - expected) / abs(expected) / tolerance
                 worst = max(worst, (gap, (model, groups, key, value, expected)))
             compared += 1
-    assert compared >= 30
+    assert compared >= 40
     assert worst[0] < 1, worst  # the gap in units of its tolerance
 
 
@@ -117,6 +128,20 @@ def constraint_holds(model: str, dense: np.ndarray) -> bool:
         return np.allclose(eigenvalues, eigenvalues[0])
     if model == "EVV":
         return np.allclose(volumes, volumes[0])
+    normalised = dense / volumes[:, None, None]
+    commute = all(np.allclose(a @ b, b @ a) for a in dense for b in dense)
+    if model == "VEI":
+        diagonal = np.allclose(dense, dense * np.eye(d))
+        return diagonal and np.allclose(normalised, normalised[0])
+    if model == "VEE":
+        return np.allclose(normalised, normalised[0])
+    if model == "VEV":
+        eigenvalues = np.linalg.eigvalsh(normalised)
+        return np.allclose(eigenvalues, eigenvalues[0])
+    if model == "EVE":
+        return np.allclose(volumes, volumes[0]) and commute
+    if model == "VVE":
+        return commute
     raise AssertionError(model)
 
 
@@ -140,7 +165,12 @@ def test_parameter_counts_are_mclusts():
         "EVI": 10,
         "VVI": 12,
         "EEE": 10,
+        "VEI": 6,
+        "VEE": 12,
+        "EVE": 16,
+        "VVE": 18,
         "EEV": 22,
+        "VEV": 24,
         "EVV": 28,
         "VVV": 30,
     }

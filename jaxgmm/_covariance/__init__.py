@@ -36,28 +36,41 @@ from __future__ import annotations
 from ._dense import AnyModel
 from ._diagonal import Diag, Spherical
 from ._general import Full, FullByLoops, Tied, TiedByLoops
+from ._iterative import EVE, VEE, VEI, VEV, VVE
 from ._linalg import symmetric
 from ._mclust import EEI, EEV, EII, EVI, EVV
 
 # What select fits when not told: scikit-learn's four models
 DEFAULT_SELECTION = ("full", "tied", "diag", "spherical")
 COVARIANCE_TYPES = {
-    unit.name: unit for unit in (Full, Tied, Diag, Spherical, EII, EEI, EVI, EEV, EVV)
+    unit.name: unit
+    for unit in (Full, Tied, Diag, Spherical, EII, EEI, VEI, EVI, VEE, EVE, VVE, EEV, VEV, EVV)
 }
 # mclust's names of scikit-learn's four models, accepted wherever a covariance type is
 MCLUST_ALIASES = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical"}
 
 # Every model in one program, as dense matrices (see ``_dense``): how small fits run. Each
 # model is a branch of the M-step that every program compiles, so scikit-learn's four, which
-# most fits use, have a program of their own: with all nine, a cold first fit compiled 20-40%
-# longer (faithful, 2 cores).
+# most fits use, have a program of their own: with all nine closed-form models, a cold first fit
+# compiled 20-40% longer (faithful, 2 cores). The models with an inner loop (``_iterative``) are
+# not branches: under ``vmap`` a switch runs every branch for every restart, and their loops then
+# ran to their limit on the other models' covariances (iris, 14 models x K = 1..6: 230 s).
 ANY_MODEL = AnyModel(tuple(COVARIANCE_TYPES[name] for name in DEFAULT_SELECTION))
-EVERY_MODEL = AnyModel(tuple(COVARIANCE_TYPES.values()))
+EVERY_MODEL = AnyModel(tuple(u for u in COVARIANCE_TYPES.values() if not u.iterative))
 
 
-def dense_program_unit(units) -> AnyModel:
-    """The all-models unit whose program fits every one of ``units``."""
-    return ANY_MODEL if all(u in ANY_MODEL.units for u in units) else EVERY_MODEL
+def small_fit_programs(units) -> list[tuple[object, list[int]]]:
+    """How a small fit of ``units`` (one per model of a grid) runs: a list of (the unit its
+    program fits, the positions of the models it fits): the closed-form models together in one
+    dense program, each iterative model in a program of its own."""
+    dense = [i for i, u in enumerate(units) if not u.iterative]
+    groups = []
+    if dense:
+        chosen = {units[i] for i in dense}
+        groups.append((ANY_MODEL if chosen <= set(ANY_MODEL.units) else EVERY_MODEL, dense))
+    for unit in dict.fromkeys(u for u in units if u.iterative):
+        groups.append((unit, [i for i, u in enumerate(units) if u is unit]))
+    return groups
 
 
 # Units whose M-step factorisation calls no LAPACK kernel (see ``_linalg``).
@@ -90,7 +103,7 @@ __all__ = [
     "MCLUST_ALIASES",
     "AnyModel",
     "covariance_unit",
-    "dense_program_unit",
+    "small_fit_programs",
     "symmetric",
     "without_lapack",
 ]

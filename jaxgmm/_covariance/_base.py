@@ -10,6 +10,8 @@ from jax import Array
 class Model:
     """Base of the covariance units (their methods are static: a unit is its class)."""
 
+    iterative = False  # whether its M-step runs an inner loop (``_iterative``)
+
     @classmethod
     def bound(cls, index):
         """The unit of one restart (a unit fitting one model is the same for every restart;

@@ -1,0 +1,264 @@
+"""mclust's covariance models whose M-step has no closed form: VEI, VEE, VEV, EVE and VVE.
+
+In mclust's terms (``Sigma_k = lambda_k D_k A_k D_k^T``, see ``_mclust``), each of these shares a
+part of the covariance across components (a shape, an orientation, or both) while another part
+varies, and maximising the expected log-likelihood over the two together has no closed form.
+Their M-step minimises, over the covariance parameters, the part of the negative expected
+log-likelihood that depends on them,
+
+    F = sum_k [ n_k log det Sigma_k + tr(W_k Sigma_k^-1) ],
+
+(``W_k`` the scatter of component k around its new mean) by an inner loop that alternates the
+closed-form minimisation over each part given the others (Celeux & Govaert 1995, section 4), and,
+for the shared orientation of EVE and VVE, the majorisation-minimisation steps of Browne &
+McNicholas (2014): every inner step lowers ``F``, so each EM iteration still raises the
+likelihood. The inner loop stops when its parameters no longer move (``INNER_TOL_EPS``), or after
+``INNER_MAX_ITER`` steps; it starts afresh at every M-step (a pure function of the statistics),
+from the identity orientation and unit shapes as mclust's does.
+
+An empty component (``W_k`` about 0, volume 0) takes no part in the shared parameters; its
+covariance is replaced by the fallback after the M-step (``_em.finalize``).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array, lax
+
+from ._linalg import symmetric
+from ._mclust import _DenseMStep, _DiagonalMStep, _geometric_mean
+
+# The inner loop stops when no parameter moves by more than this many machine epsilons,
+# relative to its size: 2e-13 in float64, 1e-4 in float32. mclust stops at a relative change of
+# sqrt(eps) (1.5e-8) in the objective, which leaves the parameters about 1e-4 from the fixed
+# point; the tighter stop costs a few inner steps more and makes the M-step exact.
+INNER_TOL_EPS = 1000
+# mclust sets no limit; every step lowers F, so this bounds only the time of a slow convergence.
+INNER_MAX_ITER = 1000
+
+
+def _minimise(step, start):
+    """``start`` (a tuple of arrays) updated by ``step`` until no element changes by more
+    than the inner tolerance relative to its size, or ``INNER_MAX_ITER`` steps."""
+    tol = INNER_TOL_EPS * float(jnp.finfo(start[0].dtype).eps)
+
+    def change(old, new):
+        return jnp.max(
+            jnp.stack(
+                [jnp.max(jnp.abs(n - o) / (1 + jnp.abs(n))) for o, n in zip(old, new, strict=True)]
+            )
+        )
+
+    def not_done(carry):
+        i, _, moved = carry
+        return (i < INNER_MAX_ITER) & (moved > tol)
+
+    def advance(carry):
+        i, state, _ = carry
+        new = step(state)
+        return i + 1, new, change(state, new)
+
+    carry = (jnp.array(0), start, jnp.array(jnp.inf, start[0].dtype))
+    return lax.while_loop(not_done, advance, carry)[1]
+
+
+def _ratio(numerator: Array, denominator: Array) -> Array:
+    """``numerator / denominator``, 0 where the denominator is not positive (an empty
+    component, which must not enter a shared parameter)."""
+    positive = denominator > 0
+    return jnp.where(positive, numerator / jnp.where(positive, denominator, 1.0), 0.0)
+
+
+def _unit_determinant(values: Array) -> Array:
+    """Positive values over the last axis scaled to product 1 (ones where one is not
+    positive: an empty component's shape)."""
+    volume = _geometric_mean(values)
+    scaled = _ratio(values, volume[..., None])
+    return jnp.where(volume[..., None] > 0, scaled, 1.0)
+
+
+def _orient(w: Array, axes: Array, inverse_shapes: Array, largest: Array) -> Array:
+    """Browne & McNicholas' two majorisation steps for a shared orientation ``axes`` (D, D),
+    columns the axes, lowering ``sum_k tr(W_k D Lambda_k D^T)`` over orthogonal ``D`` with
+    ``Lambda_k = diag(inverse_shapes[k])`` (K, D) fixed; ``largest`` (K,) is each ``W_k``'s
+    largest eigenvalue. Each step majorises one factor by its largest eigenvalue times the
+    identity, leaving a linear function of ``D`` maximised by the polar factor of its gradient."""
+
+    def polar(m):
+        left, _, right_t = jnp.linalg.svd(m)
+        return left @ right_t
+
+    # W_k <= omega_k I:  maximise tr(((omega_k I - W_k) D Lambda_k)^T D')
+    eye = jnp.eye(w.shape[-1], dtype=w.dtype)
+    gradient = jnp.einsum("kij,jl,kl->il", largest[:, None, None] * eye - w, axes, inverse_shapes)
+    axes = polar(gradient)
+    # Lambda_k <= max(Lambda_k) I:  maximise tr((W_k D (max Lambda_k I - Lambda_k))^T D')
+    gap = jnp.max(inverse_shapes, axis=1, keepdims=True) - inverse_shapes
+    gradient = jnp.einsum("kij,jl,kl->il", w, axes, gap)
+    return polar(gradient)
+
+
+def _axis_variances(w: Array, axes: Array) -> Array:
+    """``diag(D^T W_k D)`` (K, D): each component's scatter along the shared axes."""
+    return jnp.einsum("ji,kjl,li->ki", axes, w, axes)
+
+
+def _rotate(axes: Array, diagonals: Array) -> Array:
+    """``D diag(diagonals[k]) D^T`` (K, D, D)."""
+    return symmetric(jnp.einsum("ij,kj,lj->kil", axes, diagonals, axes))
+
+
+class VEI(_DiagonalMStep):
+    """``lambda_k A``: one diagonal shape, a volume per component."""
+
+    iterative = True
+    name = "VEI"
+    plot_style = ("C9", "P")
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components + n_features - 1
+
+    @staticmethod
+    def _from_scatters(w: Array, nk: Array) -> Array:
+        shape = _shared_shape(w, nk, jnp.ones(w.shape[-1], w.dtype))
+        return _volumes(w, nk, shape)[:, None] * shape
+
+
+def _volumes(variances: Array, nk: Array, shape: Array) -> Array:
+    """Each ``lambda_k`` given the shared shape: ``sum_j W_kj / a_j / (D n_k)``."""
+    return jnp.sum(variances / shape, axis=1) / (variances.shape[-1] * nk)
+
+
+def _shared_shape(variances: Array, nk: Array, start: Array) -> Array:
+    """The shared diagonal shape ``a`` (D,) of ``lambda_k diag(a)`` fitted to each component's
+    variances along fixed axes ``(K, D)``: alternately the volumes given ``a``, and ``a`` (the
+    volume-weighted sum of the variances, scaled to product 1) given the volumes."""
+
+    def step(state):
+        (shape,) = state
+        volumes = _volumes(variances, nk, shape)
+        return (_unit_determinant(jnp.sum(_ratio(variances, volumes[:, None]), axis=0)),)
+
+    return _minimise(step, (start,))[0]
+
+
+class VEE(_DenseMStep):
+    """``lambda_k C`` with ``det C = 1``: one shape and orientation, a volume per component."""
+
+    iterative = True
+
+    name = "VEE"
+    plot_style = ("k", "X")
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components + n_features * (n_features + 1) // 2 - 1
+
+    @staticmethod
+    def _from_scatters(w: Array, nk: Array) -> Array:
+        n_features = w.shape[-1]
+
+        def shared(volumes):  # C given the lambda_k: sum_k W_k / lambda_k scaled to det 1
+            total = symmetric(jnp.sum(_ratio(w, volumes[:, None, None]), axis=0))
+            chol = jnp.linalg.cholesky(total)
+            log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+            return total * jnp.exp(-log_det / n_features)
+
+        def step(state):  # lambda_k = tr(W_k C^-1) / (D n_k)
+            (volumes,) = state
+            inverse = jnp.linalg.inv(shared(volumes))
+            return (jnp.einsum("kij,ji->k", w, inverse) / (n_features * nk),)
+
+        (volumes,) = _minimise(step, (jnp.ones(nk.shape, w.dtype),))
+        return volumes[:, None, None] * shared(volumes)
+
+
+class VEV(_DenseMStep):
+    """``lambda_k D_k A D_k^T``: one shape, a volume and orientation per component."""
+
+    iterative = True
+
+    name = "VEV"
+    plot_style = ("m", "8")
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components + n_features - 1 + n_components * n_features * (n_features - 1) // 2
+
+    @staticmethod
+    def _from_scatters(w: Array, nk: Array) -> Array:
+        # W_k = D_k Omega_k D_k^T, eigenvalues in the same (ascending) order for every k: the
+        # orientations are the eigenvectors, and the rest is VEI's loop on the eigenvalues,
+        # started as mclust's from EEV's shape (the eigenvalues summed over components).
+        eigenvalues, vectors = jnp.linalg.eigh(w)
+        start = _unit_determinant(jnp.sum(eigenvalues, axis=0))
+        shape = _shared_shape(eigenvalues, nk, start)
+        scaled = _volumes(eigenvalues, nk, shape)[:, None] * shape
+        return symmetric(jnp.einsum("kij,kj,klj->kil", vectors, scaled, vectors))
+
+
+def _largest_eigenvalues(w: Array) -> Array:
+    return jnp.linalg.eigvalsh(w)[:, -1]
+
+
+class EVE(_DenseMStep):
+    """``lambda D A_k D^T``: one volume and orientation, a shape per component."""
+
+    iterative = True
+
+    name = "EVE"
+    plot_style = ("saddlebrown", "*")
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return 1 + n_components * (n_features - 1) + n_features * (n_features - 1) // 2
+
+    @staticmethod
+    def _from_scatters(w: Array, nk: Array) -> Array:
+        # F = n D log(lambda) + T / lambda with T = sum_k tr(D^T W_k D A_k^-1), so
+        # lambda = T / (n D) and the loop lowers T: the orientation by majorisation, then each
+        # A_k given it (its variances along the axes, scaled to product 1).
+        n_features = w.shape[-1]
+        largest = _largest_eigenvalues(w)
+
+        def step(state):
+            axes, shapes = state
+            axes = _orient(w, axes, 1 / shapes, largest)
+            return axes, _unit_determinant(_axis_variances(w, axes))
+
+        eye = jnp.eye(n_features, dtype=w.dtype)
+        axes, shapes = _minimise(step, (eye, jnp.ones(w.shape[:2], w.dtype)))
+        total = jnp.sum(_axis_variances(w, axes) / shapes)
+        return total / (jnp.sum(nk) * n_features) * _rotate(axes, shapes)
+
+
+class VVE(_DenseMStep):
+    """``lambda_k D A_k D^T``: one orientation, a volume and shape per component."""
+
+    iterative = True
+
+    name = "VVE"
+    plot_style = ("navy", "d")
+
+    @staticmethod
+    def n_parameters(n_components: int, n_features: int) -> int:
+        return n_components * n_features + n_features * (n_features - 1) // 2
+
+    @staticmethod
+    def _from_scatters(w: Array, nk: Array) -> Array:
+        # Given D, lambda_k A_k = diag(D^T W_k D) / n_k =: C_k; the orientation by majorisation
+        # of sum_k tr(W_k D C_k^-1 D^T) with the C_k fixed.
+        largest = _largest_eigenvalues(w)
+
+        def variances(axes):
+            return _axis_variances(w, axes) / nk[:, None]
+
+        def step(state):
+            axes, diagonals = state
+            axes = _orient(w, axes, _ratio(1.0, diagonals), largest)
+            return axes, variances(axes)
+
+        eye = jnp.eye(w.shape[-1], dtype=w.dtype)
+        axes, diagonals = _minimise(step, (eye, variances(eye)))
+        return _rotate(axes, diagonals)
