@@ -21,6 +21,7 @@ from . import _checkpoint, _engine, _host_loop
 from ._blocks import Blocks, as_mesh, default_block_size, shard_rows
 from ._covariance import AnyModel, covariance_unit, small_fit_programs
 from ._engine import EMSettings, best_restart
+from ._hc import hc_partitions
 from ._init import INIT_METHODS
 from ._matmul_precision import with_matmul_precision
 from ._params import FitResult, GMMParams, RestartOutcome
@@ -96,13 +97,48 @@ def _check_data(X, sample_weight, n_components: int):
     return X, sample_weight
 
 
-def init_uniforms(key, init: str, n_components: int, n_init: int, layout, dtype):
-    """The tables of uniform numbers the restarts' initialisation draws from (``_random``);
+# mclust's subset for its hierarchical start (mclust.options("subset")): the tree's table of
+# pair costs holds N^2 numbers
+HC_MAX_ROWS = 2000
+
+
+def init_table(key, init: str, X, sample_weight, n_components: int, n_init: int, layout):
+    """What the restarts' initialisation reads: the tables of uniform numbers it draws from
+    (``_random``), the labels of mclust's hierarchical start for "hc" (:func:`hc_labels`), or
     None for given parameters and for "random", which draws from the key itself."""
     if init in ("given", "random"):
         return None
     restart_ids = np.arange(n_init, dtype=np.int32) if layout is None else layout[0]
-    return uniform_table(key, restart_ids, n_components, dtype)
+    if init == "hc":
+        ks = np.full(n_init, n_components) if layout is None else np.asarray(layout[1])
+        return hc_labels(key, X, sample_weight, ks)
+    return uniform_table(key, restart_ids, n_components, X.dtype)
+
+
+def hc_labels(key, X, sample_weight, ks) -> np.ndarray:
+    """``(len(ks), N)`` int32: the partition into ``ks[i]`` clusters of mclust's hierarchical
+    clustering (``_hc``), one tree for all, and -1 for rows outside it: rows of weight 0
+    (padding), and beyond ``HC_MAX_ROWS`` rows all but a random subset drawn from ``key`` (only
+    those rows are brought to the host)."""
+    if is_traced(X):
+        raise ValueError('init="hc" clusters on the host: it cannot run inside jit or vmap')
+    n_rows = X.shape[0]
+    rows = np.arange(n_rows)
+    if n_rows > HC_MAX_ROWS:
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+        rows = np.sort(rng.choice(n_rows, HC_MAX_ROWS, replace=False))
+    if sample_weight is not None:
+        rows = rows[np.asarray(sample_weight[rows]) > 0]
+    distinct = sorted({int(k) for k in ks})
+    if len(rows) < distinct[-1]:
+        raise ValueError(
+            f'init="hc" needs at least K={distinct[-1]} rows of positive weight to cluster, '
+            f"got {len(rows)}"
+        )
+    _, labels = hc_partitions(np.asarray(X[rows]), distinct, max_rows=len(rows))
+    table = np.full((len(distinct), n_rows), -1, np.int32)
+    table[:, rows] = labels
+    return table[[distinct.index(int(k)) for k in ks]]
 
 
 @with_matmul_precision
@@ -140,7 +176,7 @@ def initialize(
     )
     return _engine.initialize(
         key,
-        init_uniforms(key, init_name, n_components, n_init, None, X.dtype),
+        init_table(key, init_name, X, sample_weight, n_components, n_init, None),
         X,
         sample_weight,
         settings,
@@ -191,6 +227,8 @@ def run_models(
     models padded to the largest (with the others' components switched off). ``init_params``
     (one model only) are its parameters. See :func:`run_restarts` for the rest."""
     n_rows, n_features = X.shape
+    if init == "hc":
+        n_init = 1  # the hierarchical start draws nothing: more restarts would repeat it
     small = mesh is None and is_small(n_rows, n_features)
     if small:
         X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
@@ -366,7 +404,7 @@ def run_restarts(
     if resumed is None:
         Xc, centre, data_var, state, z2 = _engine.start(
             key,
-            init_uniforms(key, init, n_components, n_init, layout, X.dtype),
+            init_table(key, init, X, sample_weight, n_components, n_init, layout),
             X,
             sample_weight,
             settings,
@@ -480,7 +518,7 @@ def fit(
         between two iterations (scikit-learn's rule; ``tol=0`` runs ``max_iter`` iterations).
     reg_covar : float
         Added to the diagonal of every covariance.
-    init : {"kmeans", "k-means++", "random", "random_from_data"} or GMMParams
+    init : {"kmeans", "k-means++", "random", "random_from_data", "hc"} or GMMParams
         See :mod:`jaxgmm._init`. A ``GMMParams`` is used by every restart, or, with a leading
         ``n_init`` axis on every field, one per restart. A component given weight 0 stays off.
     sample_weight : (N,) array, optional

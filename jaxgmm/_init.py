@@ -8,6 +8,10 @@ Every method yields responsibilities, and the initial parameters are one M-step 
 * ``"k-means++"``: greedy k-means++ centres; each point is given to its nearest centre.
 * ``"random_from_data"``: K distinct points drawn at random (with probability proportional to their
   sample weight); each point is given to its nearest one.
+* ``"hc"``: mclust's default start, its hierarchical clustering (VVV criterion, SVD-scaled data,
+  at most 2,000 rows; ``jaxgmm._hc``), computed on the host and cut at each K; each clustered row
+  is given wholly to its cluster, the others (beyond 2,000 rows) take no part in the first M-step.
+  One tree serves every K of a grid; the start draws nothing, so one restart suffices.
 * ``"random"``: responsibilities drawn uniformly and normalised (as scikit-learn). Every component
   then starts near the data's mean, close to a saddle point where the lower bound first moves
   very slowly: use a small ``tol`` with it, or the fit stops before the components separate.
@@ -31,7 +35,7 @@ from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._random import n_trials, uniform_table
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
 
 _LLOYD_MAX_ITER = 100
 _LLOYD_RTOL = 1e-4  # scikit-learn's KMeans tolerance, relative to the mean feature variance
@@ -203,8 +207,9 @@ def initial_responsibilities(
     """Starting responsibilities of one restart, as a function of a block of rows and the arrays
     it needs, and the components' centres: returns ``(resp, operands, centres)`` with
     ``resp(xb, rows, *operands) -> (K, B)`` (the centres are zero for "random").
-    ``"random"`` draws from ``key``, the other methods from the table ``uniforms`` (see
-    ``jaxgmm._random``). With ``n_active``, only the first ``n_active`` components are used,
+    ``"random"`` draws from ``key``, "hc" reads its labels ``(N,)`` (-1: no part) from
+    ``uniforms``, the other methods draw from the table ``uniforms`` (see ``jaxgmm._random``).
+    With ``n_active``, only the first ``n_active`` components are used,
     and they equal those of the unpadded call with ``n_components=n_active`` (so a padded grid
     of K reproduces separate fits)."""
     active = None if n_active is None else jnp.arange(n_components) < n_active
@@ -213,6 +218,8 @@ def initial_responsibilities(
     if method == "random":
         centres = jnp.zeros((n_components, X.shape[1]), X.dtype)
         return _random_resp(n_components, X.dtype), (key, active), centres
+    if method == "hc":
+        return _given_labels(uniforms, X, n_components, sample_weight, blocks)
     if method == "random_from_data":
         centres = _distinct_points(uniforms, X, n_components, sample_weight, row_shards)
     elif method == "k-means++":
@@ -227,6 +234,22 @@ def initial_responsibilities(
         return jax.nn.one_hot(_nearest(xb, centres, active), n_components, dtype=X.dtype).T
 
     return nearest, (centres, active), centres
+
+
+def _given_labels(labels: Array, X: Array, n_components: int, sample_weight, blocks):
+    """Responsibilities of hard labels ``(N,)`` (-1: the row takes no part), and the labelled
+    clusters' means as centres (the M-step's scatter is taken around them)."""
+
+    def resp(xb, rows, labels):
+        return jax.nn.one_hot(labels[rows], n_components, dtype=X.dtype).T
+
+    def sums(xb, wb, rows, labels):
+        weighted = resp(xb, rows, labels) * wb[None, :]
+        return jnp.sum(weighted, axis=1), weighted @ xb
+
+    counts, totals = blockwise_sum(sums, X, sample_weight, blocks or X.shape[0], labels)
+    centres = totals / jnp.maximum(counts, jnp.finfo(X.dtype).tiny)[:, None]
+    return resp, (labels,), centres
 
 
 def _random_resp(n_components: int, dtype):

@@ -157,7 +157,7 @@ def fit_stream(
     n_components, covariance_type, n_init, max_iter, tol, reg_covar, prefer_nondegenerate
     matmul_precision
         As in :func:`jaxgmm.fit`.
-    init : {"kmeans", "k-means++", "random", "random_from_data"} or GMMParams
+    init : {"kmeans", "k-means++", "random", "random_from_data", "hc"} or GMMParams
         A method is applied to a uniform random subsample of ``subsample`` rows drawn in the
         first pass (parameters are then refined by EM on all the data); ``GMMParams`` are used
         as they are.

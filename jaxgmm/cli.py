@@ -17,6 +17,7 @@ import numpy as np
 
 from ._cli_commands import EXIT_INTERRUPTED, run_demo, run_fit, run_predict, run_select
 from ._cli_io import CommandError
+from ._init import INIT_METHODS
 from ._matmul_precision import MATMUL_PRECISIONS
 
 EXIT_BAD_INPUT = 2
@@ -158,8 +159,9 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
     parser.add_argument(
         "--init",
         default="kmeans",
-        choices=("kmeans", "k-means++", "random", "random_from_data"),
-        help="how each restart starts (default kmeans)",
+        choices=INIT_METHODS,
+        help="how each restart starts (default kmeans); hc: mclust's hierarchical clustering, "
+        "one start (one restart) for every K",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(

@@ -66,7 +66,7 @@ class GaussianMixture(EstimatorParams):
     max_iter : int, default=100
     n_init : int, default=1
         Restarts, fitted together in one compiled program; the best is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "hc"}, default="kmeans"
     weights_init : (n_components,) array, optional
     means_init : (n_components, n_features) array, optional
     precisions_init : array, optional

@@ -352,6 +352,7 @@ def test_blocks_of_samples_equal_one_block(covariance_type):
 @pytest.mark.parametrize("init", jaxgmm.INIT_METHODS)
 def test_initialisation_in_blocks_equals_one_block(init):
     from jaxgmm._covariance import covariance_unit
+    from jaxgmm._fit import hc_labels
     from jaxgmm._init import initial_params
     from jaxgmm._random import uniform_table
 
@@ -360,6 +361,8 @@ def test_initialisation_in_blocks_equals_one_block(init):
     kwargs = dict(unit=covariance_unit("full"), reg_covar=1e-6, sample_weight=w)
     key = jax.random.key(5)
     uniforms = uniform_table(key, np.zeros(1, np.int32), 4, X.dtype)[0]
+    if init == "hc":  # the table holds the labels of the hierarchical start
+        uniforms = jnp.asarray(hc_labels(key, X, w, [4])[0])
     whole = initial_params(key, uniforms, X, 4, init, **kwargs)
     blocked = initial_params(key, uniforms, X, 4, init, blocks=37, **kwargs)
     for a, b in zip(blocked, whole, strict=True):

@@ -181,3 +181,51 @@ def test_parameter_counts_are_mclusts():
 def test_mclust_names_of_scikit_learns_four_are_aliases():
     for alias, name in (("VII", "spherical"), ("VVI", "diag"), ("EEE", "tied"), ("VVV", "full")):
         assert covariance_unit(alias) is covariance_unit(name)
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("name", ["faithful", "iris"])
+def test_hierarchical_start_gives_mclusts_fit(name):
+    # init="hc" builds mclust's start itself (jaxgmm._hc, whose partitions test_hc.py compares)
+    X = read_data(name)
+    reference = mclust_figures(name)
+    for model, groups in (("VVV", 3), ("EVI", 4)):
+        result = jaxgmm.fit(
+            jax.random.key(0),
+            X,
+            groups,
+            covariance_type=model,
+            init="hc",
+            n_init=3,  # the start draws nothing: one restart is run
+            reg_covar=0.0,
+            tol=1e-10,
+            max_iter=3000,
+        )
+        assert len(result.restarts.failed) == 1
+        fitted = fitted_model(
+            result, np.float64, settings=dict(n_components=groups, covariance_type=model)
+        )
+        expected = reference[model, groups]["loglik"]
+        assert fitted.criteria(X)["log_likelihood"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:the best model")
+def test_hierarchical_start_of_a_grid_is_one_tree_cut_at_each_k():
+    X = read_data("iris").astype(np.float32)
+    grid = jaxgmm.select(X, [2, 3], ("EII", "EVI"), init_params="hc", random_state=0)
+    for row in grid.rows:
+        alone = jaxgmm.fit(
+            jax.random.key(0),
+            X,
+            row["n_components"],
+            covariance_type=row["covariance_type"],
+            init="hc",
+        )
+        fitted = fitted_model(
+            alone,
+            np.float32,
+            settings=dict(n_components=row["n_components"], covariance_type=row["covariance_type"]),
+        )
+        assert fitted.criteria(X)["log_likelihood"] == pytest.approx(
+            row["log_likelihood"], rel=1e-5
+        )
