@@ -172,7 +172,10 @@ def selection_outputs(result, X, names, source, out: Path, timings, plots: bool)
     rows = [[row[c] for c in result.COLUMNS] for row in result.rows]
     write_text(out / "selection.csv", csv_text(list(result.COLUMNS), rows))
     written = [out / "selection.csv"]
-    written += save_model_outputs(result.best, X, names, source, out, timings, plots)
+    # summary.json describes the best model, and the runners-up, as mclust's summary of a
+    # selection shows them, so that a close second is not lost
+    selection = {"selection": {"criterion": result.criterion, "top": result.top(3)}}
+    written += save_model_outputs(result.best, X, names, source, out, timings, plots, selection)
     if plots:
         plot.save(plot.selection(result), out / "selection.png")
         written.append(out / "selection.png")

@@ -188,12 +188,14 @@ def model_plots(model, X, out: Path) -> list[Path]:
     return written
 
 
-def save_model_outputs(model, X, names, source, out: Path, timings: dict, plots: bool):
-    """model.npz and summary.json first (quick, and all that an interrupted run needs), then
-    labels.csv and the plots (which may take long for large data, and a second Ctrl-C stops);
-    returns the paths written."""
+def save_model_outputs(
+    model, X, names, source, out: Path, timings: dict, plots: bool, extra_summary=None
+):
+    """model.npz and summary.json (with ``extra_summary``'s entries) first (quick, and all that
+    an interrupted run needs), then labels.csv and the plots (which may take long for large
+    data, and a second Ctrl-C stops); returns the paths written."""
     model.save(out / "model.npz")
-    summary = summary_of(model, X, names, source, timings)
+    summary = summary_of(model, X, names, source, timings) | (extra_summary or {})
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text(out / "labels.csv", labels_csv(model, X))
     written = [out / "model.npz", out / "summary.json", out / "labels.csv"]

@@ -62,16 +62,58 @@ class SelectionResult:
     best : GaussianMixture
         The fitted model with the lowest criterion (among non-degenerate rows when any exists).
     best_row : dict
+    prefer_nondegenerate : bool
+        Whether ``best`` was chosen among the non-degenerate rows (when any exists).
     """
 
     COLUMNS = _COLUMNS
 
-    def __init__(self, rows: list[dict], criterion: str, models: dict, best_row: dict):
+    def __init__(
+        self,
+        rows: list[dict],
+        criterion: str,
+        models: dict,
+        best_row: dict,
+        *,
+        prefer_nondegenerate: bool = True,
+    ):
         self.rows = rows
         self.criterion = criterion
         self.models = models
         self.best_row = best_row
         self.best = models[(best_row["covariance_type"], best_row["n_components"])]
+        self.prefer_nondegenerate = prefer_nondegenerate
+
+    def top(self, n: int = 3) -> list[dict]:
+        """The ``n`` best rows by ``criterion``, best first, as mclust's
+        ``summary(mclustBIC(X))`` lists them (but lower is better): dicts with the keys
+        ``covariance_type``, ``n_components``, ``value`` (the criterion) and ``difference``
+        (``value`` minus the best's: 0 for the first, >= 0 after). Rows whose criterion is not
+        finite (failed fits) are skipped, and so are degenerate rows when ``best`` was chosen
+        among the non-degenerate ones, so that the first is always ``best_row``."""
+        n = check_int(n, "n", 1)
+        skip_degenerate = self.prefer_nondegenerate and not self.best_row["degenerate"]
+        ranked = sorted(  # stable: ties keep the table's order, as select's min does
+            (
+                row
+                for row in self.rows
+                if math.isfinite(row[self.criterion])
+                and not (skip_degenerate and row["degenerate"])
+            ),
+            key=lambda row: row[self.criterion],
+        )[:n]
+        if not ranked:
+            return []
+        best = float(ranked[0][self.criterion])
+        return [
+            {
+                "covariance_type": row["covariance_type"],
+                "n_components": int(row["n_components"]),
+                "value": float(row[self.criterion]),
+                "difference": float(row[self.criterion]) - best,
+            }
+            for row in ranked
+        ]
 
     def to_dataframe(self):
         """The table as a pandas DataFrame (pandas must be installed)."""
@@ -101,7 +143,22 @@ class SelectionResult:
                 f"{row['log_likelihood']:>12.3f} {row['n_parameters']:>6} {row['bic']:>12.3f} "
                 f"{row['aic']:>12.3f} {row['icl']:>12.3f}  {notes}{mark}"
             )
-        return "\n".join(lines)
+        return "\n".join(lines + self._top_lines())
+
+    def _top_lines(self, n: int = 3) -> list[str]:
+        """The block after the table: the best models and their distance from the best, which
+        is how mclust users read a selection (a difference under about 2 is weak evidence)."""
+        top = self.top(n)
+        labels = [f"{t['covariance_type']}, K={t['n_components']}" for t in top]
+        values = [f"{t['value']:.3f}" for t in top]
+        diffs = [f"+{t['difference']:.3f}" if i else "" for i, t in enumerate(top)]
+        wl, wv, wd = (max(map(len, column), default=0) for column in (labels, values, diffs))
+        lines = [f"top {len(top)} by {self.criterion.upper()} (lower is better):"]
+        lines += [
+            f"  {label:<{wl}}  {value:>{wv}}  {diff:>{wd}}".rstrip()
+            for label, value, diff in zip(labels, values, diffs, strict=True)
+        ]
+        return [""] + lines
 
 
 @with_matmul_precision
@@ -221,7 +278,9 @@ def select(
         models[(row["covariance_type"], row["n_components"])] = fitted_model(
             result, dtype, settings=settings_of_row, feature_names=names
         )
-    return SelectionResult(rows, criterion, models, rows[best])
+    return SelectionResult(
+        rows, criterion, models, rows[best], prefer_nondegenerate=prefer_nondegenerate
+    )
 
 
 def _row(n_samples, n_features, covariance_type: str, k: int, fitted) -> dict:

@@ -103,6 +103,11 @@ def test_select_then_predict(run, tmp_path, lesson_csv):
     )
     assert result.returncode == 0, result.stderr
     assert "<- best" in result.stdout
+    assert result.stdout.count("top 3 by BIC (lower is better):") == 1
+    top = json.loads((out / "summary.json").read_text())["selection"]["top"]
+    assert [t["difference"] for t in top] == sorted(t["difference"] for t in top)
+    assert top[0]["difference"] == 0 and len(top) == 3
+    assert f"{top[0]['covariance_type']}, K={top[0]['n_components']}" in result.stdout
     table = (out / "selection.csv").read_text().splitlines()
     assert table[0].startswith("covariance_type,n_components,log_likelihood")
     assert len(table) == 1 + 6

@@ -119,3 +119,53 @@ def test_bad_arguments(kwargs, message):
 def test_a_best_k_at_the_edge_of_the_grid_warns():
     with pytest.warns(UserWarning, match=r"K=2, the largest K of the grid.*try K in 1\.\.4"):
         jaxgmm.select(X, [1, 2], ("full",), n_init=1, random_state=0)
+
+
+# --- the best models, as mclust's summary(mclustBIC(X)) lists them ------------------------
+
+
+def _ranked_by(grid, criterion, rows=None, **kwargs):
+    """The grid's table ranked by another criterion (every row has every criterion), its best
+    row chosen as select chooses it: no new fits."""
+    rows = grid.rows if rows is None else rows
+    usable = [r for r in rows if math.isfinite(r[criterion]) and not r["degenerate"]]
+    best = min(usable, key=lambda r: r[criterion])
+    return jaxgmm.SelectionResult(rows, criterion, grid.models, best, **kwargs)
+
+
+@pytest.mark.parametrize("criterion", ["bic", "aic", "icl"])
+def test_top_lists_the_best_models_and_their_distance(grid, criterion):
+    result = grid if criterion == "bic" else _ranked_by(grid, criterion)
+    top = result.top(3)
+    values = [t["value"] for t in top]
+    assert values == sorted(r[criterion] for r in grid.rows)[:3]
+    first = result.best_row
+    assert top[0] == {
+        "covariance_type": first["covariance_type"],
+        "n_components": first["n_components"],
+        "value": first[criterion],
+        "difference": 0.0,
+    }
+    assert [t["difference"] for t in top] == pytest.approx([v - values[0] for v in values])
+    text = str(result)
+    assert f"top 3 by {criterion.upper()} (lower is better):" in text
+    for t in top:
+        assert f"{t['covariance_type']}, K={t['n_components']}" in text
+    assert f"+{top[1]['difference']:.3f}" in text
+
+
+def test_top_skips_failed_and_degenerate_rows_and_stops_at_the_table(grid):
+    rows = [dict(r) for r in grid.rows[:4]]  # full, K=1..4: K=3 best, then 4, 2, 1
+    rows[3].update(bic=math.nan, failed=True)  # K=4 failed
+    rows[1]["bic"] = math.inf
+    result = _ranked_by(grid, "bic", rows)
+    assert [t["n_components"] for t in result.top(10)] == [3, 1]
+    assert "top 2 by BIC" in str(result)
+    rows[2]["degenerate"] = True  # the best by BIC, passed over as select passes it over
+    assert [t["n_components"] for t in _ranked_by(grid, "bic", rows).top()] == [1]
+    everything = jaxgmm.SelectionResult(
+        rows, "bic", grid.models, rows[2], prefer_nondegenerate=False
+    )
+    assert [t["n_components"] for t in everything.top()] == [3, 1]
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        grid.top(0)
