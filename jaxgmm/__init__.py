@@ -15,6 +15,7 @@ from ._params import (
     params_from_covariances,
     params_from_precisions,
 )
+from ._prior import Prior, default_prior
 from ._select import SelectionResult, select
 from ._stream import fit_stream
 from .datasets import lesson_data
@@ -33,9 +34,11 @@ __all__ = [
     "FitResult",
     "GaussianMixture",
     "GMMParams",
+    "Prior",
     "RestartOutcome",
     "SelectionResult",
     "component_log_prob",
+    "default_prior",
     "best_restart",
     "e_step",
     "em_step",

@@ -28,6 +28,7 @@ from ._cli_io import (
     versions,
     write_text,
 )
+from ._covariance import COVARIANCE_TYPES, has_prior
 
 EXIT_INTERRUPTED = 130
 
@@ -55,6 +56,7 @@ def run_fit(args) -> int:
         progress=show_progress(args),
         checkpoint=args.checkpoint,
         matmul_precision=args.matmul_precision,
+        prior=prior_of(args),
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -99,6 +101,8 @@ def _run_fit_stream(args) -> int:
         f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {args.data} "
         f"({data.shape[0]} rows, {data.shape[1]} columns), streamed in blocks."
     )
+    if prior_of(args) is not None:
+        raise CommandError("--prior is not available with --stream yet; fit without --stream")
     settings = dict(
         n_components=args.n_components,
         covariance_type=args.covariance_type,
@@ -190,15 +194,22 @@ def run_select(args) -> int:
     start = time.perf_counter()
     X, names, source = read_data(args)
     timings["reading"] = round(time.perf_counter() - start, 3)
+    types = args.covariance_types
+    if types == "all":
+        types = [
+            name
+            for name, unit in COVARIANCE_TYPES.items()
+            if prior_of(args) is None or has_prior(unit)
+        ]
     print(
-        f"Selecting among K in {args.k} and covariance types {', '.join(args.covariance_types)}"
+        f"Selecting among K in {args.k} and covariance types {', '.join(types)}"
         f" by {args.criterion.upper()}, for {source}."
     )
     start = time.perf_counter()
     result = select(
         X,
         args.k,
-        args.covariance_types,
+        types,
         n_init=args.n_init,
         criterion=args.criterion,
         random_state=args.seed,
@@ -208,6 +219,7 @@ def run_select(args) -> int:
         init_params=args.init,
         progress=show_progress(args),
         matmul_precision=args.matmul_precision,
+        prior=prior_of(args),
     )
     timings["fitting"] = round(time.perf_counter() - start, 3)
     written = selection_outputs(result, X, names, source, out, timings, not args.no_plots)
@@ -319,3 +331,7 @@ def run_demo(args) -> int:
     print_written(written)
     print(f"done in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def prior_of(args):
+    return None if args.prior == "none" else args.prior

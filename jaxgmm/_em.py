@@ -26,7 +26,7 @@ from jax import Array, lax
 from jax.scipy.special import logsumexp
 
 from ._blocks import as_blocks, blockwise_sum, default_block_size
-from ._covariance import covariance_unit, symmetric
+from ._covariance import covariance_unit, has_prior, symmetric
 from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._programs import program
@@ -162,9 +162,10 @@ def finalize(
     fallback_means: Array,
     fallback_cov: Array,
     previous_weights: Array | None,
+    prior=None,
 ) -> GMMParams:
-    """Parameters from statistics: the M-step proper. (A conjugate prior would enter here, as
-    pseudo-statistics added to ``stats``.)
+    """Parameters from statistics: the M-step proper; with a ``prior`` (``jaxgmm._prior``), the
+    MAP estimate.
 
     Components with mass below ``10 eps`` times the largest sample weight (``unit_weight``;
     unlike a mean, padding rows of weight 0 leave it alone) are empty and take the
@@ -173,9 +174,17 @@ def finalize(
     tiny = _tiny(shift.dtype)
     nk = stats.mass + tiny
     delta = stats.first / nk[:, None]
-    cov = unit.add_to_diagonal(unit.from_scatter(stats.scatter, nk, delta), reg_covar)
+    if prior is None:
+        new_means = shift + delta
+        cov = unit.from_scatter(stats.scatter, nk, delta)
+    else:  # MAP: the prior's pseudo-statistics (``jaxgmm._prior``)
+        n_on = nk.shape[0] if previous_weights is None else jnp.sum(previous_weights > 0)
+        offset = shift + delta - prior.mean  # of the unpulled means from the prior's
+        cov = unit.map_covariances(stats.scatter, nk, delta, offset, prior, n_on)
+        new_means = prior.mean + offset * (nk / (nk + prior.shrinkage))[:, None]
+    cov = unit.add_to_diagonal(cov, reg_covar)
     empty = stats.mass < tiny * unit_weight
-    means = jnp.where(empty[:, None], fallback_means, shift + delta)
+    means = jnp.where(empty[:, None], fallback_means, new_means)
     cov = unit.select(empty, fallback_cov, cov)
     if previous_weights is not None:
         nk = jnp.where(previous_weights > 0, nk, 0.0)
@@ -198,6 +207,7 @@ def maximize(
     previous: GMMParams | None,
     blocks,
     resp_operands=(),
+    prior=None,
 ) -> GMMParams:
     """The M-step, reading the data in blocks: ``weighted_resp(xb, wb, rows, *resp_operands)``
     gives the responsibilities of a block's rows times their sample weights, ``(K, B)``. See
@@ -231,6 +241,7 @@ def maximize(
         fallback_means=fallback_means,
         fallback_cov=fallback_cov,
         previous_weights=None if previous is None else previous.weights,
+        prior=prior,
     )
 
 
@@ -244,6 +255,7 @@ def m_step(
     reg_covar=1e-6,
     sample_weight: Array | None = None,
     previous: GMMParams | None = None,
+    prior=None,
 ) -> GMMParams:
     """Maximisation step.
 
@@ -264,22 +276,28 @@ def m_step(
         keeps weight zero (it is switched off: this is how a grid of K is padded to one shape).
         Without it the means are computed first (two passes) and an empty component takes the
         mean and covariance of the whole data.
+    prior : Prior, optional
+        A conjugate prior (:func:`jaxgmm.default_prior`, mclust's): the MAP estimate.
 
     Returns
     -------
     GMMParams with weights summing to 1 and covariances symmetric positive definite (unless the
     data make them singular, in which case ``precisions_cholesky`` holds NaN).
     """
+    unit = covariance_unit(covariance_type)
+    if prior is not None and not has_prior(unit):
+        raise ValueError(f"the {unit.name} model has no prior (see jaxgmm._prior)")
     return maximize(
         X,
         lambda xb, wb, rows, log_resp: (jnp.exp(log_resp[rows]) * wb[:, None]).T,
         log_resp.shape[1],
         resp_operands=(log_resp,),
-        unit=covariance_unit(covariance_type),
+        unit=unit,
         reg_covar=reg_covar,
         sample_weight=sample_weight,
         previous=previous,
         blocks=X.shape[0],
+        prior=prior,
     )
 
 

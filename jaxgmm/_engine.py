@@ -48,7 +48,7 @@ FAILURE_ADVICE = (
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["reg_covar", "tol", "max_iter", "start_lower_bound"],
+    data_fields=["reg_covar", "tol", "max_iter", "start_lower_bound", "prior"],
     meta_fields=["statistics"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +66,7 @@ class EMSettings:
     tol: Any = 1e-3
     max_iter: Any = 100
     start_lower_bound: Any = -np.inf
+    prior: Any = None  # a ``jaxgmm._prior.Prior`` (its mean in the centred frame): MAP EM
     statistics: str = "auto"
 
     def with_form(self, form) -> EMSettings:
@@ -174,6 +175,7 @@ def _initialize_centred(
             sample_weight=sample_weight,
             n_active=active,
             blocks=blocks,
+            prior=settings.prior,
         )
 
     if layout is None:
@@ -252,11 +254,19 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
             fallback_means=params.means,
             fallback_cov=params.covariances,
             previous_weights=params.weights,
+            prior=settings.prior,
         )
+
+    def log_prior(params, model):
+        on = params.weights > 0
+        offsets = params.means - settings.prior.mean
+        return unit.bound(model).log_prior(offsets, params.covariances, settings.prior, on)
 
     running = active(state, settings.max_iter)
     new_params = jax.vmap(m_step)(stats, state.params, state.model)
     lower_bound = stats.log_lik / stats.weight
+    if settings.prior is not None:  # EM climbs the log posterior
+        lower_bound = lower_bound + jax.vmap(log_prior)(state.params, state.model) / stats.weight
     ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
     keep = running & ok
     params = jax.tree_util.tree_map(

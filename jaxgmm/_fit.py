@@ -13,6 +13,7 @@ import dataclasses
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -25,6 +26,7 @@ from ._hc import hc_partitions
 from ._init import INIT_METHODS
 from ._matmul_precision import with_matmul_precision
 from ._params import FitResult, GMMParams, RestartOutcome
+from ._prior import check_prior, default_prior
 from ._random import uniform_table
 from ._shapes import (
     dense_params,
@@ -63,6 +65,15 @@ def check_settings(
         statistics=statistics,
     )
     return unit, n_components, n_init, settings
+
+
+def with_prior(settings: EMSettings, prior, unit, X, sample_weight) -> EMSettings:
+    """``settings`` with the prior's arrays for these data (``jaxgmm._prior``), if one is asked."""
+    if check_prior(prior, unit) is None:
+        return settings
+    # the engine centres the data on their weighted mean, the default prior's mean
+    centred = default_prior(X, sample_weight)._replace(mean=jnp.zeros(X.shape[1], X.dtype))
+    return dataclasses.replace(settings, prior=centred)
 
 
 def check_init(init, *, n_components, n_features, unit, dtype, n_init):
@@ -232,7 +243,7 @@ def run_models(
     small = mesh is None and is_small(n_rows, n_features)
     if small:
         X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
-        groups = small_fit_programs([u for u, _ in models])
+        groups = small_fit_programs([u for u, _ in models], settings.prior is not None)
     else:
         units = list(dict.fromkeys(unit for unit, _ in models))
         groups = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
@@ -496,6 +507,7 @@ def fit(
     checkpoint=None,
     statistics: str = "auto",
     previous_lower_bound: float | None = None,
+    prior: str | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
 
@@ -556,6 +568,9 @@ def fit(
         When ``init`` holds the parameters of an earlier fit being continued, that fit's last
         lower bound: the first iteration's convergence test compares with it (scikit-learn's
         ``warm_start``), so continuing a converged fit stops after one iteration.
+    prior : {None, "default"}
+        "default": mclust's conjugate prior (``jaxgmm._prior``), MAP estimates; the lower bound
+        is then the log posterior per sample.
     matmul_precision : {"highest", "high", "default"}, optional
         Precision of float32 matrix products (``jaxgmm._matmul_precision``). None (default)
         means "highest", full float32 on every device; "high" and "default" let NVIDIA GPUs
@@ -595,6 +610,7 @@ def fit(
             start_lower_bound=check_float(previous_lower_bound, "previous_lower_bound", -np.inf),
         )
     X, sample_weight = _check_data(X, sample_weight, n_components)
+    settings = with_prior(settings, prior, unit, X, sample_weight)
     init_name, init_params = check_init(
         init,
         n_components=n_components,

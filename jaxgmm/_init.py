@@ -295,6 +295,7 @@ def initial_params(
     sample_weight: Array | None = None,
     n_active: Array | None = None,
     blocks=None,
+    prior=None,
 ) -> GMMParams:
     """Starting parameters for one restart of centred data ``X``: one M-step from
     :func:`initial_responsibilities`, its scatter accumulated around the components' centres
@@ -326,4 +327,5 @@ def initial_params(
         sample_weight=sample_weight,
         previous=around,
         blocks=blocks,
+        prior=prior,
     )

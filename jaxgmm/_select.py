@@ -19,12 +19,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ._blocks import as_mesh
-from ._covariance import COVARIANCE_TYPES, DEFAULT_SELECTION, covariance_unit
+from ._covariance import COVARIANCE_TYPES, DEFAULT_SELECTION, covariance_unit, has_prior
 from ._criteria import from_sums, n_parameters
 from ._engine import EMSettings
-from ._fit import run_models
+from ._fit import run_models, with_prior
 from ._init import INIT_METHODS
 from ._matmul_precision import current_matmul_precision, with_matmul_precision
+from ._prior import check_prior
 from ._progress import ProgressBar
 from ._sklearn_api import feature_names_of, key_from, precision_context
 from ._validation import as_sample_weight, check_float, check_int, checked_array, to_device
@@ -178,6 +179,7 @@ def select(
     prefer_nondegenerate: bool = True,
     progress: bool = False,
     devices=None,
+    prior: str | None = None,
 ) -> SelectionResult:
     """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type
     of ``covariance_types``: by default scikit-learn's four, "full", "tied", "diag" and
@@ -187,7 +189,8 @@ def select(
     ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
     float64). The other arguments are as in :class:`GaussianMixture` (``progress`` draws a bar
     per covariance type on stderr; ``devices`` shards the rows; ``matmul_precision`` as in
-    :func:`jaxgmm.fit`). Returns a
+    :func:`jaxgmm.fit`; ``prior="default"`` is mclust's conjugate prior, with which "all" means
+    the models that have one). Returns a
     :class:`SelectionResult` with the table and the fitted models.
     """
     if criterion not in CRITERIA:
@@ -195,12 +198,16 @@ def select(
     if covariance_types is None:
         covariance_types = DEFAULT_SELECTION
     elif covariance_types == "all":
-        covariance_types = tuple(COVARIANCE_TYPES)
+        covariance_types = tuple(
+            name for name, unit in COVARIANCE_TYPES.items() if prior is None or has_prior(unit)
+        )
     elif isinstance(covariance_types, str):
         covariance_types = (covariance_types,)
     units = [covariance_unit(t) for t in covariance_types]
     if not units:
         raise ValueError("covariance_types is empty")
+    for unit in units:
+        check_prior(prior, unit)
     ks = sorted({check_int(k, "n_components", 1) for k in n_components})
     if not ks:
         raise ValueError("n_components is empty; give the values of K to try")
@@ -224,6 +231,7 @@ def select(
     with precision_context(dtype):
         Xd = to_device(X, dtype)
         w = as_sample_weight(sample_weight, n_samples, dtype)
+        settings = with_prior(settings, prior, units[0], Xd, w)
         n_samples_weighted = (
             n_samples if w is None else float(np.asarray(sample_weight, np.float64).sum())
         )
@@ -274,6 +282,7 @@ def select(
             random_state=random_state,
             prefer_nondegenerate=prefer_nondegenerate,
             matmul_precision=current_matmul_precision(),
+            prior=prior,
         )
         models[(row["covariance_type"], row["n_components"])] = fitted_model(
             result, dtype, settings=settings_of_row, feature_names=names

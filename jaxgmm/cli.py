@@ -88,11 +88,9 @@ def _default_selection() -> tuple[str, ...]:
     return DEFAULT_SELECTION
 
 
-def _covariance_types(text: str) -> list[str]:
-    from ._covariance import COVARIANCE_TYPES
-
+def _covariance_types(text: str) -> list[str] | str:
     if text.strip() == "all":
-        return list(COVARIANCE_TYPES)
+        return "all"  # every model (with --prior, every model that has one): see run_select
     types = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in types if t not in _covariance_choices()]
     if not types or unknown:
@@ -164,6 +162,13 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
         "one start (one restart) for every K",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--prior",
+        default="none",
+        choices=("none", "default"),
+        help="default: mclust's conjugate prior (MAP estimates; models EII, VII, EEI, VVI, EEE, "
+        "VVV) (default none)",
+    )
     parser.add_argument(
         "--matmul-precision",
         default="highest",

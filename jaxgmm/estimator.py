@@ -26,6 +26,7 @@ from ._fit import initialize
 from ._init import INIT_METHODS
 from ._matmul_precision import check_matmul_precision, matmul_precision_scope
 from ._params import FitResult, GMMParams, RestartOutcome
+from ._prior import check_prior
 from ._progress import ProgressBar
 from ._shapes import dense_params, is_small, pad_rows, padded_components, padded_rows
 from ._sklearn_api import (
@@ -93,6 +94,9 @@ class GaussianMixture(EstimatorParams):
     matmul_precision : {"highest", "high", "default"}, default="highest"
         Precision of float32 matrix products on accelerators (see :func:`jaxgmm.fit`): "high"
         and "default" are faster on NVIDIA GPUs and TPUs and about three digits less accurate.
+    prior : {None, "default"}, default=None
+        "default": mclust's conjugate prior (``jaxgmm._prior``): MAP estimates, and
+        ``lower_bound_`` is then the log posterior per sample.
 
     Attributes
     ----------
@@ -136,6 +140,7 @@ class GaussianMixture(EstimatorParams):
         devices=None,
         checkpoint=None,
         matmul_precision: str = "highest",
+        prior: str | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -156,6 +161,7 @@ class GaussianMixture(EstimatorParams):
         self.devices = devices
         self.checkpoint = checkpoint
         self.matmul_precision = matmul_precision
+        self.prior = prior
 
     # -- validation ------------------------------------------------------------------------
 
@@ -171,6 +177,7 @@ class GaussianMixture(EstimatorParams):
         if self.init_params not in INIT_METHODS:
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
         check_matmul_precision(self.matmul_precision)
+        check_prior(self.prior, covariance_unit(self.covariance_type))
 
     def _check_init_arrays(self, n_features: int, dtype) -> dict[str, np.ndarray]:
         """The given initial weights, means and precisions, checked and cast to ``dtype``."""
@@ -335,6 +342,7 @@ class GaussianMixture(EstimatorParams):
                 devices=self.devices,
                 checkpoint=self.checkpoint,
                 previous_lower_bound=self.lower_bound_ if warm else None,
+                prior=self.prior,
             )
             if bar is not None:
                 bar.close()

@@ -417,6 +417,53 @@ def m_step(
     return Params(nk / nk.sum(), means, covariances)
 
 
+def map_step(X, log_resp, covariance_type: str, prior: dict, reg_covar=0.0, sample_weight=None):
+    """The MAP M-step under mclust's conjugate prior (Fraley & Raftery 2007; ``jaxgmm._prior``):
+    ``prior`` has ``shrinkage`` (kappa), ``mean``, ``dof`` (nu) and ``covariance`` (the scale
+    before its factor ``K^(-2/D)``). Models: full, tied, diag, spherical, EII, EEI."""
+    X = np.asarray(X, dtype=np.float64)
+    n_samples, d = X.shape
+    resp = np.exp(np.asarray(log_resp, dtype=np.float64))
+    w = np.ones(n_samples) if sample_weight is None else np.asarray(sample_weight, float)
+    kappa, nu = float(prior["shrinkage"]), float(prior["dof"])
+    mu_p, scale = np.asarray(prior["mean"], float), np.asarray(prior["covariance"], float)
+    k_count = resp.shape[1]
+    fac = k_count ** (-2 / d)
+    lam, s2 = fac * scale, fac * np.trace(scale) / d  # dense and diagonal scales
+    nk = (resp * w[:, None]).sum(axis=0)
+    n = nk.sum()
+    xbar, W, offsets, pull = [], [], [], []
+    for k in range(k_count):
+        wr = resp[:, k] * w
+        xbar.append(wr @ X / nk[k])
+        diff = X - xbar[k]
+        W.append((diff * wr[:, None]).T @ diff)
+        offsets.append(xbar[k] - mu_p)
+        pull.append(kappa * nk[k] / (kappa + nk[k]) * np.outer(offsets[k], offsets[k]))
+    eye = np.eye(d)
+    if covariance_type == "full":
+        cov = np.stack([(lam + W[k] + pull[k]) / (nu + nk[k] + d + 2) for k in range(k_count)])
+    elif covariance_type == "tied":
+        cov = (lam + sum(W) + sum(pull)) / (nu + n + d + 1 + k_count)
+    elif covariance_type == "diag":
+        cov = np.stack([(s2 + np.diag(W[k] + pull[k])) / (nu + nk[k] + 3) for k in range(k_count)])
+    elif covariance_type == "spherical":
+        cov = np.array(
+            [(s2 + np.trace(W[k] + pull[k])) / (nu + nk[k] * d + d + 2) for k in range(k_count)]
+        )
+    elif covariance_type == "EII":
+        total = s2 + sum(np.trace(W[k] + pull[k]) for k in range(k_count))
+        cov = np.full(k_count, total / (nu + n * d + k_count * d + 2))
+    elif covariance_type == "EEI":
+        total = s2 + sum(np.diag(W[k] + pull[k]) for k in range(k_count))
+        cov = np.stack([total / (nu + n + k_count + 2)] * k_count)
+    else:
+        raise ValueError(f"no prior for {covariance_type}")
+    cov = cov + reg_covar * (eye if covariance_type in ("full", "tied") else 1.0)
+    means = np.stack([mu_p + offsets[k] * nk[k] / (nk[k] + kappa) for k in range(k_count)])
+    return Params(nk / n, means, cov)
+
+
 def fit(
     X,
     params: Params,

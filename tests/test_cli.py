@@ -265,3 +265,20 @@ def test_summary_says_how_the_demo_started(run, tmp_path):
     assert run("demo", "--out", tmp_path / "d", "--no-plots").returncode == 0
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["initialization"].startswith("given (weights_init, means_init")
+
+
+def test_prior_of_a_model_without_one_is_refused(run, lesson_csv, tmp_path):
+    result = run(
+        "fit",
+        lesson_csv,
+        "--header",
+        "--n-components",
+        "2",
+        "--covariance-type",
+        "VEE",
+        "--prior",
+        "default",
+        "--out",
+        tmp_path / "out",
+    )
+    assert_bad_input(result, "VEE", "no prior")

@@ -59,22 +59,33 @@ ANY_MODEL = AnyModel(tuple(COVARIANCE_TYPES[name] for name in DEFAULT_SELECTION)
 EVERY_MODEL = AnyModel(tuple(u for u in COVARIANCE_TYPES.values() if not u.iterative))
 
 
-def small_fit_programs(units) -> list[tuple[object, list[int]]]:
+def small_fit_programs(units, prior: bool = False) -> list[tuple[object, list[int]]]:
     """How a small fit of ``units`` (one per model of a grid) runs: a list of (the unit its
     program fits, the positions of the models it fits): the closed-form models together in one
-    dense program, each iterative model in a program of its own."""
-    dense = [i for i, u in enumerate(units) if not u.iterative]
+    dense program, each iterative model in a program of its own; with a prior, every model in
+    a program of its own (the dense program has no prior's M-step)."""
+    dense = [i for i, u in enumerate(units) if not (u.iterative or prior)]
     groups = []
     if dense:
         chosen = {units[i] for i in dense}
         groups.append((ANY_MODEL if chosen <= set(ANY_MODEL.units) else EVERY_MODEL, dense))
-    for unit in dict.fromkeys(u for u in units if u.iterative):
+    for unit in dict.fromkeys(u for u in units if u.iterative or prior):
         groups.append((unit, [i for i, u in enumerate(units) if u is unit]))
     return groups
 
 
+# Units with mclust's conjugate prior (``jaxgmm._prior``): their ``map_covariances`` and
+# ``log_prior``.
+_WITH_PRIOR = (Full, Tied, Diag, Spherical, EII, EEI)
+
+
+def has_prior(unit) -> bool:
+    return _WITH_LAPACK.get(unit, unit) in _WITH_PRIOR
+
+
 # Units whose M-step factorisation calls no LAPACK kernel (see ``_linalg``).
 _BY_LOOPS = {Full: FullByLoops, Tied: TiedByLoops}
+_WITH_LAPACK = {loops: unit for unit, loops in _BY_LOOPS.items()}
 
 
 def covariance_unit(covariance_type: str, *, lapack: bool = True):
@@ -103,6 +114,7 @@ __all__ = [
     "MCLUST_ALIASES",
     "AnyModel",
     "covariance_unit",
+    "has_prior",
     "small_fit_programs",
     "symmetric",
     "without_lapack",

@@ -64,6 +64,24 @@ class Diag(Model):
     def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
         return scatter / nk[:, None] - jnp.square(delta)
 
+    # -- mclust's conjugate prior (see ``Full``) --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+        # (s^2 + W_kjj + c_k xbar_kj^2) / (nu + n_k + 3)
+        w = scatter - nk[:, None] * jnp.square(delta)
+        total = prior.scale_scalar(n_on) + w + prior.pull(nk)[:, None] * jnp.square(xbar)
+        return total / (prior.dof + nk + 3)[:, None]
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        # sum_kj [-(nu + 3)/2 log s_kj - (s^2 + kappa mu_kj^2) / (2 s_kj)]
+        s2 = prior.scale_scalar(jnp.sum(on))
+        each = -(prior.dof + 3) / 2 * jnp.log(cov) - (s2 + prior.shrinkage * jnp.square(means)) / (
+            2 * cov
+        )
+        return jnp.sum(jnp.where(on[:, None], each, 0.0))
+
     @staticmethod
     def add_to_diagonal(cov: Array, value) -> Array:
         return cov + value
@@ -172,6 +190,23 @@ class Spherical(Diag):
     @staticmethod
     def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
         return jnp.mean(Diag.from_scatter(scatter, nk, delta), axis=-1)
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+        # (s^2 + tr W_k + c_k |xbar_k|^2) / (nu + n_k D + D + 2)
+        d = xbar.shape[-1]
+        w = jnp.sum(scatter - nk[:, None] * jnp.square(delta), axis=-1)
+        total = prior.scale_scalar(n_on) + w + prior.pull(nk) * jnp.sum(jnp.square(xbar), -1)
+        return total / (prior.dof + nk * d + d + 2)
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        # sum_k [-(nu + D + 2)/2 log s_k - (s^2 + kappa |mu_k|^2) / (2 s_k)]
+        d = means.shape[-1]
+        s2 = prior.scale_scalar(jnp.sum(on))
+        pull = prior.shrinkage * jnp.sum(jnp.square(means), axis=-1)
+        each = -(prior.dof + d + 2) / 2 * jnp.log(cov) - (s2 + pull) / (2 * cov)
+        return jnp.sum(jnp.where(on, each, 0.0))
 
     @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:

@@ -19,6 +19,10 @@ from ._linalg import (
 )
 
 
+def _outer(v: Array) -> Array:
+    return v[..., :, None] * v[..., None, :]
+
+
 class Full(Model):
     """One (D, D) covariance per component."""
 
@@ -82,6 +86,28 @@ class Full(Model):
         """Covariances from the scatter around the shift, the masses and ``delta`` (the means
         minus the shift); a prior would add its pseudo-statistics to these before this call."""
         return symmetric(scatter / nk[:, None, None] - delta[:, :, None] * delta[:, None, :])
+
+    # -- mclust's conjugate prior (``jaxgmm._prior``): ``xbar`` and ``means`` are offsets from
+    # the prior mean (of the new unpulled means, of the current means); ``on`` flags the
+    # components switched on --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+        # (Lambda + W_k + c_k xbar_k xbar_k^T) / (nu + n_k + D + 2)
+        w = scatter - nk[:, None, None] * _outer(delta)
+        total = prior.scale_matrix(n_on) + w + prior.pull(nk)[:, None, None] * _outer(xbar)
+        return symmetric(total / (prior.dof + nk + xbar.shape[-1] + 2)[:, None, None])
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        # sum_k [-(nu + D + 2)/2 log|S_k| - tr(Lambda S_k^-1)/2 - kappa mu_k^T S_k^-1 mu_k / 2]
+        d = means.shape[-1]
+        inverse = jnp.linalg.inv(cov)
+        _, log_det = jnp.linalg.slogdet(cov)
+        spread = jnp.einsum("ij,kji->k", prior.scale_matrix(jnp.sum(on)), inverse)
+        pull = jnp.einsum("ki,kij,kj->k", means, inverse, means)
+        each = -(prior.dof + d + 2) / 2 * log_det - spread / 2 - prior.shrinkage * pull / 2
+        return jnp.sum(jnp.where(on, each, 0.0))
 
     @staticmethod
     def add_to_diagonal(cov: Array, value) -> Array:
@@ -236,6 +262,24 @@ class Tied(Full):
     def from_scatter(scatter: Array, nk: Array, delta: Array) -> Array:
         between = jnp.einsum("k,ki,kj->ij", nk, delta, delta)
         return symmetric((scatter - between) / jnp.sum(nk))
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+        # (Lambda + sum_k [W_k + c_k xbar_k xbar_k^T]) / (nu + n + D + 1 + K)
+        w = scatter - jnp.einsum("k,ki,kj->ij", nk, delta, delta)
+        pulls = jnp.einsum("k,ki,kj->ij", prior.pull(nk), xbar, xbar)
+        total = prior.scale_matrix(n_on) + w + pulls
+        return symmetric(total / (prior.dof + jnp.sum(nk) + xbar.shape[-1] + 1 + n_on))
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        d = means.shape[-1]
+        n_on = jnp.sum(on)
+        inverse = jnp.linalg.inv(cov)
+        _, log_det = jnp.linalg.slogdet(cov)
+        spread = jnp.sum(prior.scale_matrix(n_on) * inverse)
+        pull = jnp.sum(jnp.where(on, jnp.einsum("ki,ij,kj->k", means, inverse, means), 0.0))
+        return -(prior.dof + d + 1 + n_on) / 2 * log_det - spread / 2 - prior.shrinkage * pull / 2
 
     @staticmethod
     def select(mask: Array, if_true: Array, if_false: Array) -> Array:

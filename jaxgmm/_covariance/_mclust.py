@@ -101,6 +101,30 @@ class EII(Spherical):
         variance = cls._from_scatters(nk[:, None] * _diagonal_of(cov), nk)
         return variance[:, None, None] * jnp.eye(cov.shape[-1], dtype=cov.dtype)
 
+    # -- mclust's conjugate prior (see ``Full``): one variance, so one inverse gamma, and the
+    # means' normal priors add D degrees of freedom each --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+        # (s^2 + sum_k [tr W_k + c_k |xbar_k|^2]) / (nu + n D + K D + 2)
+        d = xbar.shape[-1]
+        w = jnp.sum(_scatter_diagonal(scatter, nk, delta))
+        pulls = jnp.sum(prior.pull(nk) * jnp.sum(jnp.square(xbar), axis=-1))
+        variance = (prior.scale_scalar(n_on) + w + pulls) / (
+            prior.dof + jnp.sum(nk) * d + n_on * d + 2
+        )
+        return jnp.broadcast_to(variance, nk.shape)
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        d = means.shape[-1]
+        n_on = jnp.sum(on)
+        pull = prior.shrinkage * jnp.sum(jnp.where(on[:, None], jnp.square(means), 0.0))
+        variance = cov[0]
+        return -(prior.dof + n_on * d + 2) / 2 * jnp.log(variance) - (
+            prior.scale_scalar(n_on) + pull
+        ) / (2 * variance)
+
 
 class EEI(_DiagonalMStep):
     """``lambda A``: one diagonal covariance shared by every component."""
@@ -115,6 +139,26 @@ class EEI(_DiagonalMStep):
     @staticmethod
     def _from_scatters(w: Array, nk: Array) -> Array:
         return jnp.broadcast_to(jnp.sum(w, axis=0) / jnp.sum(nk), w.shape)
+
+    # -- mclust's conjugate prior (see ``Full``) --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+        # (s^2 + sum_k [W_kjj + c_k xbar_kj^2]) / (nu + n + K + 2)
+        w = jnp.sum(_scatter_diagonal(scatter, nk, delta), axis=0)
+        pulls = jnp.sum(prior.pull(nk)[:, None] * jnp.square(xbar), axis=0)
+        variances = (prior.scale_scalar(n_on) + w + pulls) / (prior.dof + jnp.sum(nk) + n_on + 2)
+        return jnp.broadcast_to(variances, xbar.shape)
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        n_on = jnp.sum(on)
+        pull = prior.shrinkage * jnp.sum(jnp.where(on[:, None], jnp.square(means), 0.0), axis=0)
+        variances = cov[0]
+        each = -(prior.dof + n_on + 2) / 2 * jnp.log(variances) - (
+            prior.scale_scalar(n_on) + pull
+        ) / (2 * variances)
+        return jnp.sum(each)
 
 
 class EVI(_DiagonalMStep):
