@@ -178,9 +178,9 @@ def finalize(
         new_means = shift + delta
         cov = unit.from_scatter(stats.scatter, nk, delta)
     else:  # MAP: the prior's pseudo-statistics (``jaxgmm._prior``)
-        n_on = nk.shape[0] if previous_weights is None else jnp.sum(previous_weights > 0)
+        on = jnp.ones(nk.shape, bool) if previous_weights is None else previous_weights > 0
         offset = shift + delta - prior.mean  # of the unpulled means from the prior's
-        cov = unit.map_covariances(stats.scatter, nk, delta, offset, prior, n_on)
+        cov = unit.map_covariances(stats.scatter, nk, delta, offset, prior, on)
         new_means = prior.mean + offset * (nk / (nk + prior.shrinkage))[:, None]
     cov = unit.add_to_diagonal(cov, reg_covar)
     empty = stats.mass < tiny * unit_weight

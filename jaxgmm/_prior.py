@@ -15,10 +15,12 @@ and never decreases; BIC and the other criteria use the log-likelihood at the MA
 mclust's.
 
 The engine works on data centred on their weighted mean, where the default prior's mean is 0.
-Models with a prior: EII, VII, EEI, VVI, EEE, VVV (mclust gives one to VEI, EVI, EEV and VEV
-too, not yet here; it gives none to VEE, EVE, VVE and EVV). Where mclust 6's own M-step departs
-from the posterior's mode, jaxgmm takes the mode: mclust's EII leaves the prior's scale out of
-its variance, and its EEI does not pull the means towards the prior mean.
+Models with a prior: all but VEE, EVE, VVE and EVV (mclust gives those none). Where mclust 6's
+EM departs from the posterior's mode, jaxgmm takes the mode: mclust's EII leaves the prior's scale
+out of its variance, its EEI does not pull the means, and its EEI and EVI count no degrees of
+freedom for the means' priors (its M-step functions do). For VEI, EVI, EEV and VEV, whose prior
+mclust defines by its M-step, ``log_prior`` is the function whose maximiser, with the
+likelihood, is that step.
 """
 
 from __future__ import annotations
@@ -84,8 +86,7 @@ def check_prior(prior, unit):
         raise ValueError(f'prior must be None or "default" (mclust\'s defaultPrior), got {prior!r}')
     if not has_prior(unit):
         raise ValueError(
-            f"the {unit.name} model has no prior here: mclust's default prior is available for "
-            "EII, VII (spherical), EEI, VVI (diag), EEE (tied) and VVV (full); mclust gives "
-            "none to VEE, EVE, VVE and EVV, and VEI, EVI, EEV, VEV are not done yet"
+            f"the {unit.name} model has no prior: mclust's default prior exists for every model "
+            "but VEE, EVE, VVE and EVV"
         )
     return prior

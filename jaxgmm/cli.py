@@ -166,8 +166,8 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
         "--prior",
         default="none",
         choices=("none", "default"),
-        help="default: mclust's conjugate prior (MAP estimates; models EII, VII, EEI, VVI, EEE, "
-        "VVV) (default none)",
+        help="default: mclust's conjugate prior (MAP estimates; every model but VEE, EVE, VVE, "
+        "EVV) (default none)",
     )
     parser.add_argument(
         "--matmul-precision",

@@ -182,13 +182,13 @@ def _unit_product(values):
     return values / np.exp(np.mean(np.log(values)))
 
 
-def _vei_shape(variances, nk, shape):
+def _vei_shape(variances, counts, shape):
     """The shared shape ``a`` of ``lambda_k diag(a)`` for variances ``(K, D)`` along fixed axes,
-    and the volumes ``lambda_k``."""
-    d = variances.shape[1]
+    and the volumes ``lambda_k = sum_j v_kj / a_j / counts_k`` (``counts``: ``D n_k``, with a
+    prior's degrees of freedom added)."""
 
     def volumes(a):
-        return np.array([np.sum(v / a) / (d * n) for v, n in zip(variances, nk, strict=True)])
+        return np.array([np.sum(v / a) / c for v, c in zip(variances, counts, strict=True)])
 
     def step(state):
         lam = volumes(state[0])
@@ -225,7 +225,7 @@ class _VEI(_Diag):
     @staticmethod
     def from_scatters(scatters, nk, reg_covar):
         variances = np.stack([np.diag(w) for w in scatters])
-        a, lam = _vei_shape(variances, nk, np.ones(scatters.shape[-1]))
+        a, lam = _vei_shape(variances, scatters.shape[-1] * nk, np.ones(scatters.shape[-1]))
         return np.stack([vol * a + reg_covar for vol in lam])
 
 
@@ -236,7 +236,8 @@ class _VEV(_Full):
     def from_scatters(scatters, nk, reg_covar):
         pairs = [np.linalg.eigh(w) for w in scatters]  # eigenvalues in ascending order
         eigenvalues = np.stack([values for values, _ in pairs])
-        a, lam = _vei_shape(eigenvalues, nk, _unit_product(eigenvalues.sum(axis=0)))
+        counts = scatters.shape[-1] * nk
+        a, lam = _vei_shape(eigenvalues, counts, _unit_product(eigenvalues.sum(axis=0)))
         eye = np.eye(scatters.shape[-1])
         return np.stack(
             [
@@ -420,7 +421,8 @@ def m_step(
 def map_step(X, log_resp, covariance_type: str, prior: dict, reg_covar=0.0, sample_weight=None):
     """The MAP M-step under mclust's conjugate prior (Fraley & Raftery 2007; ``jaxgmm._prior``):
     ``prior`` has ``shrinkage`` (kappa), ``mean``, ``dof`` (nu) and ``covariance`` (the scale
-    before its factor ``K^(-2/D)``). Models: full, tied, diag, spherical, EII, EEI."""
+    before its factor ``K^(-2/D)``). Models: full, tied, diag, spherical, EII, EEI, VEI, EVI,
+    EEV, VEV."""
     X = np.asarray(X, dtype=np.float64)
     n_samples, d = X.shape
     resp = np.exp(np.asarray(log_resp, dtype=np.float64))
@@ -457,9 +459,28 @@ def map_step(X, log_resp, covariance_type: str, prior: dict, reg_covar=0.0, samp
     elif covariance_type == "EEI":
         total = s2 + sum(np.diag(W[k] + pull[k]) for k in range(k_count))
         cov = np.stack([total / (nu + n + k_count + 2)] * k_count)
+    # mclust 6's steps for these four (msveip, msevip, mseevp, msvevp)
+    elif covariance_type == "VEI":
+        b = np.stack([s2 + np.diag(W[k] + pull[k]) for k in range(k_count)])
+        a, lam = _vei_shape(b, nu + nk * d + 3, np.ones(d))
+        cov = np.stack([lam[k] * a for k in range(k_count)])
+    elif covariance_type == "EVI":
+        b = [s2 + np.diag(W[k] + pull[k]) for k in range(k_count)]
+        volumes = [np.exp(np.mean(np.log(v))) for v in b]
+        lam = sum(volumes) / (nu + n + k_count + 2)
+        cov = np.stack([lam * v / g for v, g in zip(b, volumes, strict=True)])
+    elif covariance_type == "EEV":
+        pairs = [np.linalg.eigh(lam + W[k] + pull[k]) for k in range(k_count)]
+        scaled = sum(values for values, _ in pairs) / (nu + d + 2 + n)
+        cov = np.stack([v @ np.diag(scaled) @ v.T for _, v in pairs])
+    elif covariance_type == "VEV":
+        pairs = [np.linalg.eigh(lam + W[k] + pull[k]) for k in range(k_count)]
+        eigenvalues = np.stack([values for values, _ in pairs])
+        a, volumes = _vei_shape(eigenvalues, d * nk, _unit_product(eigenvalues.sum(axis=0)))
+        cov = np.stack([g * v @ np.diag(a) @ v.T for (_, v), g in zip(pairs, volumes, strict=True)])
     else:
         raise ValueError(f"no prior for {covariance_type}")
-    cov = cov + reg_covar * (eye if covariance_type in ("full", "tied") else 1.0)
+    cov = cov + reg_covar * (eye if cov.ndim == 3 or covariance_type == "tied" else 1.0)
     means = np.stack([mu_p + offsets[k] * nk[k] / (nk[k] + kappa) for k in range(k_count)])
     return Params(nk / n, means, cov)
 

@@ -14,7 +14,7 @@ from test_mclust import DATA, fitted_model, read_data
 import jaxgmm
 from jaxgmm import reference
 
-WITH_PRIOR = ("full", "tied", "diag", "spherical", "EII", "EEI")
+WITH_PRIOR = ("full", "tied", "diag", "spherical", "EII", "EEI", "VEI", "EVI", "EEV", "VEV")
 
 
 def mclust_with_prior(name: str) -> dict[tuple[str, int], float]:
@@ -57,13 +57,17 @@ def test_map_step_equals_reference(covariance_type, weighted):
 @pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("name", ["faithful", "iris"])
 def test_log_likelihood_with_the_prior_equals_mclusts_and_the_posterior_never_falls(name):
-    # From mclust's start (init="hc" builds it), to a tight tolerance. mclust's EII leaves the
-    # prior's scale out of its variance and its EEI does not pull the means: there jaxgmm (the
-    # posterior's mode) differs, by design, so they are not compared.
+    # From mclust's start (init="hc" builds it), to a tight tolerance. Not compared, as jaxgmm
+    # takes the posterior's mode where mclust 6's EM does not: its EII leaves the prior's scale
+    # out of the variance, its EEI does not pull the means, and its EEI and EVI count no degrees
+    # of freedom for the means' priors (nu + n + 2 where its own M-step functions have
+    # nu + n + 2 + K).
     X = read_data(name)
     reference_figures = mclust_with_prior(name)
-    for model in ("VVV", "EEE", "VVI", "VII"):
+    for model in ("VVV", "EEE", "VVI", "VII", "VEI", "EEV", "VEV"):
         for groups in (3,):
+            if (model, groups) not in reference_figures:
+                continue  # mclust failed from this start
             result = jaxgmm.fit(
                 jax.random.key(0),
                 X,
@@ -71,8 +75,8 @@ def test_log_likelihood_with_the_prior_equals_mclusts_and_the_posterior_never_fa
                 covariance_type=model,
                 init="hc",
                 reg_covar=0.0,
-                tol=1e-10,
-                max_iter=3000,
+                tol=1e-11,  # slow directions: at 1e-10 iris VEI stops 4e-4 short
+                max_iter=5000,
                 prior="default",
             )
             bounds = np.asarray(result.lower_bounds)
@@ -87,7 +91,7 @@ def test_log_likelihood_with_the_prior_equals_mclusts_and_the_posterior_never_fa
             assert bounds[-1] * len(X) != pytest.approx(log_likelihood, rel=1e-9)
 
 
-@pytest.mark.parametrize("model", ["VEE", "EVE", "VVE", "EVV", "VEV"])
+@pytest.mark.parametrize("model", ["VEE", "EVE", "VVE", "EVV"])
 def test_models_without_a_prior_say_so(model):
     X = read_data("iris").astype(np.float32)
     with pytest.raises(ValueError, match="no prior"):

@@ -76,7 +76,7 @@ def small_fit_programs(units, prior: bool = False) -> list[tuple[object, list[in
 
 # Units with mclust's conjugate prior (``jaxgmm._prior``): their ``map_covariances`` and
 # ``log_prior``.
-_WITH_PRIOR = (Full, Tied, Diag, Spherical, EII, EEI)
+_WITH_PRIOR = (Full, Tied, Diag, Spherical, EII, EEI, VEI, EVI, EEV, VEV)
 
 
 def has_prior(unit) -> bool:

@@ -67,8 +67,9 @@ class Diag(Model):
     # -- mclust's conjugate prior (see ``Full``) --
 
     @staticmethod
-    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
         # (s^2 + W_kjj + c_k xbar_kj^2) / (nu + n_k + 3)
+        n_on = jnp.sum(on)
         w = scatter - nk[:, None] * jnp.square(delta)
         total = prior.scale_scalar(n_on) + w + prior.pull(nk)[:, None] * jnp.square(xbar)
         return total / (prior.dof + nk + 3)[:, None]
@@ -192,8 +193,9 @@ class Spherical(Diag):
         return jnp.mean(Diag.from_scatter(scatter, nk, delta), axis=-1)
 
     @staticmethod
-    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
         # (s^2 + tr W_k + c_k |xbar_k|^2) / (nu + n_k D + D + 2)
+        n_on = jnp.sum(on)
         d = xbar.shape[-1]
         w = jnp.sum(scatter - nk[:, None] * jnp.square(delta), axis=-1)
         total = prior.scale_scalar(n_on) + w + prior.pull(nk) * jnp.sum(jnp.square(xbar), -1)

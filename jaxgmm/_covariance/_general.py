@@ -92,8 +92,9 @@ class Full(Model):
     # components switched on --
 
     @staticmethod
-    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
         # (Lambda + W_k + c_k xbar_k xbar_k^T) / (nu + n_k + D + 2)
+        n_on = jnp.sum(on)
         w = scatter - nk[:, None, None] * _outer(delta)
         total = prior.scale_matrix(n_on) + w + prior.pull(nk)[:, None, None] * _outer(xbar)
         return symmetric(total / (prior.dof + nk + xbar.shape[-1] + 2)[:, None, None])
@@ -264,8 +265,9 @@ class Tied(Full):
         return symmetric((scatter - between) / jnp.sum(nk))
 
     @staticmethod
-    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
         # (Lambda + sum_k [W_k + c_k xbar_k xbar_k^T]) / (nu + n + D + 1 + K)
+        n_on = jnp.sum(on)
         w = scatter - jnp.einsum("k,ki,kj->ij", nk, delta, delta)
         pulls = jnp.einsum("k,ki,kj->ij", prior.pull(nk), xbar, xbar)
         total = prior.scale_matrix(n_on) + w + pulls

@@ -25,8 +25,15 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array, lax
 
+from ._general import _outer
 from ._linalg import symmetric
-from ._mclust import _DenseMStep, _DiagonalMStep, _geometric_mean
+from ._mclust import (
+    _DenseMStep,
+    _DiagonalMStep,
+    _geometric_mean,
+    _scatter_diagonal,
+    _scatter_full,
+)
 
 # The inner loop stops when no parameter moves by more than this many machine epsilons,
 # relative to its size: 2e-13 in float64, 1e-4 in float32. mclust stops at a relative change of
@@ -121,23 +128,47 @@ class VEI(_DiagonalMStep):
 
     @staticmethod
     def _from_scatters(w: Array, nk: Array) -> Array:
-        shape = _shared_shape(w, nk, jnp.ones(w.shape[-1], w.dtype))
-        return _volumes(w, nk, shape)[:, None] * shape
+        counts = w.shape[-1] * nk
+        shape = _shared_shape(w, counts, jnp.ones(w.shape[-1], w.dtype))
+        return _volumes(w, counts, shape)[:, None] * shape
+
+    # -- mclust's conjugate prior (``jaxgmm._prior``; see ``Full``): mclust 6's msveip --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
+        # VEI's loop on s^2 + W_kjj + c_k xbar_kj^2, each lambda_k over nu + n_k D + 3
+        s2 = prior.scale_scalar(jnp.sum(on))
+        w = s2 + _scatter_diagonal(scatter, nk, delta) + prior.pull(nk)[:, None] * xbar**2
+        counts = prior.dof + nk * w.shape[-1] + 3
+        shape = _shared_shape(w, counts, jnp.ones(w.shape[-1], w.dtype))
+        return _volumes(w, counts, shape)[:, None] * shape
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        # the function whose maximiser, with the likelihood, is the step above:
+        # sum_k [-(nu + 3)/2 log lambda_k - sum_j (s^2 + kappa mu_kj^2) / (2 lambda_k a_j)]
+        s2 = prior.scale_scalar(jnp.sum(on))
+        log_volume = jnp.mean(jnp.log(cov), axis=1)
+        each = -(prior.dof + 3) / 2 * log_volume - jnp.sum(
+            (s2 + prior.shrinkage * means**2) / (2 * cov), axis=1
+        )
+        return jnp.sum(jnp.where(on, each, 0.0))
 
 
-def _volumes(variances: Array, nk: Array, shape: Array) -> Array:
-    """Each ``lambda_k`` given the shared shape: ``sum_j W_kj / a_j / (D n_k)``."""
-    return jnp.sum(variances / shape, axis=1) / (variances.shape[-1] * nk)
+def _volumes(variances: Array, counts: Array, shape: Array) -> Array:
+    """Each ``lambda_k`` given the shared shape: ``sum_j W_kj / a_j / counts_k`` (``counts``
+    is ``D n_k``, plus the prior's degrees of freedom with a prior)."""
+    return jnp.sum(variances / shape, axis=1) / counts
 
 
-def _shared_shape(variances: Array, nk: Array, start: Array) -> Array:
+def _shared_shape(variances: Array, counts: Array, start: Array) -> Array:
     """The shared diagonal shape ``a`` (D,) of ``lambda_k diag(a)`` fitted to each component's
     variances along fixed axes ``(K, D)``: alternately the volumes given ``a``, and ``a`` (the
     volume-weighted sum of the variances, scaled to product 1) given the volumes."""
 
     def step(state):
         (shape,) = state
-        volumes = _volumes(variances, nk, shape)
+        volumes = _volumes(variances, counts, shape)
         return (_unit_determinant(jnp.sum(_ratio(variances, volumes[:, None]), axis=0)),)
 
     return _minimise(step, (start,))[0]
@@ -188,14 +219,37 @@ class VEV(_DenseMStep):
 
     @staticmethod
     def _from_scatters(w: Array, nk: Array) -> Array:
-        # W_k = D_k Omega_k D_k^T, eigenvalues in the same (ascending) order for every k: the
-        # orientations are the eigenvectors, and the rest is VEI's loop on the eigenvalues,
-        # started as mclust's from EEV's shape (the eigenvalues summed over components).
-        eigenvalues, vectors = jnp.linalg.eigh(w)
-        start = _unit_determinant(jnp.sum(eigenvalues, axis=0))
-        shape = _shared_shape(eigenvalues, nk, start)
-        scaled = _volumes(eigenvalues, nk, shape)[:, None] * shape
-        return symmetric(jnp.einsum("kij,kj,klj->kil", vectors, scaled, vectors))
+        return _vev(w, nk, jnp.ones(nk.shape, bool))
+
+    # -- mclust's conjugate prior (``jaxgmm._prior``; see ``Full``): mclust 6's msvevp adds the
+    # prior's scale and pull to each scatter and keeps the likelihood's denominators --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
+        w = _scatter_full(scatter, nk, delta)
+        total = prior.scale_matrix(jnp.sum(on)) + w + prior.pull(nk)[:, None, None] * _outer(xbar)
+        return _vev(symmetric(total), nk, on)
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        # - sum_k tr((Lambda + kappa mu_k mu_k^T) S_k^-1) / 2
+        inverse = jnp.linalg.inv(cov)
+        spread = jnp.einsum("ij,kji->k", prior.scale_matrix(jnp.sum(on)), inverse)
+        pull = jnp.einsum("ki,kij,kj->k", means, inverse, means)
+        return -jnp.sum(jnp.where(on, spread + prior.shrinkage * pull, 0.0)) / 2
+
+
+def _vev(w: Array, nk: Array, on: Array) -> Array:
+    """VEV's covariances from matrices ``W_k`` (scatters, or with a prior's terms added): the
+    orientations are the eigenvectors, and the rest is VEI's loop on the eigenvalues, started as
+    mclust's from EEV's shape (the eigenvalues of the components switched on, summed); the
+    eigenvalues in the same (ascending) order for every k."""
+    eigenvalues, vectors = jnp.linalg.eigh(w)
+    counts = w.shape[-1] * nk
+    start = _unit_determinant(jnp.sum(jnp.where(on[:, None], eigenvalues, 0.0), axis=0))
+    shape = _shared_shape(eigenvalues, counts, start)
+    scaled = _volumes(eigenvalues, counts, shape)[:, None] * shape
+    return symmetric(jnp.einsum("kij,kj,klj->kil", vectors, scaled, vectors))
 
 
 def _largest_eigenvalues(w: Array) -> Array:

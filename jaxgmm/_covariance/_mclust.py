@@ -105,8 +105,9 @@ class EII(Spherical):
     # means' normal priors add D degrees of freedom each --
 
     @staticmethod
-    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
         # (s^2 + sum_k [tr W_k + c_k |xbar_k|^2]) / (nu + n D + K D + 2)
+        n_on = jnp.sum(on)
         d = xbar.shape[-1]
         w = jnp.sum(_scatter_diagonal(scatter, nk, delta))
         pulls = jnp.sum(prior.pull(nk) * jnp.sum(jnp.square(xbar), axis=-1))
@@ -143,8 +144,9 @@ class EEI(_DiagonalMStep):
     # -- mclust's conjugate prior (see ``Full``) --
 
     @staticmethod
-    def map_covariances(scatter, nk, delta, xbar, prior, n_on):
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
         # (s^2 + sum_k [W_kjj + c_k xbar_kj^2]) / (nu + n + K + 2)
+        n_on = jnp.sum(on)
         w = jnp.sum(_scatter_diagonal(scatter, nk, delta), axis=0)
         pulls = jnp.sum(prior.pull(nk)[:, None] * jnp.square(xbar), axis=0)
         variances = (prior.scale_scalar(n_on) + w + pulls) / (prior.dof + jnp.sum(nk) + n_on + 2)
@@ -176,6 +178,31 @@ class EVI(_DiagonalMStep):
         # A_k = diag(W_k) / det(diag W_k)^(1/D); lambda = sum_k det(diag W_k)^(1/D) / n
         volume = _geometric_mean(w)
         return (jnp.sum(volume) / jnp.sum(nk)) * w / volume[:, None]
+
+    # -- mclust's conjugate prior (``jaxgmm._prior``; see ``Full``): mclust 6's msevip --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
+        # B_k = s^2 + W_kjj + c_k xbar_kj^2; A_k = B_k / det(B_k)^(1/D);
+        # lambda = sum_k det(B_k)^(1/D) / (nu + n + K + 2)
+        n_on = jnp.sum(on)
+        b = prior.scale_scalar(n_on) + _scatter_diagonal(scatter, nk, delta)
+        b = b + prior.pull(nk)[:, None] * jnp.square(xbar)
+        volume = _geometric_mean(b)
+        lam = jnp.sum(jnp.where(on, volume, 0.0)) / (prior.dof + jnp.sum(nk) + n_on + 2)
+        return lam * b / volume[:, None]
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        # the function whose maximiser, with the likelihood, is the step above:
+        # -D (nu + K + 2)/2 log lambda - sum_kj (s^2 + kappa mu_kj^2) / (2 lambda a_kj)
+        d = means.shape[-1]
+        n_on = jnp.sum(on)
+        log_volume = jnp.sum(jnp.where(on, jnp.mean(jnp.log(cov), axis=1), 0.0)) / n_on
+        spread = (prior.scale_scalar(n_on) + prior.shrinkage * jnp.square(means)) / (2 * cov)
+        return -d * (prior.dof + n_on + 2) / 2 * log_volume - jnp.sum(
+            jnp.where(on[:, None], spread, 0.0)
+        )
 
 
 class EVV(_DenseMStep):
@@ -215,3 +242,33 @@ class EEV(_DenseMStep):
         total = jnp.sum(eigenvalues, axis=0)
         scaled = total / jnp.sum(nk)  # lambda A
         return symmetric(jnp.einsum("kij,j,klj->kil", vectors, scaled, vectors))
+
+    # -- mclust's conjugate prior (``jaxgmm._prior``; see ``Full``): mclust 6's mseevp --
+
+    @staticmethod
+    def map_covariances(scatter, nk, delta, xbar, prior, on):
+        # the eigenvalues of B_k = Lambda + W_k + c_k xbar_k xbar_k^T summed over the
+        # components switched on, over nu + D + 2 + n
+        n_on = jnp.sum(on)
+        pulls = prior.pull(nk)[:, None, None] * xbar[:, :, None] * xbar[:, None, :]
+        b = symmetric(prior.scale_matrix(n_on) + _scatter_full(scatter, nk, delta) + pulls)
+        eigenvalues, vectors = jnp.linalg.eigh(b)
+        total = jnp.sum(jnp.where(on[:, None], eigenvalues, 0.0), axis=0)
+        scaled = total / (prior.dof + xbar.shape[-1] + 2 + jnp.sum(nk))
+        return symmetric(jnp.einsum("kij,j,klj->kil", vectors, scaled, vectors))
+
+    @staticmethod
+    def log_prior(means, cov, prior, on):
+        # the function whose maximiser, with the likelihood, is the step above:
+        # -D (nu + D + 2)/2 log lambda - sum_k tr((Lambda + kappa mu_k mu_k^T) S_k^-1) / 2
+        d = means.shape[-1]
+        n_on = jnp.sum(on)
+        inverse = jnp.linalg.inv(cov)
+        _, log_det = jnp.linalg.slogdet(cov)
+        log_volume = jnp.sum(jnp.where(on, log_det, 0.0)) / (n_on * d)
+        spread = jnp.einsum("ij,kji->k", prior.scale_matrix(n_on), inverse)
+        pull = prior.shrinkage * jnp.einsum("ki,kij,kj->k", means, inverse, means)
+        return (
+            -d * (prior.dof + d + 2) / 2 * log_volume
+            - jnp.sum(jnp.where(on, spread + pull, 0.0)) / 2
+        )
