@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 from scipy.special import logsumexp
 
@@ -61,3 +63,10 @@ def starting_params(X, n_components, covariance_type, seed=1) -> reference.Param
 
 def random_weights(n, seed=3):
     return np.random.default_rng(seed).uniform(0.2, 2.0, size=n)
+
+
+def read_matrix(path) -> np.ndarray:
+    """The numbers of a CSV file with a header row, as a float64 array."""
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    return np.array(rows[1:], dtype=np.float64)

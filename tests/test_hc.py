@@ -9,22 +9,16 @@ G >= 3, so these comparisons also check the tie rule.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_matrix
 
 from jaxgmm._hc import _cut, _svd_scale, _vvv_merges, hc_partitions
 
 DATA = Path(__file__).parent / "data" / "mclust"
 BENCH_DATA = Path(__file__).parents[1] / "bench" / "data"
-
-
-def _read(path: Path) -> np.ndarray:
-    with open(path) as f:
-        rows = list(csv.reader(f))
-    return np.array(rows[1:], dtype=np.float64)
 
 
 def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -35,8 +29,9 @@ def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["faithful", "iris"])
 def test_partitions_match_mclust(name):
-    X = _read(BENCH_DATA / f"{name}.csv")  # R's datasets, same row order; iris without species
-    reference = _read(DATA / f"{name}_start.csv").astype(np.int64) - 1
+    # R's datasets, same row order; iris without species
+    X = read_matrix(BENCH_DATA / f"{name}.csv")
+    reference = read_matrix(DATA / f"{name}_start.csv").astype(np.int64) - 1
     assert X.shape == {"faithful": (272, 2), "iris": (150, 4)}[name]
     rows, labels = hc_partitions(X, range(1, 7))
     np.testing.assert_array_equal(rows, np.arange(X.shape[0]))
@@ -116,7 +111,7 @@ def test_subset_is_seeded_and_sized():
 
 
 def test_constant_column_is_dropped():
-    X = _read(BENCH_DATA / "iris.csv")[:60]
+    X = read_matrix(BENCH_DATA / "iris.csv")[:60]
     with_constant = np.column_stack([X, np.full(60, 2.5)])
     np.testing.assert_array_equal(
         hc_partitions(with_constant, [1, 2, 5])[1], hc_partitions(X, [1, 2, 5])[1]

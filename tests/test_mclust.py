@@ -13,6 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import read_matrix
 
 import jaxgmm
 from jaxgmm import reference
@@ -31,9 +32,7 @@ NEW = ("EII", "EEI", "EVI", "EEV", "EVV", "VEI", "VEE", "EVE", "VVE", "VEV")
 
 
 def read_data(name: str) -> np.ndarray:
-    with open(BENCH_DATA / f"{name}.csv") as f:
-        rows = list(csv.reader(f))
-    return np.array(rows[1:], dtype=np.float64)
+    return read_matrix(BENCH_DATA / f"{name}.csv")
 
 
 def mclust_start(name: str, groups: int) -> np.ndarray:

@@ -15,18 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import read_matrix
 
 from jaxgmm import reference, reference_noise
 from jaxgmm._hc import hc_partitions
 
 DATA = Path(__file__).parent / "data" / "mclust"
 BENCH_DATA = Path(__file__).parents[1] / "bench" / "data"
-
-
-def read_matrix(path: Path) -> np.ndarray:
-    with open(path) as f:
-        rows = list(csv.reader(f))
-    return np.array(rows[1:], dtype=np.float64)
 
 
 def read_rows(name: str) -> list[dict[str, str]]:

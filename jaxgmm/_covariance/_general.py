@@ -23,6 +23,17 @@ def _outer(v: Array) -> Array:
     return v[..., :, None] * v[..., None, :]
 
 
+def dense_prior_terms(means: Array, cov: Array, scale: Array):
+    """The pieces of a conjugate prior's log density for (D, D) covariances, per component:
+    ``log|S_k|``, ``tr(scale S_k^-1)`` and ``mu_k^T S_k^-1 mu_k`` (``cov`` (K, D, D), or one
+    (D, D) shared by the K ``means``)."""
+    inverse = jnp.broadcast_to(jnp.linalg.inv(cov), means.shape[:1] + cov.shape[-2:])
+    _, log_det = jnp.linalg.slogdet(cov)
+    spread = jnp.einsum("ij,kji->k", scale, inverse)
+    pull = jnp.einsum("ki,kij,kj->k", means, inverse, means)
+    return log_det, spread, pull
+
+
 class Full(Model):
     """One (D, D) covariance per component."""
 
@@ -103,10 +114,7 @@ class Full(Model):
     def log_prior(means, cov, prior, on):
         # sum_k [-(nu + D + 2)/2 log|S_k| - tr(Lambda S_k^-1)/2 - kappa mu_k^T S_k^-1 mu_k / 2]
         d = means.shape[-1]
-        inverse = jnp.linalg.inv(cov)
-        _, log_det = jnp.linalg.slogdet(cov)
-        spread = jnp.einsum("ij,kji->k", prior.scale_matrix(jnp.sum(on)), inverse)
-        pull = jnp.einsum("ki,kij,kj->k", means, inverse, means)
+        log_det, spread, pull = dense_prior_terms(means, cov, prior.scale_matrix(jnp.sum(on)))
         each = -(prior.dof + d + 2) / 2 * log_det - spread / 2 - prior.shrinkage * pull / 2
         return jnp.sum(jnp.where(on, each, 0.0))
 
@@ -277,11 +285,10 @@ class Tied(Full):
     def log_prior(means, cov, prior, on):
         d = means.shape[-1]
         n_on = jnp.sum(on)
-        inverse = jnp.linalg.inv(cov)
-        _, log_det = jnp.linalg.slogdet(cov)
-        spread = jnp.sum(prior.scale_matrix(n_on) * inverse)
-        pull = jnp.sum(jnp.where(on, jnp.einsum("ki,ij,kj->k", means, inverse, means), 0.0))
-        return -(prior.dof + d + 1 + n_on) / 2 * log_det - spread / 2 - prior.shrinkage * pull / 2
+        log_det, spread, pull = dense_prior_terms(means, cov, prior.scale_matrix(n_on))
+        pull = jnp.sum(jnp.where(on, pull, 0.0))
+        shared = -(prior.dof + d + 1 + n_on) / 2 * log_det - spread[0] / 2
+        return shared - prior.shrinkage * pull / 2
 
     @staticmethod
     def select(mask: Array, if_true: Array, if_false: Array) -> Array:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array, lax
 
-from ._general import _outer
+from ._general import _outer, dense_prior_terms
 from ._linalg import symmetric
 from ._mclust import (
     _DenseMStep,
@@ -233,9 +233,7 @@ class VEV(_DenseMStep):
     @staticmethod
     def log_prior(means, cov, prior, on):
         # - sum_k tr((Lambda + kappa mu_k mu_k^T) S_k^-1) / 2
-        inverse = jnp.linalg.inv(cov)
-        spread = jnp.einsum("ij,kji->k", prior.scale_matrix(jnp.sum(on)), inverse)
-        pull = jnp.einsum("ki,kij,kj->k", means, inverse, means)
+        _, spread, pull = dense_prior_terms(means, cov, prior.scale_matrix(jnp.sum(on)))
         return -jnp.sum(jnp.where(on, spread + prior.shrinkage * pull, 0.0)) / 2
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ._diagonal import Diag, Spherical
-from ._general import Full
+from ._general import Full, dense_prior_terms
 from ._linalg import symmetric
 
 
@@ -263,11 +263,9 @@ class EEV(_DenseMStep):
         # -D (nu + D + 2)/2 log lambda - sum_k tr((Lambda + kappa mu_k mu_k^T) S_k^-1) / 2
         d = means.shape[-1]
         n_on = jnp.sum(on)
-        inverse = jnp.linalg.inv(cov)
-        _, log_det = jnp.linalg.slogdet(cov)
+        log_det, spread, pull = dense_prior_terms(means, cov, prior.scale_matrix(n_on))
         log_volume = jnp.sum(jnp.where(on, log_det, 0.0)) / (n_on * d)
-        spread = jnp.einsum("ij,kji->k", prior.scale_matrix(n_on), inverse)
-        pull = prior.shrinkage * jnp.einsum("ki,kij,kj->k", means, inverse, means)
+        pull = prior.shrinkage * pull
         return (
             -d * (prior.dof + d + 2) / 2 * log_volume
             - jnp.sum(jnp.where(on, spread + pull, 0.0)) / 2
