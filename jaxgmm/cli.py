@@ -261,10 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     select.add_argument(
         "--covariance-types",
+        "--models",
         type=_covariance_types,
         default=list(_default_selection()),
-        help="comma-separated, or all (default: full,tied,diag,spherical; all adds mclust's "
-        "EII, EEI, EVI, EEV, EVV; VVV, EEE, VVI and VII name the first four)",
+        help="comma-separated, or all (default: full,tied,diag,spherical; all: mclust's 14, "
+        "where VVV, EEE, VVI and VII name the first four)",
     )
     select.add_argument(
         "--criterion",
