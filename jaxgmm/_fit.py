@@ -405,6 +405,7 @@ def run_restarts(
                 "tol": float(settings.tol),
                 "start_lower_bound": float(settings.start_lower_bound),
                 "reg_covar": float(settings.reg_covar),
+                "prior": settings.prior is not None,  # one data set has one default prior
                 "block_size": blocks_for(Exact).size,
                 "devices": n_devices,
             },
