@@ -13,16 +13,19 @@ from jaxgmm import GaussianMixture
 
 X = blobs(n_per=40)
 KS = [1, 2, 3, 4]
+# Every closed-form model, and two of the five with an inner loop (one per family): each of
+# those compiles programs of its own, for the grid and for every separate fit (25 s more).
+TYPES = tuple(t for t in COVARIANCE_TYPES if t not in ("VEE", "VVE", "VEV"))
 
 
 @pytest.fixture(scope="module")
 def grid():
-    return jaxgmm.select(X, KS, COVARIANCE_TYPES, n_init=2, random_state=0)
+    return jaxgmm.select(X, KS, TYPES, n_init=2, random_state=0)
 
 
 def test_every_row_equals_a_separate_fit(grid):
     assert [(r["covariance_type"], r["n_components"]) for r in grid.rows] == [
-        (t, k) for t in COVARIANCE_TYPES for k in KS
+        (t, k) for t in TYPES for k in KS
     ]
     for row in grid.rows:
         alone = GaussianMixture(
@@ -98,7 +101,7 @@ def test_table_as_records_dataframe_and_text(grid):
     frame = grid.to_dataframe()
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == list(jaxgmm.SelectionResult.COLUMNS)
-    assert len(frame) == len(KS) * len(COVARIANCE_TYPES)
+    assert len(frame) == len(KS) * len(TYPES)
     assert "<- best" in str(grid)
 
 
