@@ -251,9 +251,12 @@ def run_models(
     for engine_unit, members in groups:
         ks = [models[m][1] for m in members]
         dense = isinstance(engine_unit, AnyModel)
-        n_components = padded_components(max(ks)) if dense else max(ks)
+        # a small fit pads K to its bucket, so that a new K compiles nothing (given parameters
+        # of a model of its own program keep their K)
+        padded = dense or (small and init_params is None)
+        n_components = padded_components(max(ks)) if padded else max(ks)
         layout = None
-        if dense or len(members) > 1:
+        if padded or len(members) > 1:
             model = [engine_unit.index(models[m][0]) if dense else 0 for m in members]
             layout = jax.device_put(
                 _engine.Layout(

@@ -139,6 +139,7 @@ class VEI(_DiagonalMStep):
         # VEI's loop on s^2 + W_kjj + c_k xbar_kj^2, each lambda_k over nu + n_k D + 3
         s2 = prior.scale_scalar(jnp.sum(on))
         w = s2 + _scatter_diagonal(scatter, nk, delta) + prior.pull(nk)[:, None] * xbar**2
+        w = jnp.where(on[:, None], w, 0.0)  # a component switched off shares nothing
         counts = prior.dof + nk * w.shape[-1] + 3
         shape = _shared_shape(w, counts, jnp.ones(w.shape[-1], w.dtype))
         return _volumes(w, counts, shape)[:, None] * shape
