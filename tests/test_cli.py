@@ -58,6 +58,7 @@ def lesson_csv(tmp_path_factory):
 def test_demo_writes_its_report(run, tmp_path):
     result = run("demo", "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr  # a learner's first command warns of nothing
     for name in ("responsibilities", "lower_bound", "ellipses", "uncertainty", "exercises"):
         assert (tmp_path / "demo" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "converged" in result.stdout and "BIC" in result.stdout
