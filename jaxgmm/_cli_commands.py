@@ -28,7 +28,6 @@ from ._cli_io import (
     versions,
     write_text,
 )
-from ._covariance import COVARIANCE_TYPES, has_prior
 
 EXIT_INTERRUPTED = 130
 
@@ -188,19 +187,14 @@ def selection_outputs(result, X, names, source, out: Path, timings, plots: bool)
 
 def run_select(args) -> int:
     from . import select
+    from ._select import selection_types
 
     out = output_dir(args)
     timings = {}
     start = time.perf_counter()
     X, names, source = read_data(args)
     timings["reading"] = round(time.perf_counter() - start, 3)
-    types = args.covariance_types
-    if types == "all":
-        types = [
-            name
-            for name, unit in COVARIANCE_TYPES.items()
-            if prior_of(args) is None or has_prior(unit)
-        ]
+    types = selection_types(args.covariance_types, prior_of(args))
     print(
         f"Selecting among K in {args.k} and covariance types {', '.join(types)}"
         f" by {args.criterion.upper()}, for {source}."

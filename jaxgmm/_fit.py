@@ -119,9 +119,9 @@ def init_table(key, init: str, X, sample_weight, n_components: int, n_init: int,
     None for given parameters and for "random", which draws from the key itself."""
     if init in ("given", "random"):
         return None
-    restart_ids = np.arange(n_init, dtype=np.int32) if layout is None else layout[0]
+    restart_ids = np.arange(n_init, dtype=np.int32) if layout is None else layout.restart_ids
     if init == "hc":
-        ks = np.full(n_init, n_components) if layout is None else np.asarray(layout[1])
+        ks = np.full(n_init, n_components) if layout is None else np.asarray(layout.n_active)
         return hc_labels(key, X, sample_weight, ks)
     return uniform_table(key, restart_ids, n_components, X.dtype)
 

@@ -162,6 +162,20 @@ class SelectionResult:
         return [""] + lines
 
 
+def selection_types(covariance_types, prior=None) -> tuple[str, ...]:
+    """The covariance types a selection fits: scikit-learn's four for None, every model of
+    ``COVARIANCE_TYPES`` for "all" (with a prior, every model that has one)."""
+    if covariance_types is None:
+        return DEFAULT_SELECTION
+    if covariance_types == "all":
+        return tuple(
+            name for name, unit in COVARIANCE_TYPES.items() if prior is None or has_prior(unit)
+        )
+    if isinstance(covariance_types, str):
+        return (covariance_types,)
+    return tuple(covariance_types)
+
+
 @with_matmul_precision
 def select(
     X,
@@ -195,15 +209,7 @@ def select(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    if covariance_types is None:
-        covariance_types = DEFAULT_SELECTION
-    elif covariance_types == "all":
-        covariance_types = tuple(
-            name for name, unit in COVARIANCE_TYPES.items() if prior is None or has_prior(unit)
-        )
-    elif isinstance(covariance_types, str):
-        covariance_types = (covariance_types,)
-    units = [covariance_unit(t) for t in covariance_types]
+    units = [covariance_unit(t) for t in selection_types(covariance_types, prior)]
     if not units:
         raise ValueError("covariance_types is empty")
     for unit in units:
