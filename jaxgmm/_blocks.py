@@ -104,9 +104,10 @@ def as_mesh(devices) -> Mesh | None:
     return Mesh(np.array(devices), ("data",))
 
 
-def shard_rows(X, sample_weight, mesh: Mesh):
-    """``X`` and the weights sharded by rows over the mesh. Rows are padded to a multiple of the
-    device count with zero-weight rows, which add nothing to any sum (so weights always exist)."""
+def shard_rows(X, sample_weight, mesh: Mesh, noise_mask=None):
+    """``X``, the weights and the noise mask (if given; returned only then) sharded by rows
+    over the mesh. Rows are padded to a multiple of the device count with zero-weight rows,
+    which add nothing to any sum (so weights always exist)."""
     n_samples = X.shape[0]
     pad = -n_samples % mesh.size
     w = jnp.ones(n_samples, X.dtype) if sample_weight is None else sample_weight
@@ -114,7 +115,10 @@ def shard_rows(X, sample_weight, mesh: Mesh):
         X = jnp.concatenate([X, jnp.broadcast_to(X[:1], (pad, X.shape[1]))])
         w = jnp.concatenate([w, jnp.zeros(pad, w.dtype)])
     rows = NamedSharding(mesh, P(mesh.axis_names[0]))
-    return jax.device_put(X, rows), jax.device_put(w, rows)
+    if noise_mask is None:
+        return jax.device_put(X, rows), jax.device_put(w, rows)
+    noise_mask = jnp.pad(jnp.asarray(noise_mask), (0, pad))
+    return jax.device_put(X, rows), jax.device_put(w, rows), jax.device_put(noise_mask, rows)
 
 
 def as_blocks(blocks: Blocks | int) -> Blocks:

@@ -21,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._files import atomic_write_bytes
-from ._params import GMMParams
+from ._params import GMMParams, Noise
 
 FORMAT = "jaxgmm-checkpoint"
 FORMAT_VERSION = 2
 _STATE_FIELDS = ("lower_bound", "n_iter", "converged", "failed", "model")
+_PARAMETERS = ("weights", "means", "covariances", "precisions_cholesky")
 _SAMPLE_ROWS = 4096
 
 
@@ -50,18 +51,33 @@ def fingerprint(X, sample_weight, settings: dict) -> str:
     digest.update(json.dumps([list(X.shape), str(X.dtype)]).encode())
     digest.update(np.asarray(_digest(X, sample_weight)).tobytes())
     for name in sorted(settings):
-        value = settings[name]
         digest.update(name.encode())
-        if isinstance(value, np.ndarray | jax.Array):
-            digest.update(np.asarray(value).tobytes())
-        else:
-            digest.update(json.dumps(value).encode())
+        _add(digest, settings[name])
     return digest.hexdigest()
+
+
+def _add(digest, value) -> None:
+    """Feed a JSON-able value, an array, or a list of them to ``digest``."""
+    if isinstance(value, np.ndarray | jax.Array):
+        array = np.asarray(value)
+        digest.update(json.dumps([list(array.shape), str(array.dtype)]).encode())
+        digest.update(array.tobytes())
+    elif isinstance(value, list | tuple):
+        digest.update(f"[{len(value)}".encode())
+        for item in value:
+            _add(digest, item)
+    else:
+        digest.update(json.dumps(value).encode())
 
 
 def save(path, state, traces: np.ndarray, print_: str) -> None:
     """Write ``state`` (the fit's per-restart state) and ``traces`` atomically."""
-    arrays = {f"params_{name}": np.asarray(a) for name, a in state.params._asdict().items()}
+    params = state.params
+    arrays = {f"params_{name}": np.asarray(getattr(params, name)) for name in _PARAMETERS}
+    if params.noise is not None:
+        arrays.update(
+            {f"noise_{name}": np.asarray(a) for name, a in params.noise._asdict().items()}
+        )
     arrays.update({name: np.asarray(getattr(state, name)) for name in _STATE_FIELDS})
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": print_}
     buffer = io.BytesIO()
@@ -94,7 +110,10 @@ def load(path, print_: str, state_type):
             "remove it or give another checkpoint path"
         )
     try:
-        params = GMMParams(*(entries[f"params_{name}"] for name in GMMParams._fields))
+        noise = None
+        if "noise_weight" in entries:
+            noise = Noise(*(entries[f"noise_{name}"] for name in Noise._fields))
+        params = GMMParams(*(entries[f"params_{name}"] for name in _PARAMETERS), noise=noise)
         state = state_type(params, *(entries[name] for name in _STATE_FIELDS))
         return state, entries["traces"]
     except KeyError as error:

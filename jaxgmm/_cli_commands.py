@@ -28,6 +28,7 @@ from ._cli_io import (
     versions,
     write_text,
 )
+from ._noise import has_noise
 
 EXIT_INTERRUPTED = 130
 
@@ -56,6 +57,8 @@ def run_fit(args) -> int:
         checkpoint=args.checkpoint,
         matmul_precision=args.matmul_precision,
         prior=prior_of(args),
+        noise=args.noise,
+        missing=args.missing,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -96,12 +99,16 @@ def _run_fit_stream(args) -> int:
     if data.ndim != 2:
         raise DataFileError(f"{args.data}: expected a 2-D array, found shape {data.shape}")
     dtype = np.dtype(args.dtype)
+    if prior_of(args) is not None:
+        raise CommandError("--prior is not available with --stream yet; fit without --stream")
+    if args.noise:
+        raise CommandError("--noise is not available with --stream yet; fit without --stream")
+    if args.missing != "error":
+        raise CommandError("--missing is not available with --stream yet; fit without --stream")
     print(
         f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {args.data} "
         f"({data.shape[0]} rows, {data.shape[1]} columns), streamed in blocks."
     )
-    if prior_of(args) is not None:
-        raise CommandError("--prior is not available with --stream yet; fit without --stream")
     settings = dict(
         n_components=args.n_components,
         covariance_type=args.covariance_type,
@@ -214,6 +221,8 @@ def run_select(args) -> int:
         progress=show_progress(args),
         matmul_precision=args.matmul_precision,
         prior=prior_of(args),
+        noise=args.noise,
+        missing=args.missing,
     )
     timings["fitting"] = round(time.perf_counter() - start, 3)
     written = selection_outputs(result, X, names, source, out, timings, not args.no_plots)
@@ -227,7 +236,10 @@ def run_select(args) -> int:
     return 0
 
 
-def run_predict(args) -> int:
+def _model_and_data(args, missing: bool = False):
+    """The saved model ``args.model`` and ``args.data`` read for it: its columns picked by the
+    model's feature names when the file has a header, named as the model's. ``missing`` reads
+    missing values as NaN (always for a model fitted with ``missing="em"``)."""
     from . import load
     from ._io_data import read_table
 
@@ -237,16 +249,22 @@ def run_predict(args) -> int:
         check_output_dir(Path(args.out).parent)
     model = load(args.model)
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    table = read_table(args.data, delimiter=args.delimiter, header=args.header, columns=columns)
+    table = read_table(
+        args.data,
+        delimiter=args.delimiter,
+        header=args.header,
+        columns=columns,
+        missing=missing or model.missing == "em",
+    )
     data = table.data
     fitted_names = getattr(model, "feature_names_in_", None)
     names = table.names if table.header else None
     if columns is None and table.header and fitted_names is not None:
         # pick the model's columns by name, so that their order in the file does not matter
-        missing = [str(n) for n in fitted_names if str(n) not in table.names]
-        if missing:
+        absent = [str(n) for n in fitted_names if str(n) not in table.names]
+        if absent:
             raise CommandError(
-                f"{args.data} has no column{'s' * (len(missing) > 1)} {', '.join(missing)}, "
+                f"{args.data} has no column{'s' * (len(absent) > 1)} {', '.join(absent)}, "
                 f"which {args.model} was fitted on (it has {', '.join(table.names)})"
             )
         data = data[:, [table.names.index(str(n)) for n in fitted_names]]
@@ -262,14 +280,43 @@ def run_predict(args) -> int:
             f"{', '.join(map(str, fitted_names))}, in that order"
         )
         names = [str(n) for n in fitted_names]
-    X = named(data.astype(args.dtype), names if fitted_names is not None else None)
-    proba = model.predict_proba(X)
-    text = csv_text(labels_header(proba.shape[1], args.proba), labels_rows(proba, args.proba))
+    return model, named(data.astype(args.dtype), names if fitted_names is not None else None)
+
+
+def _write_or_print(args, text: str, n_rows: int) -> None:
     if args.out:
         write_text(Path(args.out), text)
-        log(f"wrote {args.out} ({len(X)} rows)")
+        log(f"wrote {args.out} ({n_rows} rows)")
     else:
         sys.stdout.write(text)
+
+
+def run_predict(args) -> int:
+    model, X = _model_and_data(args)
+    proba, noise = model.predict_proba(X), has_noise(model)
+    text = csv_text(
+        labels_header(model.means_.shape[0], args.proba, noise),
+        labels_rows(proba, args.proba, noise),
+    )
+    _write_or_print(args, text, len(X))
+    return 0
+
+
+def run_impute(args) -> int:
+    model, X = _model_and_data(args, missing=True)
+    if model.missing != "em":
+        raise CommandError(f"{args.model} was fitted without --missing em; refit with it to impute")
+    names = list(getattr(X, "columns", None) or [f"x{j + 1}" for j in range(X.shape[1])])
+    if args.draws is None:
+        rows = ([f"{v:.10g}" for v in row] for row in model.impute(X))
+        text = csv_text(names, rows)
+    else:
+        draws = model.impute(X, n_draws=args.draws, key=args.seed)
+        rows = (
+            [str(m)] + [f"{v:.10g}" for v in row] for m, draw in enumerate(draws) for row in draw
+        )
+        text = csv_text(["draw", *names], rows)
+    _write_or_print(args, text, len(X) * (args.draws or 1))
     return 0
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._noise import NOISE_LABEL, has_noise
+
 
 class CommandError(Exception):
     """Bad input found by the command itself; the message is one line."""
@@ -39,7 +41,13 @@ def read_data(args) -> tuple[np.ndarray, list[str] | None, str]:
     columns = None
     if args.columns:
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
-    table = read_table(args.data, delimiter=args.delimiter, header=args.header, columns=columns)
+    table = read_table(
+        args.data,
+        delimiter=args.delimiter,
+        header=args.header,
+        columns=columns,
+        missing=getattr(args, "missing", "error") == "em",
+    )
     if table.header and args.header is None:
         log(f"{args.data}: first row taken as column names: {', '.join(table.names)}")
     n, d = table.data.shape
@@ -89,19 +97,28 @@ def csv_text(header: list[str] | None, rows) -> str:
     return buffer.getvalue()
 
 
-def labels_header(n_components: int, proba: bool = True) -> list[str]:
-    return ["label"] + ([f"p{k}" for k in range(n_components)] if proba else [])
+def labels_header(n_components: int, proba: bool = True, noise: bool = False) -> list[str]:
+    """labels.csv's header: the label, then each component's probability (the noise
+    component's last, ``p_noise``)."""
+    columns = [f"p{k}" for k in range(n_components)] + ["p_noise"] * noise
+    return ["label"] + (columns if proba else [])
 
 
-def labels_rows(proba: np.ndarray, with_proba: bool = True):
-    """Rows of labels.csv: the most probable component, and every probability."""
-    for label, row in zip(proba.argmax(axis=1), proba, strict=True):
+def labels_rows(proba: np.ndarray, with_proba: bool = True, noise: bool = False):
+    """Rows of labels.csv: the most probable component (-1 for the noise component, whose
+    column is the last), and every probability."""
+    labels = proba.argmax(axis=1)
+    if noise:
+        labels = np.where(labels == proba.shape[1] - 1, NOISE_LABEL, labels)
+    for label, row in zip(labels, proba, strict=True):
         yield [int(label)] + ([f"{p:.6g}" for p in row] if with_proba else [])
 
 
 def labels_csv(model, X) -> str:
-    proba = model.predict_proba(X)
-    return csv_text(labels_header(proba.shape[1]), labels_rows(proba))
+    """labels.csv of a fitted model on ``X``."""
+    proba, noise = model.predict_proba(X), has_noise(model)
+    k = model.means_.shape[0]
+    return csv_text(labels_header(k, noise=noise), labels_rows(proba, noise=noise))
 
 
 def versions() -> dict:
@@ -148,6 +165,11 @@ def summary_of(model, X, names, source: str, timings: dict) -> dict:
         "lower_bounds": [float(v) for v in model.lower_bounds_],
         **{name: scores[name] for name in ("bic", "aic", "icl")},
         "weights": model.weights_.tolist(),
+        **(
+            {"noise": {"weight": model.noise_weight_, "log_density": model.noise_log_density_}}
+            if has_noise(model)
+            else {}
+        ),
         "means": [dict(zip(names, map(float, m), strict=True)) for m in model.means_],
         "covariances": np.asarray(model.covariances_).tolist(),
         "restarts": {
@@ -223,6 +245,8 @@ def print_model(model, names) -> None:
     for k in np.argsort(model.means_[:, 0]):
         mean = ", ".join(f"{v:.3f}" for v in model.means_[k])
         print(f"{k:>9} {model.weights_[k]:>7.3f}  ({mean})")
+    if has_noise(model):
+        print(f"{'noise':>9} {model.noise_weight_:>7.3f}  (uniform, label -1)")
     from ._covariance import covariance_unit
 
     k, d = model.means_.shape

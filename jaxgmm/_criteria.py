@@ -20,13 +20,17 @@ import math
 import numpy as np
 
 from ._covariance import covariance_unit
+from ._noise import NOISE_PARAMETERS
 
 
-def n_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+def n_parameters(
+    covariance_type: str, n_components: int, n_features: int, noise: bool = False
+) -> int:
     """Free parameters, as scikit-learn and mclust count them: (K - 1) weights, K D means and
-    the covariance parameters."""
+    the covariance parameters, and with a noise component mclust's 2 more (``jaxgmm._noise``)."""
     covariances = covariance_unit(covariance_type).n_parameters(n_components, n_features)
-    return (n_components - 1) + n_components * n_features + covariances
+    extra = NOISE_PARAMETERS if noise else 0
+    return (n_components - 1) + n_components * n_features + covariances + extra
 
 
 def entropy(log_resp, sample_weight=None) -> float:

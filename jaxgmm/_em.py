@@ -30,7 +30,15 @@ from ._covariance import covariance_unit, has_prior, symmetric
 from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._programs import program
-from ._statistics import Exact, Statistics, differences, log_gaussian, scatter_statistics
+from ._statistics import (
+    Exact,
+    Statistics,
+    differences,
+    log_gaussian,
+    marginal_log_densities,
+    noise_term,
+    scatter_statistics,
+)
 
 
 def _tiny(dtype) -> float:
@@ -58,8 +66,17 @@ def _row_log_density(x: Array, params: GMMParams, unit) -> Array:
     ]
 
 
-def _weighted_log_prob(x: Array, params: GMMParams, unit) -> Array:
-    return _row_log_density(x, params, unit) + jnp.log(params.weights)
+def _weighted_log_prob(x: Array, params: GMMParams, unit, missing: bool = False) -> Array:
+    """``log w_k + log N(x | mean_k, covariance_k)`` of one sample, ``(K,)``, and with a noise
+    component (``jaxgmm._noise``) its ``log(w_0 / V)`` last, ``(K + 1,)``. ``missing``: ``x``
+    may hold NaN, and its density is the marginal over the rest (``jaxgmm._missing``)."""
+    if missing:
+        density = marginal_log_densities(x[None, :], params, unit)[:, 0]
+    else:
+        density = _row_log_density(x, params, unit)
+    weighted = density + jnp.log(params.weights)
+    noise = noise_term(params)
+    return weighted if noise is None else jnp.append(weighted, noise)
 
 
 @with_matmul_precision
@@ -111,7 +128,8 @@ def e_step(
     Returns
     -------
     log_resp : (N, K) array
-        Log responsibilities; ``exp`` of each row sums to 1.
+        Log responsibilities; ``exp`` of each row sums to 1. With a noise component
+        (``params.noise``), (N, K + 1): the noise column last.
     lower_bound : () array
         (Weighted) mean over samples of the log-likelihood, computed with ``logsumexp`` before
         normalising.
@@ -120,16 +138,18 @@ def e_step(
     return log_resp, _weighted_mean(log_norm, sample_weight)
 
 
-@program(static_argnames=("unit",))
-def responsibilities(X: Array, params: GMMParams, *, unit):
-    """``log_resp (N, K)`` and ``log_norm (N,)``, the log density of the mixture at each
-    sample: what predictions, scores and criteria are made of, in one pass."""
-    return _responsibilities(X, params, unit)
+@program(static_argnames=("unit", "missing"))
+def responsibilities(X: Array, params: GMMParams, *, unit, missing: bool = False):
+    """``log_resp (N, K)`` (``(N, K + 1)`` with a noise component, its column last) and
+    ``log_norm (N,)``, the log density of the mixture at each sample: what predictions, scores
+    and criteria are made of, in one pass. ``missing``: NaN marks missing values, and each
+    row's density is the marginal over its observed ones."""
+    return _responsibilities(X, params, unit, missing)
 
 
-def _responsibilities(X: Array, params: GMMParams, unit):
+def _responsibilities(X: Array, params: GMMParams, unit, missing: bool = False):
     def row(x):
-        weighted = _weighted_log_prob(x, params, unit)
+        weighted = _weighted_log_prob(x, params, unit, missing)
         log_norm = logsumexp(weighted)
         return weighted - log_norm, log_norm
 
@@ -163,6 +183,7 @@ def finalize(
     fallback_cov: Array,
     previous_weights: Array | None,
     prior=None,
+    noise=None,
 ) -> GMMParams:
     """Parameters from statistics: the M-step proper; with a ``prior`` (``jaxgmm._prior``), the
     MAP estimate.
@@ -170,7 +191,9 @@ def finalize(
     Components with mass below ``10 eps`` times the largest sample weight (``unit_weight``;
     unlike a mean, padding rows of weight 0 leave it alone) are empty and take the
     fallback mean and covariance; with ``previous_weights``, a component whose previous weight is
-    exactly zero keeps weight zero (switched off)."""
+    exactly zero keeps weight zero (switched off). ``noise``: the previous parameters' noise
+    component (``jaxgmm._noise``), whose weight is re-estimated from ``stats.noise_mass``; the
+    weights then divide by the Gaussians' mass and the noise's together."""
     tiny = _tiny(shift.dtype)
     nk = stats.mass + tiny
     delta = stats.first / nk[:, None]
@@ -188,11 +211,16 @@ def finalize(
     cov = unit.select(empty, fallback_cov, cov)
     if previous_weights is not None:
         nk = jnp.where(previous_weights > 0, nk, 0.0)
+    total = jnp.sum(nk)
+    if noise is not None:
+        total = total + stats.noise_mass
+        noise = noise._replace(weight=stats.noise_mass / total)
     return GMMParams(
-        weights=nk / jnp.sum(nk),
+        weights=nk / total,
         means=means,
         covariances=cov,
         precisions_cholesky=unit.factor(cov),
+        noise=noise,
     )
 
 
@@ -328,5 +356,6 @@ def em_step(
         fallback_means=params.means,
         fallback_cov=params.covariances,
         previous_weights=params.weights,
+        noise=params.noise,
     )
     return new, stats.log_lik / stats.weight

@@ -30,9 +30,17 @@ from jax.sharding import PartitionSpec as P
 from ._blocks import blockwise_sum
 from ._em import finalize
 from ._init import initial_params
-from ._params import FitResult, GMMParams, RestartOutcome
+from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._programs import program
-from ._statistics import STATISTICS_FORMS, differences, log_gaussian, standardized_means
+from ._statistics import (
+    STATISTICS_FORMS,
+    Missing,
+    differences,
+    log_gaussian,
+    marginal_log_densities,
+    noise_term,
+    standardized_means,
+)
 
 # A component is degenerate when its smallest covariance eigenvalue, without reg_covar and in
 # units of the data's per-feature variance, is below this: far below any real cluster's spread,
@@ -48,7 +56,7 @@ FAILURE_ADVICE = (
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["reg_covar", "tol", "max_iter", "start_lower_bound", "prior"],
+    data_fields=["reg_covar", "tol", "max_iter", "start_lower_bound", "prior", "noise"],
     meta_fields=["statistics"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,7 @@ class EMSettings:
     max_iter: Any = 100
     start_lower_bound: Any = -np.inf
     prior: Any = None  # a ``jaxgmm._prior.Prior`` (its mean in the centred frame): MAP EM
+    noise: Any = None  # log(1 / V) of a noise component (``jaxgmm._noise``), or None
     statistics: str = "auto"
 
     def with_form(self, form) -> EMSettings:
@@ -139,17 +148,45 @@ def _data_variance(Xc, sample_weight):
     return jnp.sum(w[:, None] * jnp.square(Xc - mean), axis=0) / jnp.sum(w)
 
 
-def _prepare(X, sample_weight, mesh):
-    Xc, centre = _centre(X, sample_weight)
+def _centre_observed(X: Array, sample_weight: Array | None) -> tuple[Array, Array]:
+    """:func:`_centre` of data with missing values (NaN, which stay): each column on the
+    (weighted) mean of its observed values, relative to its first observed value."""
+    observed = ~jnp.isnan(X)
+    anchor = jnp.nan_to_num(X[jnp.argmax(observed, axis=0), jnp.arange(X.shape[1])])
+    w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight
+    seen = w[:, None] * observed
+    offsets = jnp.where(observed, X - anchor, 0.0)
+    centre = anchor + jnp.sum(seen * offsets, axis=0) / jnp.sum(seen, axis=0)
+    return X - centre, centre
+
+
+def _observed_variance(Xc, sample_weight):
+    """:func:`_data_variance` over each column's observed values."""
+    observed = ~jnp.isnan(Xc)
+    w = jnp.ones(Xc.shape[0], Xc.dtype) if sample_weight is None else sample_weight
+    seen = w[:, None] * observed
+    filled = jnp.where(observed, Xc, 0.0)
+    mean = jnp.sum(seen * filled, axis=0) / jnp.sum(seen, axis=0)
+    return jnp.sum(seen * jnp.square(filled - mean), axis=0) / jnp.sum(seen, axis=0)
+
+
+def _prepare(X, sample_weight, mesh, missing: bool = False):
+    if missing:
+        Xc, centre = _centre_observed(X, sample_weight)
+        data_var = _observed_variance(Xc, sample_weight)
+    else:
+        Xc, centre = _centre(X, sample_weight)
+        data_var = None
     if mesh is not None:  # keep the centred copy sharded as the data
         Xc = lax.with_sharding_constraint(Xc, NamedSharding(mesh, P(mesh.axis_names[0])))
-    return Xc, centre, _data_variance(Xc, sample_weight)
+    return Xc, centre, _data_variance(Xc, sample_weight) if data_var is None else data_var
 
 
-@program(static_argnames=("mesh",))
-def prepare(X, sample_weight, mesh=None):
-    """The centred data, the centre and the data's per-feature variance."""
-    return _prepare(X, sample_weight, mesh)
+@program(static_argnames=("mesh", "missing"))
+def prepare(X, sample_weight, mesh=None, missing=False):
+    """The centred data, the centre and the data's per-feature variance (of the observed
+    values, with ``missing``)."""
+    return _prepare(X, sample_weight, mesh, missing)
 
 
 def _initialize_centred(
@@ -194,18 +231,52 @@ def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> G
     return params._replace(means=params.means + centre)
 
 
+def _outside(noise_mask, sample_weight, dtype):
+    """The weights of the rows outside the noise mask, 0 inside it."""
+    w = jnp.ones(noise_mask.shape, dtype) if sample_weight is None else sample_weight
+    return jnp.where(noise_mask, jnp.zeros((), w.dtype), w)
+
+
+def _with_noise(params: GMMParams, noise_mask, sample_weight, log_density) -> GMMParams:
+    """Every restart's parameters with a noise component whose weight is the (weighted)
+    share of the rows in ``noise_mask``, the Gaussians' weights scaled to the rest."""
+    w = jnp.ones(noise_mask.shape, params.means.dtype) if sample_weight is None else sample_weight
+    share = 1.0 - jnp.sum(_outside(noise_mask, w, w.dtype)) / jnp.sum(w)
+    n_init = params.weights.shape[0]
+    noise = Noise(
+        weight=jnp.full((n_init,), share, params.means.dtype),
+        log_density=jnp.full((n_init,), log_density, params.means.dtype),
+    )
+    return params._replace(weights=params.weights * (1.0 - share), noise=noise)
+
+
 @program(static_argnames=_START_STATIC)
-def start(key, uniforms, X, sample_weight, settings, init_params, layout, **static):
+def start(
+    key, uniforms, X, sample_weight, settings, init_params, layout, noise_mask=None, **static
+):
     """Centre the data and initialise every restart: ``(Xc, centre, data_var, state, z2)``,
     ``z2`` the estimate behind ``statistics="auto"`` (``jaxgmm._statistics``). ``init`` is a
     method name, or "given" for ``init_params`` (in the data's frame, for all restarts or one
-    per restart)."""
-    Xc, centre, data_var = _prepare(X, sample_weight, static["blocks"].mesh)
+    per restart). With ``settings.noise``, ``noise_mask`` (N,) marks the rows that start as
+    noise: the Gaussians start from the others, and given parameters without a noise component
+    get one as :func:`_with_noise` makes it."""
+    missing = settings.statistics == Missing.name
+    Xc, centre, data_var = _prepare(X, sample_weight, static["blocks"].mesh, missing)
+    # with missing values, the start reads each one as its column's mean (0, once centred)
+    filled = jnp.nan_to_num(Xc) if missing else Xc
+    # with a noise component, the Gaussians start from the rows outside the initial noise mask
+    gaussian_weight = (
+        sample_weight if noise_mask is None else _outside(noise_mask, sample_weight, X.dtype)
+    )
     if static["init"] == "given":
         params = batched(init_params, static["n_init"])
         params = params._replace(means=params.means - centre)
     else:
-        params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
+        params = _initialize_centred(
+            key, uniforms, filled, gaussian_weight, settings, layout, **static
+        )
+    if settings.noise is not None and params.noise is None:
+        params = _with_noise(params, noise_mask, sample_weight, settings.noise)
     state = initial_state(
         params, None if layout is None else layout.model, settings.start_lower_bound
     )
@@ -255,6 +326,7 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
             fallback_cov=params.covariances,
             previous_weights=params.weights,
             prior=settings.prior,
+            noise=params.noise,
         )
 
     def log_prior(params, model):
@@ -359,16 +431,20 @@ def _degenerate(params, models, data_var, settings, unit):
     return jax.vmap(one)(params, models)
 
 
-def _scores(params, Xc, sample_weight, unit, blocks):
+def _scores(params, Xc, sample_weight, unit, blocks, missing: bool):
     """Every restart's log-likelihood, responsibilities' entropy and hard-label cost
-    (``jaxgmm._criteria``), summed over samples."""
+    (``jaxgmm._criteria``), summed over samples (of the observed values, with ``missing``)."""
 
     def block(xb, wb, rows, params):
         def one(p):
-            weighted = (
-                log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
-                + jnp.log(p.weights)[:, None]
-            )
+            if missing:
+                log_density = marginal_log_densities(xb, p, unit)
+            else:
+                log_density = log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
+            weighted = log_density + jnp.log(p.weights)[:, None]
+            noise = noise_term(p)
+            if noise is not None:  # its column joins the responsibilities, as in mclust's z
+                weighted = jnp.concatenate([weighted, jnp.full((1, xb.shape[0]), noise)])
             log_norm = logsumexp(weighted, axis=0)
             log_resp = weighted - log_norm
             plogp = jnp.where(jnp.isfinite(log_resp), jnp.exp(log_resp) * log_resp, 0.0)
@@ -406,7 +482,9 @@ def finish(
     degenerate = _degenerate(state.params, state.model, data_var, settings, unit)
     log_likelihood = entropy = hard_cost = None
     if scores:
-        log_likelihood, entropy, hard_cost = _scores(state.params, Xc, sample_weight, unit, blocks)
+        log_likelihood, entropy, hard_cost = _scores(
+            state.params, Xc, sample_weight, unit, blocks, settings.statistics == Missing.name
+        )
     params = state.params._replace(
         means=state.params.means + centre[None, None, :],
         covariances=unit.symmetrize(state.params.covariances),

@@ -25,6 +25,8 @@ from ._engine import EMSettings, best_restart
 from ._hc import hc_partitions
 from ._init import INIT_METHODS
 from ._matmul_precision import with_matmul_precision
+from ._missing import check_missing, mean_filled, without_empty_rows
+from ._noise import log_hypvol, noise_mask
 from ._params import FitResult, GMMParams, RestartOutcome
 from ._prior import check_prior, default_prior
 from ._random import uniform_table
@@ -37,7 +39,7 @@ from ._shapes import (
     padded_rows,
     trim_params,
 )
-from ._statistics import STATISTICS, Exact, choose_form, standardized_means
+from ._statistics import STATISTICS, Exact, Missing, choose_form, standardized_means
 from ._validation import (
     as_data,
     as_sample_weight,
@@ -68,12 +70,33 @@ def check_settings(
 
 
 def with_prior(settings: EMSettings, prior, unit, X, sample_weight) -> EMSettings:
-    """``settings`` with the prior's arrays for these data (``jaxgmm._prior``), if one is asked."""
+    """``settings`` with the prior's arrays for these data (``jaxgmm._prior``), if one is asked;
+    with missing values, of the data with each one replaced by its column's mean."""
     if check_prior(prior, unit) is None:
         return settings
+    if settings.statistics == Missing.name:
+        X = mean_filled(X, sample_weight)
     # the engine centres the data on their weighted mean, the default prior's mean
     centred = default_prior(X, sample_weight)._replace(mean=jnp.zeros(X.shape[1], X.dtype))
     return dataclasses.replace(settings, prior=centred)
+
+
+def with_noise(settings: EMSettings, noise, X, sample_weight, traced: bool = False):
+    """``(settings, mask)``: with a noise component asked for (``jaxgmm._noise``), settings
+    holding its log density ``-log V`` (V the volume of the rows of positive weight) and the
+    initial noise mask; ``(settings, None)`` without."""
+    if noise is None or noise is False:
+        return settings, None
+    if settings.statistics == Missing.name:
+        raise ValueError("a noise component with missing values is not supported yet")
+    if traced:
+        raise ValueError(
+            "a noise component measures the data's region on the host: it cannot be fitted "
+            "inside jit or vmap"
+        )
+    rows = np.asarray(X) if sample_weight is None else np.asarray(X)[np.asarray(sample_weight) > 0]
+    mask = noise_mask(noise, X)
+    return dataclasses.replace(settings, noise=-log_hypvol(rows)), mask
 
 
 def check_init(init, *, n_components, n_features, unit, dtype, n_init):
@@ -93,10 +116,16 @@ def check_init(init, *, n_components, n_features, unit, dtype, n_init):
     return init, None
 
 
-def _check_data(X, sample_weight, n_components: int):
-    """Validated data and weights (left alone when traced)."""
+def _check_data(X, sample_weight, n_components: int, missing: bool = False):
+    """Validated data and weights (left alone when traced), and whether values are missing:
+    with ``missing``, NaN marks them, and rows missing every value are left out."""
+    has_missing = missing and is_traced(X)  # inside jit the data cannot be looked at
     if not is_traced(X):
-        X = as_data(X)
+        X = as_data(X, missing=missing)
+        if missing:
+            if not is_traced(sample_weight) and sample_weight is not None:
+                sample_weight = np.asarray(sample_weight)
+            X, sample_weight, has_missing = without_empty_rows(X, sample_weight)
     n_samples = X.shape[0]
     if n_components > n_samples:
         raise ValueError(
@@ -105,7 +134,19 @@ def _check_data(X, sample_weight, n_components: int):
         )
     if not is_traced(sample_weight):
         sample_weight = as_sample_weight(sample_weight, n_samples, X.dtype)
-    return X, sample_weight
+    return X, sample_weight, has_missing
+
+
+def with_missing(settings: EMSettings, has_missing: bool, statistics: str) -> EMSettings:
+    """``settings`` with the statistics form of data with missing values, when they have any."""
+    if not has_missing:
+        return settings
+    if statistics != "auto":
+        raise ValueError(
+            f'statistics="{statistics}" cannot read missing values; leave it "auto" (data with '
+            "missing values have a form of their own)"
+        )
+    return dataclasses.replace(settings, statistics=Missing.name)
 
 
 # mclust's subset for its hierarchical start (mclust.options("subset")): the tree's table of
@@ -174,7 +215,7 @@ def initialize(
         tol=0.0,
         reg_covar=reg_covar,
     )
-    X, sample_weight = _check_data(X, sample_weight, n_components)
+    X, sample_weight, _ = _check_data(X, sample_weight, n_components)
     if isinstance(init, GMMParams):
         raise ValueError("initialize needs an init method name, not parameters")
     init_name, _ = check_init(
@@ -228,6 +269,7 @@ def run_models(
     interruptible: bool = False,
     prefer_nondegenerate: bool = True,
     scores: bool = False,
+    noise_mask=None,
 ) -> list[ModelFit]:
     """EM for ``models``, a list of ``(unit, n_components)``, each with ``n_init`` restarts
     (restart i of every model draws as restart i of a single fit), on validated data: the
@@ -236,13 +278,16 @@ def run_models(
     Small problems (``jaxgmm._shapes``) run all their models in one program, padded, as dense
     covariances; larger ones run one program per covariance model, each over the K of its
     models padded to the largest (with the others' components switched off). ``init_params``
-    (one model only) are its parameters. See :func:`run_restarts` for the rest."""
+    (one model only) are its parameters; ``noise_mask`` (with ``settings.noise``) the rows
+    that start as noise. See :func:`run_restarts` for the rest."""
     n_rows, n_features = X.shape
     if init == "hc":
         n_init = 1  # the hierarchical start draws nothing: more restarts would repeat it
     small = mesh is None and is_small(n_rows, n_features)
     if small:
         X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
+        if noise_mask is not None:  # padding rows weigh 0: not noise, not anything
+            noise_mask = np.pad(noise_mask, (0, X.shape[0] - n_rows))
         groups = small_fit_programs([u for u, _ in models], settings.prior is not None)
     else:
         units = list(dict.fromkeys(unit for unit, _ in models))
@@ -286,6 +331,7 @@ def run_models(
             interruptible=interruptible,
             prefer_nondegenerate=prefer_nondegenerate,
             scores=scores,
+            noise_mask=noise_mask,
         )
         state, finished = jax.device_get((state, finished))
         traces = np.ascontiguousarray(np.asarray(traces).T)
@@ -367,6 +413,7 @@ def run_restarts(
     interruptible: bool = False,
     prefer_nondegenerate: bool = True,
     scores: bool = False,
+    noise_mask=None,
 ):
     """EM for a batch of restarts of one program (one ``unit``, ``n_components`` components,
     the batch's ``layout``), on validated data. Returns the final state, the lower-bound traces
@@ -381,10 +428,14 @@ def run_restarts(
     n_devices = 1 if mesh is None else mesh.size
     rows, n_features = X.shape[0] // n_devices, X.shape[1]
 
+    start_form = Missing if settings.statistics == Missing.name else Exact  # and finish's
+
     def blocks_for(form) -> Blocks:
-        # a given block size serves every form; by default the expanded one reads longer blocks
+        # a given block size serves every form; by default the expanded one reads longer blocks,
+        # the missing one shorter (it holds each row's K masked D x D factors)
+        features = n_features * n_features if form is Missing else n_features
         size = block_size or default_block_size(
-            rows, n_components, n_features, n_init, expanded_width=form.row_width(unit, n_features)
+            rows, n_components, features, n_init, expanded_width=form.row_width(unit, n_features)
         )
         return Blocks(int(size), mesh)
 
@@ -409,32 +460,46 @@ def run_restarts(
                 "start_lower_bound": float(settings.start_lower_bound),
                 "reg_covar": float(settings.reg_covar),
                 "prior": settings.prior is not None,  # one data set has one default prior
-                "block_size": blocks_for(Exact).size,
+                "noise": [] if noise_mask is None else [settings.noise, noise_mask],
+                "block_size": blocks_for(start_form).size,
                 "devices": n_devices,
             },
         )
+    missing = start_form is Missing
     if mesh is not None:
-        X, sample_weight = shard_rows(X, sample_weight, mesh)
+        X, sample_weight, *noise_mask = shard_rows(X, sample_weight, mesh, noise_mask)
+        noise_mask = noise_mask[0] if noise_mask else None
+    elif noise_mask is not None:
+        noise_mask = jax.device_put(noise_mask)
     resumed = None if checkpoint is None else _checkpoint.load(checkpoint, print_, _engine.State)
+    gaussian_weight = sample_weight  # the rows the Gaussians start from (hc clusters them)
+    if missing and init == "hc":  # hc clusters the complete rows
+        complete = ~jnp.any(jnp.isnan(X), axis=1)
+        gaussian_weight = jnp.where(complete, 1.0 if sample_weight is None else sample_weight, 0.0)
+    if noise_mask is not None:
+        gaussian_weight = jnp.where(
+            noise_mask, 0.0, 1.0 if sample_weight is None else sample_weight
+        )
     if resumed is None:
         Xc, centre, data_var, state, z2 = _engine.start(
             key,
-            init_table(key, init, X, sample_weight, n_components, n_init, layout),
+            init_table(key, init, X, gaussian_weight, n_components, n_init, layout),
             X,
             sample_weight,
             settings,
             init_params,
             layout,
+            noise_mask,
             unit=unit,
             n_components=n_components,
             n_init=n_init,
             init=init,
-            blocks=blocks_for(Exact),
+            blocks=blocks_for(start_form),
             quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly
         )
         traces = np.zeros((0, n_init), X.dtype)
     else:
-        Xc, centre, data_var = _engine.prepare(X, sample_weight, mesh=mesh)
+        Xc, centre, data_var = _engine.prepare(X, sample_weight, mesh=mesh, missing=missing)
         state, traces = resumed
         replicated = None if mesh is None else NamedSharding(mesh, P())
         state = jax.tree_util.tree_map(lambda a: jax.device_put(a, replicated), state)
@@ -484,7 +549,7 @@ def run_restarts(
         centre,
         settings,
         unit=unit,
-        blocks=blocks_for(Exact),
+        blocks=blocks_for(start_form),
         prefer_nondegenerate=bool(prefer_nondegenerate),
         scores=scores,
     )
@@ -512,6 +577,8 @@ def fit(
     statistics: str = "auto",
     previous_lower_bound: float | None = None,
     prior: str | None = None,
+    noise=None,
+    missing: str = "error",
 ) -> FitResult:
     """Fit a Gaussian mixture by EM, ``n_init`` restarts at once.
 
@@ -575,6 +642,17 @@ def fit(
     prior : {None, "default"}
         "default": mclust's conjugate prior (``jaxgmm._prior``), MAP estimates; the lower bound
         is then the log posterior per sample.
+    noise : None, False, True or (N,) bool array
+        Add mclust's noise component (``jaxgmm._noise``): a uniform density ``1 / V`` over the
+        data's region (V as mclust's ``hypvol``, fixed) with its own weight
+        (``params.noise``), for points no Gaussian explains. The Gaussians start from the rows
+        outside an initial noise mask: the one given, or for True the sparsest 15% of the rows
+        (``jaxgmm._noise.default_noise_mask``). Not under JAX transformations.
+    missing : {"error", "em"}
+        "em": NaN marks a value missing at random, and EM uses every observed coordinate
+        (``jaxgmm._missing``): each row's density is its marginal over its observed values, and
+        the M-step takes the missing ones in expectation. Rows missing every value are left
+        out, with a warning. "error" (default) refuses NaN.
     matmul_precision : {"highest", "high", "default"}, optional
         Precision of float32 matrix products (``jaxgmm._matmul_precision``). None (default)
         means "highest", full float32 on every device; "high" and "default" let NVIDIA GPUs
@@ -613,8 +691,12 @@ def fit(
             settings,
             start_lower_bound=check_float(previous_lower_bound, "previous_lower_bound", -np.inf),
         )
-    X, sample_weight = _check_data(X, sample_weight, n_components)
+    X, sample_weight, has_missing = _check_data(
+        X, sample_weight, n_components, check_missing(missing)
+    )
+    settings = with_missing(settings, has_missing, statistics)
     settings = with_prior(settings, prior, unit, X, sample_weight)
+    settings, initial_noise = with_noise(settings, noise, X, sample_weight, traced)
     init_name, init_params = check_init(
         init,
         n_components=n_components,
@@ -645,6 +727,7 @@ def fit(
         callback=callback,
         checkpoint=checkpoint,
         interruptible=True,
+        noise_mask=initial_noise,
         **options,
     )
     check_failures(fitted.result)

@@ -96,12 +96,20 @@ class Table(NamedTuple):
 # Entry point
 
 
+# what a refusal of missing values advises
+MISSING_ADVICE = (
+    "Remove or impute missing values before fitting, or fit with them: --missing em on the "
+    'command line, missing="em" in Python'
+)
+
+
 def read_table(
     path: str | os.PathLike,
     *,
     delimiter: str | None = None,
     header: bool | None = None,
     columns: Sequence[str | int] | str | int | None = None,
+    missing: bool = False,
 ) -> Table:
     """Read a numeric table from a delimited text, .npy or Parquet file.
 
@@ -123,6 +131,10 @@ def read_table(
         The columns to keep, by header name or 0-based index (among the columns after any row
         labels); a string of digits that is not a name is an index. Only the kept columns must be
         numeric, so a column of class labels can be left out.
+    missing : bool
+        Read missing values (empty fields and markers such as ``NA``, ``NaN``, ``?``; NaN or
+        null in .npy and Parquet) as NaN instead of refusing them. Infinite values are refused
+        either way.
 
     Returns
     -------
@@ -141,10 +153,12 @@ def read_table(
     _check_readable(path, shown)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _read_npy(path, shown, columns)
+        return _read_npy(path, shown, columns, missing)
     if suffix == ".parquet":
-        return _read_parquet(path, shown, columns)
-    return _read_text_file(path, shown, delimiter=delimiter, header=header, columns=columns)
+        return _read_parquet(path, shown, columns, missing)
+    return _read_text_file(
+        path, shown, delimiter=delimiter, header=header, columns=columns, missing=missing
+    )
 
 
 def _check_readable(path: Path, shown: str) -> None:
@@ -194,6 +208,7 @@ def _read_text_file(
     header: bool | None,
     columns: Sequence[str | int] | None,
     fast: bool = True,
+    missing: bool = False,
 ) -> Table:
     """Read delimited text; ``fast=False`` skips the fast readers (the tests compare the two)."""
     raw = _read_bytes(path, shown)
@@ -235,7 +250,7 @@ def _read_text_file(
         if data is not None:
             return Table(data, picked, layout.header, delim)
 
-    data = _careful_parse(records, layout, fields, shown, hint)
+    data = _careful_parse(records, layout, fields, shown, hint, missing)
     return Table(data, picked, layout.header, delim)
 
 
@@ -621,6 +636,7 @@ def _careful_parse(
     fields: list[int],
     shown: str,
     hint: Callable[[], str],
+    missing: bool = False,
 ) -> np.ndarray:
     blocks: list[np.ndarray] = []
     lines: list[int] = []
@@ -663,7 +679,7 @@ def _careful_parse(
     if rows:
         convert()
     data = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    _check_finite(data, records, lines, fields, layout, shown)
+    _check_finite(data, records, lines, fields, layout, shown, missing)
     return data
 
 
@@ -709,9 +725,11 @@ def _check_finite(
     fields: list[int],
     layout: _Layout,
     shown: str,
+    allow_missing: bool = False,
 ) -> None:
-    """Count missing (NaN) and infinite values and report the first, with its token."""
-    missing = np.isnan(data)
+    """Count missing (NaN, unless allowed) and infinite values and report the first, with its
+    token."""
+    missing = np.isnan(data) & (not allow_missing)
     infinite = np.isinf(data)
     n_missing, n_infinite = int(missing.sum()), int(infinite.sum())
     if not (n_missing or n_infinite):
@@ -725,7 +743,7 @@ def _check_finite(
         also = f"; also {n_infinite} infinite value{'s' * (n_infinite > 1)}" if n_infinite else ""
         raise DataFileError(
             f"{where}: missing value ({what}); {_count(n_missing, 'missing value')} in all{also}. "
-            "Remove or impute missing values before fitting"
+            f"{MISSING_ADVICE}"
         )
     raise DataFileError(
         f"{where}: {_show(token)} is not finite; {_count(n_infinite, 'infinite value')} in all. "
@@ -748,7 +766,9 @@ def _token_at(records: _Records, line: int, field: int) -> str:
 # .npy and Parquet
 
 
-def _read_npy(path: Path, shown: str, columns: Sequence[str | int] | None) -> Table:
+def _read_npy(
+    path: Path, shown: str, columns: Sequence[str | int] | None, missing: bool = False
+) -> Table:
     magic = _read_bytes(path, shown, 6)
     if magic != b"\x93NUMPY":
         what = "an .npz archive" if magic.startswith(b"PK") else "not a NumPy .npy file"
@@ -781,11 +801,13 @@ def _read_npy(path: Path, shown: str, columns: Sequence[str | int] | None) -> Ta
         array = array.reshape(-1, 1)
     use = _select_columns(columns, None, array.shape[1], shown)
     data = np.array(array[:, use] if use != list(range(array.shape[1])) else array, np.float64)
-    _check_finite_array(data, None, shown)
+    _check_finite_array(data, None, shown, missing)
     return Table(data, None, False, None)
 
 
-def _read_parquet(path: Path, shown: str, columns: Sequence[str | int] | None) -> Table:
+def _read_parquet(
+    path: Path, shown: str, columns: Sequence[str | int] | None, missing: bool = False
+) -> Table:
     try:
         import pyarrow
         import pyarrow.parquet as parquet
@@ -821,7 +843,7 @@ def _read_parquet(path: Path, shown: str, columns: Sequence[str | int] | None) -
         [column.to_numpy(zero_copy_only=False).astype(np.float64) for column in table.columns]
     )
     picked = [names[j] for j in use]
-    _check_finite_array(data, picked, shown)
+    _check_finite_array(data, picked, shown, missing)
     return Table(data, picked, True, None)
 
 
@@ -829,8 +851,10 @@ def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _check_finite_array(data: np.ndarray, names: list[str] | None, shown: str) -> None:
-    missing = np.isnan(data)
+def _check_finite_array(
+    data: np.ndarray, names: list[str] | None, shown: str, allow_missing: bool = False
+) -> None:
+    missing = np.isnan(data) & (not allow_missing)
     infinite = np.isinf(data)
     n_missing, n_infinite = int(missing.sum()), int(infinite.sum())
     if not (n_missing or n_infinite):
@@ -843,8 +867,7 @@ def _check_finite_array(data: np.ndarray, names: list[str] | None, shown: str) -
     if n_missing:
         raise DataFileError(
             f"{shown}: missing value (NaN or null) at {where}; "
-            f"{_count(n_missing, 'missing value')} in all. "
-            "Remove or impute missing values before fitting"
+            f"{_count(n_missing, 'missing value')} in all. {MISSING_ADVICE}"
         )
     raise DataFileError(
         f"{shown}: infinite value at {where}; {_count(n_infinite, 'infinite value')} in all. "

@@ -13,6 +13,9 @@ Format version 1 holds these entries:
 ``covariances``          the covariance model's shape
 ``precisions_cholesky``  the same shape
 ``lower_bounds``         (n_iter,) the lower-bound trace of the chosen restart
+``noise_weight``         () only for a model with a noise component (``jaxgmm._noise``): its
+                         weight, which the weights' sum leaves to 1
+``noise_log_density``    () and its log density, -log V
 
 Files are written atomically (a temporary file in the same folder, then a rename), so a crash
 never leaves half a model behind. Reading checks everything and names the file and the problem;
@@ -35,8 +38,9 @@ from ._validation import check_mixture
 
 FORMAT = "jaxgmm-model"
 FORMAT_VERSION = 1
-_PARAMETERS = ("weights", "means", "covariances", "precisions_cholesky")
-_ARRAYS = (*_PARAMETERS, "lower_bounds")
+PARAMETERS = ("weights", "means", "covariances", "precisions_cholesky")
+_ARRAYS = (*PARAMETERS, "lower_bounds")
+NOISE = ("noise_weight", "noise_log_density")
 
 
 class ModelFileError(ValueError):
@@ -77,8 +81,20 @@ def write(model, path) -> None:
         buffer,
         metadata=np.asarray(json.dumps(metadata)),
         **{name: np.asarray(getattr(model, name + "_")) for name in _ARRAYS},
+        **_noise_arrays(model),
     )
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def _noise_arrays(model) -> dict[str, np.ndarray]:
+    """A noise component's entries (none for a model without one), in the model's dtype."""
+    if getattr(model, "noise_weight_", None) is None:
+        return {}
+    dtype = model.means_.dtype
+    return {
+        "noise_weight": np.asarray(model.noise_weight_, dtype),
+        "noise_log_density": np.asarray(model.noise_log_density_, dtype),
+    }
 
 
 def _not_a_zip(path: Path) -> str | None:
@@ -158,9 +174,16 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
             raise ModelFileError(f"{path}: missing the '{name}' entry")
         if arrays[name].dtype.kind != "f":
             raise ModelFileError(f"{path}: '{name}' is not floating point")
+    noise = [name for name in NOISE if name in arrays]
+    if noise and len(noise) < len(NOISE):
+        raise ModelFileError(f"{path}: has {noise[0]!r} but not the rest of the noise component")
+    for name in noise:
+        if arrays[name].shape != () or not np.isfinite(arrays[name]):
+            raise ModelFileError(f"{path}: '{name}' is not one finite number")
     try:
         check_mixture(
-            {name: arrays[name] for name in _PARAMETERS},
+            {name: arrays[name] for name in PARAMETERS},
+            noise_weight=arrays["noise_weight"] if noise else None,
             unit=covariance_unit(metadata["covariance_type"]),
             n_components=int(metadata["n_components"]),
             n_features=int(metadata["n_features"]),

@@ -33,12 +33,24 @@ class GMMParams(NamedTuple):
     ``U @ U.T`` equal to the precision (inverse covariance) for full and tied, and ``1/sqrt`` of the
     variances for diag and spherical. Build consistent parameters with
     :func:`jaxgmm.params_from_covariances` or :func:`jaxgmm.params_from_precisions`.
+
+    ``noise`` is None, or the uniform noise component of a mixture that has one (mclust's,
+    ``jaxgmm._noise``): its weight joins ``weights`` in summing to 1.
     """
 
     weights: Array
     means: Array
     covariances: Array
     precisions_cholesky: Array
+    noise: Noise | None = None
+
+
+class Noise(NamedTuple):
+    """mclust's noise component: a uniform density ``exp(log_density)`` (``1 / V``, V the
+    volume of the data's region, fixed) with its own ``weight``, re-estimated by EM."""
+
+    weight: Array
+    log_density: Array
 
 
 class RestartOutcome(NamedTuple):

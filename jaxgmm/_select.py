@@ -22,9 +22,10 @@ from ._blocks import as_mesh
 from ._covariance import COVARIANCE_TYPES, DEFAULT_SELECTION, covariance_unit, has_prior
 from ._criteria import from_sums, n_parameters
 from ._engine import EMSettings
-from ._fit import run_models, with_prior
+from ._fit import run_models, with_missing, with_noise, with_prior
 from ._init import INIT_METHODS
 from ._matmul_precision import current_matmul_precision, with_matmul_precision
+from ._missing import check_missing, without_empty_rows
 from ._prior import check_prior
 from ._progress import ProgressBar
 from ._sklearn_api import feature_names_of, key_from, precision_context
@@ -194,6 +195,8 @@ def select(
     progress: bool = False,
     devices=None,
     prior: str | None = None,
+    noise=False,
+    missing: str = "error",
 ) -> SelectionResult:
     """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type
     of ``covariance_types``: by default scikit-learn's four, "full", "tied", "diag" and
@@ -204,7 +207,9 @@ def select(
     float64). The other arguments are as in :class:`GaussianMixture` (``progress`` draws a bar
     per covariance type on stderr; ``devices`` shards the rows; ``matmul_precision`` as in
     :func:`jaxgmm.fit`; ``prior="default"`` is mclust's conjugate prior, with which "all" means
-    the models that have one). Returns a
+    the models that have one; ``noise`` adds mclust's noise component to every model, from
+    one initial noise mask; ``missing="em"`` fits data with missing values, NaN, as
+    :func:`jaxgmm.fit` does). Returns a
     :class:`SelectionResult` with the table and the fitted models.
     """
     if criterion not in CRITERIA:
@@ -227,7 +232,12 @@ def select(
         raise ValueError(f"init_params must be one of {INIT_METHODS}, got {init_params!r}")
     mesh = as_mesh(devices)
     names = feature_names_of(X)
-    X, dtype = checked_array(X, min_samples=2, wide=True)
+    fill_missing = check_missing(missing)
+    X, dtype = checked_array(X, min_samples=2, wide=True, missing=fill_missing)
+    has_missing = False
+    if fill_missing:
+        sample_weight = None if sample_weight is None else np.asarray(sample_weight)
+        X, sample_weight, has_missing = without_empty_rows(X, sample_weight)
     n_samples = X.shape[0]
     if ks[-1] > n_samples:
         raise ValueError(
@@ -237,7 +247,9 @@ def select(
     with precision_context(dtype):
         Xd = to_device(X, dtype)
         w = as_sample_weight(sample_weight, n_samples, dtype)
+        settings = with_missing(settings, has_missing, "auto")
         settings = with_prior(settings, prior, units[0], Xd, w)
+        settings, noise_mask = with_noise(settings, noise, X, w)
         n_samples_weighted = (
             n_samples if w is None else float(np.asarray(sample_weight, np.float64).sum())
         )
@@ -257,11 +269,12 @@ def select(
             mesh=mesh,
             prefer_nondegenerate=prefer_nondegenerate,
             scores=True,
+            noise_mask=noise_mask,
         )
         if bar is not None:
             bar.close()
     rows = [
-        _row(n_samples_weighted, n_features, unit.name, k, fitted)
+        _row(n_samples_weighted, n_features, unit.name, k, fitted, noise_mask is not None)
         for (unit, k), fitted in zip(models, fits, strict=True)
     ]
     fits = [fitted.result for fitted in fits]
@@ -289,6 +302,8 @@ def select(
             prefer_nondegenerate=prefer_nondegenerate,
             matmul_precision=current_matmul_precision(),
             prior=prior,
+            noise=noise,
+            missing=missing,
         )
         models[(row["covariance_type"], row["n_components"])] = fitted_model(
             result, dtype, settings=settings_of_row, feature_names=names
@@ -298,12 +313,12 @@ def select(
     )
 
 
-def _row(n_samples, n_features, covariance_type: str, k: int, fitted) -> dict:
+def _row(n_samples, n_features, covariance_type: str, k: int, fitted, noise: bool) -> dict:
     result = fitted.result
     row = {
         "covariance_type": covariance_type,
         "n_components": k,
-        "n_parameters": n_parameters(covariance_type, k, n_features),
+        "n_parameters": n_parameters(covariance_type, k, n_features, noise),
         "converged": bool(result.converged),
         "degenerate": bool(result.restarts.degenerate[int(result.best_restart)]),
         "failed": bool(np.all(result.restarts.failed)),

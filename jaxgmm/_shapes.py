@@ -69,7 +69,7 @@ def dense_params(params: GMMParams, n_components: int, unit) -> GMMParams:
     ``(K, D, D)`` covariances and factors (``AnyModel``'s form), with switched-off components
     appended up to ``n_components``: weight 0, and the first component's mean and covariance as
     finite placeholders."""
-    host = GMMParams(*(np.asarray(a) for a in params))
+    host = jax.tree_util.tree_map(np.asarray, params)
     k, d = host.means.shape[-2:]
     host = host._replace(
         covariances=unit.dense(host.covariances, k, d).astype(host.means.dtype),
@@ -86,7 +86,7 @@ def dense_params(params: GMMParams, n_components: int, unit) -> GMMParams:
 
     weights = grow(host.weights, 0)
     weights[..., -extra:] = 0.0
-    return GMMParams(
+    return host._replace(
         weights=weights,
         means=grow(host.means, 1),
         covariances=grow(host.covariances, 2),
@@ -107,7 +107,7 @@ def trim_params(params: GMMParams, n_components: int, unit) -> GMMParams:
 def model_params(dense: GMMParams, n_components: int, unit) -> GMMParams:
     """Parameters of ``unit`` with ``n_components`` components from dense padded ones (NumPy,
     any leading axes): the inverse of :func:`dense_params`."""
-    return GMMParams(
+    return dense._replace(
         weights=dense.weights[..., :n_components],
         means=dense.means[..., :n_components, :],
         covariances=unit.from_dense(dense.covariances[..., :n_components, :, :]),

@@ -11,6 +11,8 @@ the shift (the previous means) that the M-step reads:
   ``(x, q(x))`` (see ``jaxgmm._covariance``); faster for small D, but it sums raw moments, which
   are centred once per pass, so a component many of its standard deviations away from the
   data's centre loses digits.
+* ``missing`` (``jaxgmm._missing``): for data with missing values, each row's marginal density
+  and the expected complete-data statistics.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import logsumexp
 
+from ._covariance._linalg import cholesky_by_columns, lower_inverse_by_rows
 from ._shapes import is_small
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -36,7 +39,8 @@ class Statistics(NamedTuple):
     ``mass`` (K,) is sum w r; ``first`` (K, D) is sum w r (x - shift); ``scatter`` (the
     covariance model's shape) is sum w r (x - shift)(x - shift)^T; ``log_lik`` () is
     sum w logsumexp_k(log w_k + log N_k), zero when the statistics come from given
-    responsibilities; ``weight`` () is sum w.
+    responsibilities; ``weight`` () is sum w. ``noise_mass`` () is the noise component's sum w r
+    (``jaxgmm._noise``), None for a mixture without one.
     """
 
     mass: Array
@@ -44,6 +48,29 @@ class Statistics(NamedTuple):
     scatter: Array
     log_lik: Array
     weight: Array
+    noise_mass: Array | None = None
+
+
+def noise_term(params) -> Array | None:
+    """``log(w_0 / V)``, the noise component's weighted log density (the same at every point),
+    or None for a mixture without one."""
+    if params.noise is None:
+        return None
+    return jnp.log(params.noise.weight) + params.noise.log_density
+
+
+def mixture_log_norm(weighted: Array, params, axis: int) -> Array:
+    """The log density of the mixture at each sample from ``weighted`` (``log w_k + log N_k``,
+    components along ``axis``), the noise component's term included when there is one."""
+    log_norm = logsumexp(weighted, axis=axis)
+    noise = noise_term(params)
+    return log_norm if noise is None else jnp.logaddexp(log_norm, noise)
+
+
+def noise_mass(wb: Array, log_norm: Array, params) -> Array | None:
+    """The noise component's sum w r over a block (None without one)."""
+    noise = noise_term(params)
+    return None if noise is None else jnp.sum(wb * jnp.exp(noise - log_norm))
 
 
 def differences(X: Array, centres: Array) -> Array:
@@ -93,7 +120,7 @@ class Exact:
         weighted = (
             log_gaussian(diff, params.precisions_cholesky, unit) + jnp.log(params.weights)[:, None]
         )
-        log_norm = logsumexp(weighted, axis=0)
+        log_norm = mixture_log_norm(weighted, params, axis=0)
         wr = jnp.exp(weighted - log_norm[None, :]) * wb[None, :]
         return Statistics(
             mass=jnp.sum(wr, axis=1),
@@ -101,6 +128,7 @@ class Exact:
             scatter=unit.scatter(diff, wr),
             log_lik=jnp.sum(wb * log_norm),
             weight=jnp.sum(wb),
+            noise_mass=noise_mass(wb, log_norm, params),
         )
 
     @staticmethod
@@ -142,9 +170,14 @@ class Expanded:
             weighted = features @ jnp.concatenate([w_linear, w_quadratic], axis=1).T + offset
         else:
             weighted = quadratic @ w_quadratic.T + xb @ w_linear.T + offset  # (B, K)
+        noise = noise_term(params)
         top = jnp.max(weighted, axis=1, keepdims=True)
+        if noise is not None:
+            top = jnp.maximum(top, noise)
         e = jnp.exp(weighted - top)
         total = jnp.sum(e, axis=1, keepdims=True)
+        if noise is not None:
+            total = total + jnp.exp(noise - top)
         log_norm = top[:, 0] + jnp.log(total[:, 0])
         wr = e * (wb[:, None] / total)  # (B, K)
         if joined:
@@ -158,6 +191,7 @@ class Expanded:
             scatter=scatter,
             log_lik=jnp.sum(wb * log_norm),
             weight=jnp.sum(wb),
+            noise_mass=noise_mass(wb, log_norm, params),
         )
 
     @staticmethod
@@ -169,8 +203,116 @@ class Expanded:
         )
 
 
-STATISTICS_FORMS = {form.name: form for form in (Exact, Expanded)}
-STATISTICS = ("auto", *STATISTICS_FORMS)
+# -- data with missing values (NaN): see ``jaxgmm._missing`` for the method --
+
+
+# The factorisations are the loops of ``_covariance._linalg``, not LAPACK: batched over every row
+# and component of a block, jaxlib's CPU kernels (potrf, trsm) stalled a 9,000-row fit on two
+# cores, as they do in sharded programs; the loops are D plain steps over the whole batch.
+
+
+def _masked_inverse_factor(observed: Array, cov: Array) -> tuple[Array, Array]:
+    """The Cholesky factor ``L`` of ``P S P + (I - P)`` for one row's observed flags, and its
+    inverse."""
+    o = observed.astype(cov.dtype)
+    factor = cholesky_by_columns(cov * o[:, None] * o[None, :] + jnp.diag(1.0 - o))
+    return factor, lower_inverse_by_rows(factor)
+
+
+def _log_density(x: Array, observed: Array, mean: Array, cov: Array):
+    """One row (NaN-free, its missing entries anything), one component: the log marginal
+    density of the observed coordinates, and the inverse factor and whitened difference it
+    used."""
+    factor, inverse = _masked_inverse_factor(observed, cov)
+    z = inverse @ jnp.where(observed, x - mean, 0.0)
+    n_observed = jnp.sum(observed.astype(cov.dtype))
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(factor)))
+    return -0.5 * (n_observed * LOG_2PI + log_det + jnp.sum(jnp.square(z))), inverse, z
+
+
+def conditional_moments(x: Array, observed: Array, mean: Array, cov: Array):
+    """One row, one component: the log marginal density, the row completed with the
+    conditional means of its missing coordinates, and their conditional covariance (zero
+    outside the missing block)."""
+    log_density, inverse, z = _log_density(x, observed, mean, cov)
+    o = observed.astype(cov.dtype)
+    # S~^-1 (x - mu) is S_oo^-1 (x_o - mu_o) on the observed block and zero on the missing one
+    completed = jnp.where(observed, x, mean + cov @ (inverse.T @ z))
+    # S_mm - S_mo S_oo^-1 S_om, as S - (L^-1 P S)^T (L^-1 P S) on the missing block
+    half = inverse @ (cov * o[:, None])
+    missing = 1.0 - o
+    conditional = (cov - half.T @ half) * missing[:, None] * missing[None, :]
+    return log_density, completed, conditional
+
+
+def _per_row_and_component(fn, x, observed, means, covs):
+    """``fn(x_row, observed_row, mean, cov)`` over components (leading axis) and rows."""
+    over_rows = jax.vmap(fn, in_axes=(0, 0, None, None))
+    return jax.vmap(over_rows, in_axes=(None, None, 0, 0))(x, observed, means, covs)
+
+
+def split(xb: Array) -> tuple[Array, Array]:
+    """A block's observed flags and its values with the missing ones set to 0."""
+    observed = ~jnp.isnan(xb)
+    return jnp.where(observed, xb, 0.0), observed
+
+
+def marginal_log_densities(xb: Array, params, unit) -> Array:
+    """``(K, B)``: each row's log marginal density over its observed coordinates under every
+    component (``xb`` with NaN for the missing values)."""
+    covs = unit.matrices(params.covariances, *params.means.shape)
+    x, observed = split(xb)
+
+    def one(x, o, mean, cov):
+        return _log_density(x, o, mean, cov)[0]
+
+    return _per_row_and_component(one, x, observed, params.means, covs)
+
+
+class Missing:
+    """The statistics form of data with missing values: marginal densities, and the expected
+    complete-data statistics (the conditional covariance added to the scatter)."""
+
+    name = "missing"
+
+    @staticmethod
+    def usable(unit, n_features: int) -> bool:
+        return True
+
+    @staticmethod
+    def row_width(unit, n_features: int) -> int:
+        return 0
+
+    @staticmethod
+    def block(xb: Array, wb: Array, params, unit) -> Statistics:
+        covs = unit.matrices(params.covariances, *params.means.shape)
+        x, observed = split(xb)
+        log_density, completed, conditional = _per_row_and_component(
+            conditional_moments, x, observed, params.means, covs
+        )
+        weighted = log_density + jnp.log(params.weights)[:, None]
+        log_norm = mixture_log_norm(weighted, params, axis=0)
+        wr = jnp.exp(weighted - log_norm[None, :]) * wb[None, :]
+        diff = completed - params.means[:, None, :]
+        scatter = jnp.einsum("kn,kni,knj->kij", wr, diff, diff)
+        scatter = scatter + jnp.einsum("kn,knij->kij", wr, conditional)
+        return Statistics(
+            mass=jnp.sum(wr, axis=1),
+            first=jnp.einsum("kn,knd->kd", wr, diff),
+            scatter=unit.scatter_of_dense(scatter),
+            log_lik=jnp.sum(wb * log_norm),
+            weight=jnp.sum(wb),
+            noise_mass=noise_mass(wb, log_norm, params),
+        )
+
+    @staticmethod
+    def finish(stats: Statistics, shift: Array, unit) -> Statistics:
+        return stats
+
+
+STATISTICS_FORMS = {form.name: form for form in (Exact, Expanded, Missing)}
+# what users may ask for; "missing" is taken, and only taken, for data with missing values
+STATISTICS = ("auto", Exact.name, Expanded.name)
 
 
 # -- the "auto" policy --

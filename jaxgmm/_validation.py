@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._params import GMMParams
+from ._params import GMMParams, Noise
 
 
 def is_traced(*trees) -> bool:
@@ -61,22 +62,33 @@ def float_dtype(dtype, name: str = "X", *, wide: bool = False) -> np.dtype:
     return dtype
 
 
-def _first_non_finite(values: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(values)
+MISSING_ADVICE = 'to fit with values missing at random, pass missing="em" (NaN marks them)'
+
+
+def _first_non_finite(values: np.ndarray, name: str, missing: bool = False) -> None:
+    """Raise for NaN or inf (for inf only when ``missing``: NaN marks a missing value), naming
+    the first; a data matrix's message for NaN says how to fit with missing values."""
+    bad = np.isinf(values) if missing else ~np.isfinite(values)
     count = int(bad.sum())
     if count:
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         position = f"row {where[0]}, column {where[1]}" if len(where) == 2 else f"index {where}"
+        what = "infinite" if missing else "non-finite"
+        kinds = "inf; NaN marks a missing value, inf does not" if missing else "NaN or inf"
+        advice = f"; {MISSING_ADVICE}" if values.ndim == 2 and not missing else ""
         raise ValueError(
-            f"{name} contains {count} non-finite value{'s' * (count > 1)} (NaN or inf); "
-            f"the first is at {position} (0-based)"
+            f"{name} contains {count} {what} value{'s' * (count > 1)} ({kinds}); "
+            f"the first is at {position} (0-based){advice}"
         )
 
 
-def checked_array(X, name: str = "X", *, min_samples: int = 2, wide: bool = False):
+def checked_array(
+    X, name: str = "X", *, min_samples: int = 2, wide: bool = False, missing: bool = False
+):
     """``X`` (array, list, DataFrame or JAX array) checked to be a finite 2-D numeric array with
-    at least ``min_samples`` rows. Returns it, as a NumPy array cast to its computation dtype or
-    the JAX array it was, and that dtype."""
+    at least ``min_samples`` rows (with ``missing``, NaN allowed as missing values, but not a
+    column of them). Returns it, as a NumPy array cast to its computation dtype or the JAX
+    array it was, and that dtype."""
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(f"{name} is sparse; pass dense data ({name}.toarray())")
     if not isinstance(X, jax.Array):
@@ -114,11 +126,11 @@ def checked_array(X, name: str = "X", *, min_samples: int = 2, wide: bool = Fals
             f"at least {min_samples} {'is' if min_samples == 1 else 'are'} needed"
         )
     if isinstance(X, jax.Array):
-        if not bool(_all_finite(X)):
-            _first_non_finite(np.asarray(X), name)
+        if missing or not bool(_all_finite(X)):
+            _first_non_finite(np.asarray(X), name, missing)
         return X, dtype
     X = X.astype(dtype, copy=False)
-    _first_non_finite(X, name)
+    _first_non_finite(X, name, missing)
     _check_range(X, name)
     return X, dtype
 
@@ -129,7 +141,9 @@ def _check_range(X: np.ndarray, name: str) -> None:
     variance would be infinite, and the fit would end in failed restarts for no visible reason."""
     if X.size == 0:
         return
-    span = np.ptp(X, axis=0)
+    with warnings.catch_warnings():  # a column of NaN only: refused where it matters
+        warnings.simplefilter("ignore", RuntimeWarning)
+        span = np.nan_to_num(np.nanmax(X, axis=0) - np.nanmin(X, axis=0))
     limit = np.sqrt(np.finfo(X.dtype).max / max(X.shape[0], 1)) / 16
     if span.max() > limit:
         j = int(span.argmax())
@@ -141,9 +155,10 @@ def _check_range(X: np.ndarray, name: str) -> None:
         )
 
 
-def as_data(X, name: str = "X", *, min_samples: int = 2) -> jax.Array:
-    """``X`` as a finite 2-D floating JAX array with at least ``min_samples`` rows."""
-    X, dtype = checked_array(X, name, min_samples=min_samples)
+def as_data(X, name: str = "X", *, min_samples: int = 2, missing: bool = False) -> jax.Array:
+    """``X`` as a finite 2-D floating JAX array with at least ``min_samples`` rows (NaN
+    allowed as missing values with ``missing``)."""
+    X, dtype = checked_array(X, name, min_samples=min_samples, missing=missing)
     return to_device(X, dtype)
 
 
@@ -207,6 +222,7 @@ def check_mixture(
     n_features: int,
     batch: int | None = None,
     names: dict[str, str] | None = None,
+    noise_weight=None,
 ) -> dict[str, np.ndarray]:
     """The one check of mixture parameters, on the host: given, loaded or initial.
 
@@ -215,8 +231,17 @@ def check_mixture(
     axis allowed when ``batch`` is given) and be finite; weights must lie in [0, 1] and sum to
     1, covariances and precisions must be valid for the model (``unit.check``), and a factor
     given with covariances must be theirs. Errors name each array as ``names`` says (by default
-    its own name), in scikit-learn's words. Returns the arrays as NumPy arrays."""
+    its own name), in scikit-learn's words. With a noise component, the weights sum to 1 less
+    its ``noise_weight`` (in [0, 1]). Returns the arrays as NumPy arrays."""
     names = names or {}
+    noise = 0.0
+    if noise_weight is not None:
+        noise = np.asarray(noise_weight, np.float64)
+        if noise.shape not in ((), (batch,)) or not np.all((noise >= 0) & (noise <= 1)):
+            raise ValueError(
+                f"The noise component's weight should be a number in [0, 1] (one per restart), "
+                f"got {noise_weight!r}"
+            )
     checked = {}
     for kind, value in arrays.items():
         name = names.get(kind, kind)
@@ -233,11 +258,12 @@ def check_mixture(
                     f"The parameter '{name}' should be in the range [0, 1], but got min value "
                     f"{w.min():.5f}, max value {w.max():.5f}"
                 )
-            total = w.sum(axis=-1)
+            total = w.sum(axis=-1) + noise
             if not np.allclose(total, 1.0, rtol=0.0, atol=1e-5):
                 shown = ", ".join(f"{t:.5f}" for t in np.ravel(total))
                 raise ValueError(
                     f"The parameter '{name}' should be normalized, but got sum({name}) = {shown}"
+                    + ("" if noise_weight is None else " with the noise component's weight")
                 )
         elif kind in ("covariances", "precisions"):
             unit.check(value, f"The parameter '{name}'")
@@ -272,18 +298,26 @@ def check_params(
     checked for shape."""
     if not isinstance(params, GMMParams):
         raise TypeError(f"{name} must be a GMMParams, got {type(params).__name__}")
+    fields = {field: getattr(params, field) for field in GMMParams._fields if field != "noise"}
+    noise = params.noise
     if is_traced(params):
-        for field, value in params._asdict().items():
+        for field, value in fields.items():
             _check_shape(
                 field, f"{name}.{field}", np.shape(value), unit, n_components, n_features, batch
             )
-        return GMMParams(*(to_device(value, dtype) for value in params))
-    checked = check_mixture(
-        {field: np.asarray(value) for field, value in params._asdict().items()},
-        unit=unit,
-        n_components=n_components,
-        n_features=n_features,
-        batch=batch,
-        names={field: f"{name}.{field}" for field in GMMParams._fields},
+    else:
+        fields = check_mixture(
+            {field: np.asarray(value) for field, value in fields.items()},
+            unit=unit,
+            n_components=n_components,
+            n_features=n_features,
+            batch=batch,
+            names={field: f"{name}.{field}" for field in fields},
+            noise_weight=None if noise is None else noise.weight,
+        )
+        if noise is not None and not np.all(np.isfinite(noise.log_density)):
+            raise ValueError(f"{name}.noise.log_density is not finite")
+    return GMMParams(
+        **{field: to_device(value, dtype) for field, value in fields.items()},
+        noise=None if noise is None else Noise(*(to_device(a, dtype) for a in noise)),
     )
-    return GMMParams(**{field: to_device(value, dtype) for field, value in checked.items()})

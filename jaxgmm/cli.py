@@ -1,4 +1,4 @@
-"""The ``jaxgmm`` command: ``demo``, ``fit``, ``select`` and ``predict``.
+"""The ``jaxgmm`` command: ``demo``, ``fit``, ``select``, ``predict`` and ``impute``.
 
 Bad input (a missing or malformed data file, a broken model file, impossible settings) ends with a
 one-line message on stderr and exit code 2, never a traceback; an unexpected internal error ends
@@ -15,7 +15,14 @@ import warnings
 
 import numpy as np
 
-from ._cli_commands import EXIT_INTERRUPTED, run_demo, run_fit, run_predict, run_select
+from ._cli_commands import (
+    EXIT_INTERRUPTED,
+    run_demo,
+    run_fit,
+    run_impute,
+    run_predict,
+    run_select,
+)
 from ._cli_io import CommandError
 from ._init import INIT_METHODS
 from ._matmul_precision import MATMUL_PRECISIONS
@@ -170,6 +177,19 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
         "EVV) (default none)",
     )
     parser.add_argument(
+        "--missing",
+        default="error",
+        choices=("error", "em"),
+        help="em: fit with missing values (empty fields, NA, NaN, ?) by EM over the observed "
+        "ones (default error: refuse them)",
+    )
+    parser.add_argument(
+        "--noise",
+        action="store_true",
+        help="add mclust's noise component: a uniform density over the data's region for "
+        "points no Gaussian explains, labelled -1 (its start: the sparsest 15%% of the rows)",
+    )
+    parser.add_argument(
         "--matmul-precision",
         default="highest",
         choices=MATMUL_PRECISIONS,
@@ -292,6 +312,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(predict)
     _add_verbose_option(predict)
     predict.set_defaults(func=run_predict)
+
+    impute = commands.add_parser(
+        "impute",
+        help="fill the missing values of a data file with a saved model",
+        description="Fill each missing value of DATA (empty fields, NA, NaN, ?) with its "
+        "conditional mean under MODEL (fitted with --missing em) given the row's observed "
+        "values; with --draws M, write M multiple imputations instead, drawn from the "
+        "conditional mixture, numbered in a first column 'draw'.",
+        epilog="example:  jaxgmm impute results/model.npz data.csv --out filled.csv",
+    )
+    impute.add_argument("model", help="saved model (model.npz), fitted with --missing em")
+    impute.add_argument("data", help="CSV, TSV, NPY or Parquet file")
+    impute.add_argument("--out", help="CSV file to write (default: standard output)")
+    impute.add_argument(
+        "--draws", type=_positive_int, help="multiple imputations to draw (default: none)"
+    )
+    impute.add_argument("--seed", type=int, default=0, help="random seed of the draws")
+    _add_data_options(impute)
+    _add_verbose_option(impute)
+    impute.set_defaults(func=run_impute)
     return parser
 
 

@@ -15,6 +15,7 @@ import numbers
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _model_file
@@ -25,7 +26,9 @@ from ._fit import fit as core_fit
 from ._fit import initialize
 from ._init import INIT_METHODS
 from ._matmul_precision import check_matmul_precision, matmul_precision_scope
-from ._params import FitResult, GMMParams, RestartOutcome
+from ._missing import check_missing, imputations
+from ._noise import NOISE_LABEL, has_noise
+from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._prior import check_prior
 from ._progress import ProgressBar
 from ._shapes import dense_params, is_small, pad_rows, padded_components, padded_rows
@@ -97,6 +100,17 @@ class GaussianMixture(EstimatorParams):
     prior : {None, "default"}, default=None
         "default": mclust's conjugate prior (``jaxgmm._prior``): MAP estimates, and
         ``lower_bound_`` is then the log posterior per sample.
+    noise : bool or (n_samples,) bool array, default=False
+        Add mclust's noise component (``jaxgmm._noise``): a uniform density over the data's
+        region, with its own weight, for points no Gaussian explains; they are labelled -1.
+        An array is the initial noise mask of the data ``fit`` is given (mclust's
+        ``initialization = list(noise = mask)``); True takes the sparsest 15% of the rows.
+    missing : {"error", "em"}, default="error"
+        "em": NaN marks a value missing at random, in fitting and in every method that reads
+        data: EM uses each row's observed coordinates (``jaxgmm._missing``), ``predict``,
+        ``predict_proba`` and ``score_samples`` the marginal density over them, and
+        :meth:`impute` fills the missing ones. Rows missing every value are left out of the
+        fit with a warning (``score_samples`` gives them 0, and the weights as probabilities).
 
     Attributes
     ----------
@@ -113,6 +127,10 @@ class GaussianMixture(EstimatorParams):
         Index of the chosen restart in ``restarts_``.
     interrupted_ : bool
         A Ctrl-C stopped the fit early (see :func:`jaxgmm.fit`); the model is the best so far.
+    noise_weight_, noise_log_density_ : float or None
+        With ``noise``: the noise component's weight (``weights_`` then sum to 1 less it) and
+        its log density ``-log V``. ``predict_proba`` then has a last column for it, and
+        ``predict`` labels its points -1.
     n_features_in_ : int
     feature_names_in_ : (n_features_in_,) ndarray, only when fitted on a DataFrame with
         string column names.
@@ -141,6 +159,8 @@ class GaussianMixture(EstimatorParams):
         checkpoint=None,
         matmul_precision: str = "highest",
         prior: str | None = None,
+        noise=False,
+        missing: str = "error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -162,6 +182,8 @@ class GaussianMixture(EstimatorParams):
         self.checkpoint = checkpoint
         self.matmul_precision = matmul_precision
         self.prior = prior
+        self.noise = noise
+        self.missing = missing
 
     # -- validation ------------------------------------------------------------------------
 
@@ -178,6 +200,7 @@ class GaussianMixture(EstimatorParams):
             raise ValueError(f"init_params must be one of {INIT_METHODS}, got {self.init_params!r}")
         check_matmul_precision(self.matmul_precision)
         check_prior(self.prior, covariance_unit(self.covariance_type))
+        check_missing(self.missing)
 
     def _check_init_arrays(self, n_features: int, dtype) -> dict[str, np.ndarray]:
         """The given initial weights, means and precisions, checked and cast to ``dtype``."""
@@ -226,7 +249,8 @@ class GaussianMixture(EstimatorParams):
                     "The feature names should match those that were passed during fit. "
                     f"Fitted with {list(fitted)}, got {list(names)}"
                 )
-        X, dtype = checked_array(X, min_samples=min_samples, wide=True)
+        missing = check_missing(self.missing)
+        X, dtype = checked_array(X, min_samples=min_samples, wide=True, missing=missing)
         if reset:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
@@ -343,11 +367,13 @@ class GaussianMixture(EstimatorParams):
                 checkpoint=self.checkpoint,
                 previous_lower_bound=self.lower_bound_ if warm else None,
                 prior=self.prior,
+                noise=self.noise,
+                missing=self.missing,
             )
             if bar is not None:
                 bar.close()
             self._set_fitted(result, dtype)
-            labels = None if fit_only else self._densities(X)[0].argmax(axis=1)
+            labels = None if fit_only else self._labels(self._densities(X)[0])
         self._report(result)
         if self.interrupted_:
             warnings.warn(
@@ -410,6 +436,9 @@ class GaussianMixture(EstimatorParams):
         self.covariances_ = host(params.covariances)
         self.precisions_cholesky_ = host(params.precisions_cholesky)
         self.precisions_ = unit.precisions(self.precisions_cholesky_)
+        noise = params.noise
+        self.noise_weight_ = None if noise is None else float(noise.weight)
+        self.noise_log_density_ = None if noise is None else float(noise.log_density)
         self.best_restart_ = int(result.best_restart)
         self.interrupted_ = bool(result.interrupted)
         self.converged_ = bool(result.converged)
@@ -419,7 +448,7 @@ class GaussianMixture(EstimatorParams):
         outcome = result.restarts
         self.restarts_ = RestartOutcome(
             *(host(field) for field in outcome[:-1]),
-            params=GMMParams(*(host(a) for a in outcome.params)),
+            params=jax.tree_util.tree_map(host, outcome.params),
         )
         self.n_features_in_ = self.means_.shape[1]
         if feature_names is not None:
@@ -452,12 +481,29 @@ class GaussianMixture(EstimatorParams):
     # -- inference -------------------------------------------------------------------------
 
     def _params(self, dtype) -> GMMParams:
+        return jax.device_put(self._host_params(dtype))
+
+    def _host_params(self, dtype) -> GMMParams:
+        """The fitted parameters as NumPy arrays of ``dtype``."""
+        noise = None
+        if has_noise(self):
+            noise = Noise(
+                np.asarray(self.noise_weight_, dtype), np.asarray(self.noise_log_density_, dtype)
+            )
         return GMMParams(
             *(
-                jax.device_put(np.asarray(a, dtype=dtype))
+                np.asarray(a, dtype=dtype)
                 for a in (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
-            )
+            ),
+            noise=noise,
         )
+
+    def _labels(self, log_resp) -> np.ndarray:
+        """The most probable component of each row of ``log_resp``; -1 for the noise column."""
+        labels = log_resp.argmax(axis=1)
+        if not has_noise(self):
+            return labels
+        return np.where(labels == self.means_.shape[0], NOISE_LABEL, labels)
 
     def _prepared(self, X):
         self._check_is_fitted()
@@ -471,12 +517,10 @@ class GaussianMixture(EstimatorParams):
         (n, d), k = X.shape, self.means_.shape[0]
         dtype = np.dtype(X.dtype)
         unit = covariance_unit(self.covariance_type)
-        params = GMMParams(
-            *(
-                np.asarray(a, dtype=dtype)
-                for a in (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
-            )
-        )
+        params = self._host_params(dtype)
+        missing = self.missing == "em" and bool(jnp.any(jnp.isnan(X)))
+        if missing and has_noise(self):
+            raise ValueError("a model with a noise component cannot score rows with missing values")
         if is_small(n, d):  # one program for every model and K of a bucket
             X, _ = pad_rows(X, None, padded_rows(n))
             params = dense_params(params, padded_components(k), unit)
@@ -484,7 +528,9 @@ class GaussianMixture(EstimatorParams):
             unit = ANY_MODEL
         else:
             X = to_device(X, dtype)
-        log_resp, log_norm = jax.device_get(responsibilities(X, params, unit=unit))
+        log_resp, log_norm = jax.device_get(responsibilities(X, params, unit=unit, missing=missing))
+        if params.noise is not None:  # its column is the last, after any padded components
+            return np.concatenate([log_resp[:n, :k], log_resp[:n, -1:]], axis=1), log_norm[:n]
         return log_resp[:n, :k], log_norm[:n]
 
     def _on_data(self, X) -> tuple[np.ndarray, np.ndarray]:
@@ -498,16 +544,42 @@ class GaussianMixture(EstimatorParams):
             return self._densities(X)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Responsibilities ``(N, K)``: the probability of each component given each sample."""
+        """Responsibilities ``(N, K)``: the probability of each component given each sample
+        (``(N, K + 1)`` with a noise component, its column last)."""
         return np.exp(self._on_data(X)[0])
 
     def predict(self, X) -> np.ndarray:
-        """Most probable component of each sample, ``(N,)``."""
-        return self._on_data(X)[0].argmax(axis=1)
+        """Most probable component of each sample, ``(N,)``; -1 for the noise component."""
+        return self._labels(self._on_data(X)[0])
 
     def score_samples(self, X) -> np.ndarray:
         """Log density of the mixture at each sample, ``(N,)``."""
         return self._on_data(X)[1]
+
+    def impute(self, X, n_draws: int | None = None, key=None) -> np.ndarray:
+        """Fill the missing values (NaN) of ``X``: each with its conditional mean under the
+        mixture given the row's observed values, ``(N, D)``; with ``n_draws``, that many
+        multiple imputations instead, ``(n_draws, N, D)``: for each, a component drawn from the
+        row's posterior, then the missing values from its conditional normal (``key``: a JAX
+        key or seed; by default from ``random_state``). Observed values are kept as they are."""
+        if self.missing != "em":
+            raise ValueError('impute reads missing values: fit with missing="em"')
+        if has_noise(self):
+            raise ValueError("a model with a noise component cannot impute missing values")
+        X, dtype = self._prepared(X)
+        if n_draws is not None:
+            check_number(n_draws, "n_draws", integer=True, minimum=1)
+        with precision_context(dtype), matmul_precision_scope(self.matmul_precision):
+            means, draws = jax.device_get(
+                imputations(
+                    to_device(X, dtype),
+                    self._params(dtype),
+                    key_from(self.random_state if key is None else key),
+                    unit=covariance_unit(self.covariance_type),
+                    n_draws=n_draws or 0,
+                )
+            )
+        return means if n_draws is None else draws
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
@@ -529,7 +601,7 @@ class GaussianMixture(EstimatorParams):
     def _n_parameters(self) -> int:
         """Free parameters of the fitted model (scikit-learn's name, which its users call)."""
         self._check_is_fitted()
-        return n_parameters(self.covariance_type, *self.means_.shape)
+        return n_parameters(self.covariance_type, *self.means_.shape, noise=has_noise(self))
 
     def bic(self, X) -> float:
         """Bayesian information criterion, ``-2 log L + p log N`` (lower is better)."""
@@ -553,6 +625,11 @@ class GaussianMixture(EstimatorParams):
             raise TypeError(f"n_samples must be an integer, got {n_samples!r}")
         if n_samples < 1:
             raise ValueError(f"Invalid value for 'n_samples': it must be >= 1, got {n_samples}")
+        if has_noise(self):
+            raise ValueError(
+                "sample() cannot draw from a noise component: the model keeps its volume, not "
+                "its region"
+            )
         seed = np.asarray(jax.random.key_data(key_from(self.random_state))).ravel()
         rng = np.random.default_rng(seed.astype(np.uint64))
         k, d = self.means_.shape
@@ -599,6 +676,10 @@ def load(path) -> GaussianMixture:
     settings = {k: v for k, v in metadata["settings"].items() if k in defaults and v is not None}
     settings["covariance_type"] = metadata["covariance_type"]
     trace = arrays["lower_bounds"]
+    noise = None
+    if "noise_weight" in arrays:
+        noise = Noise(arrays["noise_weight"], arrays["noise_log_density"])
+    params = GMMParams(*(arrays[name] for name in _model_file.PARAMETERS), noise=noise)
     one = np.ones(1, bool)
     restart = RestartOutcome(
         lower_bound=np.array([metadata.get("lower_bound", np.nan)], trace.dtype),
@@ -607,10 +688,10 @@ def load(path) -> GaussianMixture:
         converged=one & bool(metadata.get("converged", False)),
         failed=~one,
         degenerate=one & bool(metadata.get("degenerate", False)),
-        params=GMMParams(*(arrays[name][None] for name in GMMParams._fields)),
+        params=jax.tree_util.tree_map(lambda a: a[None], params),
     )
     result = FitResult(
-        params=GMMParams(*(arrays[name] for name in GMMParams._fields)),
+        params=params,
         lower_bound=restart.lower_bound[0],
         lower_bounds=trace,
         n_iter=restart.n_iter[0],

@@ -2,7 +2,7 @@
 for a JAX implementation of ``Mclust(X, initialization = list(noise = mask))``.
 
 The mixture has G Gaussians and one more component, uniform over the data's region, of density
-``Vinv = 1 / V`` everywhere (V is :func:`hypvol`, fixed: never re-estimated)::
+``Vinv = 1 / V`` everywhere (V is mclust's ``hypvol``, ``jaxgmm._noise.hypvol``, fixed)::
 
     p(x) = sum_k w_k N(x | mu_k, S_k) + w_0 Vinv,        sum_k w_k + w_0 = 1.
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxgmm import reference
+from jaxgmm._noise import hypvol  # noqa: F401  (data geometry, shared with the library)
 from jaxgmm.reference import Params
 
 MCLUST_NAMES = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical"}
@@ -47,24 +48,6 @@ def _model_name(covariance_type: str) -> str:
     if name not in reference.MODELS:
         raise ValueError(f"unknown covariance type {covariance_type!r}")
     return name
-
-
-def hypvol(X, reciprocal: bool = False) -> float:
-    """mclust's ``hypvol(X)``: the volume of the data's region, the smaller of the volume of its
-    bounding box and that of the box of its principal components' scores (``princomp``: the
-    centred data times the eigenvectors of its covariance; the divisor, N or N - 1, does not
-    change the axes). In one dimension, the range. ``reciprocal``: ``1 / V``, computed as
-    ``exp(-log V)`` as mclust does (which may differ from ``1 / hypvol(X)`` by an ulp)."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim == 1 or X.shape[1] == 1:
-        span = np.ptp(X.ravel())
-        return float(1 / span if reciprocal else span)
-    log_box = np.sum(np.log(np.ptp(X, axis=0)))
-    centred = X - X.mean(axis=0)
-    _, axes = np.linalg.eigh(centred.T @ centred / len(X))
-    log_principal_box = np.sum(np.log(np.ptp(centred @ axes, axis=0)))
-    log_volume = min(log_box, log_principal_box)
-    return float(np.exp(-log_volume) if reciprocal else np.exp(log_volume))
 
 
 def e_step(X, params: Params, noise_weight: float, Vinv: float, covariance_type: str):

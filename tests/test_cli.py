@@ -283,3 +283,54 @@ def test_prior_of_a_model_without_one_is_refused(run, lesson_csv, tmp_path):
         tmp_path / "out",
     )
     assert_bad_input(result, "VEE", "no prior")
+
+
+def test_noise_labels_minus_one_then_predict_and_stream_refuses(run, tmp_path):
+    """--noise: labels.csv has the noise column last and labels -1; predict reads the model
+    back; --stream says it cannot yet."""
+    data = ROOT / "tests" / "data" / "mclust" / "faithful_noise_data.csv"
+    result = run("fit", data, "-k", "2", "--noise", "--no-plots", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "noise" in result.stdout
+    lines = (tmp_path / "out" / "labels.csv").read_text().splitlines()
+    assert lines[0] == "label,p0,p1,p_noise"
+    labels = np.array([int(line.split(",")[0]) for line in lines[1:]])
+    assert set(labels) == {-1, 0, 1} and np.mean(labels[272:] == -1) > 0.6
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert 0 < summary["noise"]["weight"] < 0.5
+    predicted = run("predict", tmp_path / "out" / "model.npz", data)
+    assert predicted.returncode == 0, predicted.stderr
+    assert [int(v) for v in predicted.stdout.split()[1:]] == labels.tolist()
+    np.save(tmp_path / "x.npy", np.loadtxt(data, delimiter=",", skiprows=1))
+    result = run("fit", tmp_path / "x.npy", "--stream", "--noise", "--out", tmp_path / "s")
+    assert_bad_input(result, "--noise", "--stream")
+
+
+def test_missing_values_fit_impute_and_the_refusal_names_the_option(run, tmp_path):
+    """A CSV with NA, empty fields and NaN: refused by default with the option named, fitted
+    with --missing em (the plots draw the incomplete rows at their imputed means), then
+    filled by impute, observed values untouched."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 4])
+    text = []
+    for i, row in enumerate(X):
+        fields = [f"{v:.6f}" for v in row]
+        if i % 7 == 0:
+            fields[i % 3] = ("NA", "", "NaN")[i % 3]
+        text.append(",".join(fields))
+    data = write(tmp_path, "holes.csv", "a,b,c\n" + "\n".join(text) + "\n")
+    assert_bad_input(run("fit", data, "--out", tmp_path / "no"), "missing value", "--missing em")
+    out = tmp_path / "out"
+    result = run("fit", data, "--missing", "em", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert (out / "ellipses.png").exists()
+    filled = run("impute", out / "model.npz", data, "--out", tmp_path / "filled.csv")
+    assert filled.returncode == 0, filled.stderr
+    values = np.loadtxt(tmp_path / "filled.csv", delimiter=",", skiprows=1)
+    assert values.shape == X.shape and np.isfinite(values).all()
+    np.testing.assert_allclose(values[1:7], X[1:7], atol=1e-6)  # complete rows, as written
+    holes = [i for i in range(len(X)) if i % 7 == 0]
+    assert np.abs(values[holes] - X[holes]).max() < 5  # filled near the truth, not with junk
+    draws = run("impute", out / "model.npz", data, "--draws", "3")
+    assert draws.returncode == 0, draws.stderr
+    assert draws.stdout.splitlines()[0] == "draw,a,b,c" and len(draws.stdout.splitlines()) == 361

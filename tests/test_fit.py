@@ -365,7 +365,9 @@ def test_initialisation_in_blocks_equals_one_block(init):
         uniforms = jnp.asarray(hc_labels(key, X, w, [4])[0])
     whole = initial_params(key, uniforms, X, 4, init, **kwargs)
     blocked = initial_params(key, uniforms, X, 4, init, blocks=37, **kwargs)
-    for a, b in zip(blocked, whole, strict=True):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(blocked), jax.tree_util.tree_leaves(whole), strict=True
+    ):
         assert_close(a, b, 1e-12)
 
 

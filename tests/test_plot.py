@@ -502,3 +502,22 @@ def test_exercises_has_one_panel_per_model_with_its_criterion():
     assert all("BIC" in t for t in titles)
     assert sum("best" in t for t in titles) == 1
     assert sum(len(ax.patches) for ax in fig.axes) == 2 * (2 + 3) * 2  # 1 and 2 sigma
+
+
+def test_responsibilities_with_a_noise_component_show_it_grey(lesson):
+    """Two Gaussians and the noise: blended colours (noise grey) and a legend entry for it, not
+    the two-component colorbar; the title says the noise's weight; one feature: its curve."""
+    _, X = lesson
+    model = jaxgmm.GaussianMixture(2, noise=True, random_state=0).fit(X)
+    fig = plot.responsibilities(model, X)
+    ax = main_axes(fig)
+    assert len(fig.axes) == 1
+    colors = np.vstack([plot.component_colors(2), [[0.5, 0.5, 0.5, 1.0]]])[:, :3]
+    expected = np.clip(model.predict_proba(X) @ colors, 0, 1)
+    np.testing.assert_allclose(points_of(ax).get_facecolors()[:, :3], expected, atol=1e-6)
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == "noise"
+    assert f"+ noise ({model.noise_weight_:.2f})" in ax.get_title()
+    one = jaxgmm.GaussianMixture(2, noise=True, random_state=0).fit(X[:, :1])
+    curves = main_axes(plot.responsibilities(one, X[:, :1])).get_lines()[:3]
+    assert curves[2].get_label() == "P(noise | x)"
+    np.testing.assert_allclose(sum(c.get_ydata() for c in curves), 1.0, atol=1e-6)

@@ -42,17 +42,19 @@ def test_sharded_fit_equals_one_device():
                             for c in ([0, 0, 0], [4, 4, 0], [0, 5, 5])])  # 303 rows: padded
         w = rng.uniform(0.5, 2, len(X))
         worst = 0.0
-        for ct in ["full", "tied", "diag", "spherical"]:
-            for init in ["kmeans", "random"]:
-                kw = dict(covariance_type=ct, n_init=2, init=init, sample_weight=w,
-                          block_size=40, tol=1e-8)
-                one = jaxgmm.fit(jax.random.key(1), X, 3, **kw)
-                four = jaxgmm.fit(jax.random.key(1), X, 3, devices=jax.devices(), **kw)
-                assert (np.asarray(one.restarts.n_iter) == np.asarray(four.restarts.n_iter)).all()
-                for a, b in zip(jax.tree_util.tree_leaves(one.restarts.params),
-                                jax.tree_util.tree_leaves(four.restarts.params)):
-                    a, b = np.asarray(a), np.asarray(b)
-                    worst = max(worst, np.max(np.abs(a - b)) / np.max(np.abs(b)))
+        cases = [(ct, init, None) for ct in ["full", "tied", "diag", "spherical"]
+                 for init in ["kmeans", "random"]]
+        cases.append(("full", "kmeans", np.arange(len(X)) % 10 == 0))  # a noise component
+        for ct, init, noise in cases:
+            kw = dict(covariance_type=ct, n_init=2, init=init, sample_weight=w,
+                      block_size=40, tol=1e-8, noise=noise)
+            one = jaxgmm.fit(jax.random.key(1), X, 3, **kw)
+            four = jaxgmm.fit(jax.random.key(1), X, 3, devices=jax.devices(), **kw)
+            assert (np.asarray(one.restarts.n_iter) == np.asarray(four.restarts.n_iter)).all()
+            for a, b in zip(jax.tree_util.tree_leaves(one.restarts.params),
+                            jax.tree_util.tree_leaves(four.restarts.params)):
+                a, b = np.asarray(a), np.asarray(b)
+                worst = max(worst, np.max(np.abs(a - b)) / np.max(np.abs(b)))
         mesh = jax.sharding.Mesh(np.array(jax.devices()), ("rows",))
         est = jaxgmm.GaussianMixture(3, random_state=0, devices=mesh).fit(X)
         ref = jaxgmm.GaussianMixture(3, random_state=0).fit(X)
@@ -439,6 +441,10 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks(platform, n, d, k):
     )
     forms = STATISTICS_FORMS.values() if platform == "cpu" else [STATISTICS_FORMS["exact"]]
     for form in forms:
+        block, small = block_and_budget = (block, small)
+        if form.name == "missing":  # each row's (K, D, D) masked factors: blocks D times shorter
+            block = default_block_size(n, k, d * d, platform=platform)
+            small = 8 * block * k * d * d * 4
         with matmul_precision_scope():
             advance = _engine.advance.lower(
                 state,
@@ -456,6 +462,7 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks(platform, n, d, k):
         sizes = {int(m) for p in products for m in re.findall(r"(?<![0-9])([0-9]+)x", p)}
         assert {block, n % block} <= sizes and n not in sizes, (form.name, sorted(sizes))
         assert all("precision = [HIGHEST, HIGHEST]" in p for p in products), form.name
+        block, small = block_and_budget
     finish = _engine.finish.lower(
         state,
         X,

@@ -96,6 +96,14 @@ class Diag(Model):
         return jnp.where(mask.reshape(mask.shape + (1,) * (if_true.ndim - 1)), if_true, if_false)
 
     @staticmethod
+    def matrices(cov: Array, n_components: int, n_features: int) -> Array:
+        return cov[:, :, None] * jnp.eye(cov.shape[-1], dtype=cov.dtype)
+
+    @staticmethod
+    def scatter_of_dense(scatter: Array) -> Array:
+        return jnp.diagonal(scatter, axis1=-2, axis2=-1)
+
+    @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:
         return jnp.broadcast_to(jnp.diagonal(data_cov), (n_components, data_cov.shape[0]))
 
@@ -209,6 +217,10 @@ class Spherical(Diag):
         pull = prior.shrinkage * jnp.sum(jnp.square(means), axis=-1)
         each = -(prior.dof + d + 2) / 2 * jnp.log(cov) - (s2 + pull) / (2 * cov)
         return jnp.sum(jnp.where(on, each, 0.0))
+
+    @staticmethod
+    def matrices(cov: Array, n_components: int, n_features: int) -> Array:
+        return cov[:, None, None] * jnp.eye(n_features, dtype=cov.dtype)
 
     @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:

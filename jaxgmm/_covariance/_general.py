@@ -131,6 +131,16 @@ class Full(Model):
         return jnp.where(mask[:, None, None], if_true, if_false)
 
     @staticmethod
+    def matrices(cov: Array, n_components: int, n_features: int) -> Array:
+        """The covariances as ``(K, D, D)`` matrices, in JAX (``dense`` on the host)."""
+        return cov
+
+    @staticmethod
+    def scatter_of_dense(scatter: Array) -> Array:
+        """This model's statistics from per-component scatter matrices ``(K, D, D)``."""
+        return scatter
+
+    @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:
         return jnp.broadcast_to(data_cov, (n_components, *data_cov.shape))
 
@@ -294,6 +304,14 @@ class Tied(Full):
     def select(mask: Array, if_true: Array, if_false: Array) -> Array:
         # Shared by all components: an empty component contributes nothing to it anyway.
         return if_false
+
+    @staticmethod
+    def matrices(cov: Array, n_components: int, n_features: int) -> Array:
+        return jnp.broadcast_to(cov, (n_components, *cov.shape))
+
+    @staticmethod
+    def scatter_of_dense(scatter: Array) -> Array:
+        return jnp.sum(scatter, axis=0)
 
     @staticmethod
     def pooled(data_cov: Array, n_components: int) -> Array:

@@ -174,17 +174,25 @@ def check_fitted(model) -> None:
 MAX_POINTS = 20_000
 
 
-def drawn_points(X: np.ndarray) -> tuple[np.ndarray, str]:
-    """The points a figure draws, and a note for its title when they are a sample: a random
-    (seeded, so the same every time) ``MAX_POINTS`` of them."""
-    if len(X) <= MAX_POINTS:
-        return X, ""
-    rows = np.sort(np.random.default_rng(0).choice(len(X), MAX_POINTS, replace=False))
-    return X[rows], f"points: a random {MAX_POINTS:,} of {len(X):,}"
+def drawn_points(model: GaussianMixture, X) -> tuple[np.ndarray, str]:
+    """The points a figure draws (:func:`checked_data`), and a note for its title when some
+    are imputed or they are a sample: a random (seeded, so the same every time)
+    ``MAX_POINTS`` of them."""
+    raw = np.asarray(X, dtype=np.float64)
+    incomplete = int(np.isnan(raw).any(axis=-1).sum()) if raw.ndim == 2 else 0
+    X = checked_data(model, X)
+    notes = [f"{incomplete} rows with missing values at their imputed means"] * bool(incomplete)
+    if len(X) > MAX_POINTS:
+        rows = np.sort(np.random.default_rng(0).choice(len(X), MAX_POINTS, replace=False))
+        X = X[rows]
+        notes.append(f"points: a random {MAX_POINTS:,} of {len(raw):,}")
+    return X, "; ".join(notes)
 
 
 def checked_data(model: GaussianMixture, X) -> np.ndarray:
-    """``X`` as a finite float64 (N, D) array with the model's number of features."""
+    """``X`` as a finite float64 (N, D) array with the model's number of features; for a model
+    fitted with ``missing="em"``, its missing values (NaN) filled with their conditional means
+    (``model.impute``), so that a row with holes is drawn where the model expects it."""
     check_fitted(model)
     d = model.means_.shape[1]
     X = np.asarray(X, dtype=np.float64)
@@ -194,6 +202,8 @@ def checked_data(model: GaussianMixture, X) -> np.ndarray:
         raise ValueError(f"X must have shape (N, {d}) for this model, got {X.shape}")
     if len(X) == 0:
         raise ValueError("X has no samples")
+    if getattr(model, "missing", "error") == "em" and np.isnan(X).any():
+        X = call_quietly(model.impute, X, model.means_.dtype)
     if not np.all(np.isfinite(X)):
         raise ValueError("X contains non-finite values (NaN or inf)")
     return X

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._noise import has_noise
 from ._geometry import (
     call_quietly,
-    checked_data,
     density_levels,
     drawn_points,
     feature_names,
@@ -22,6 +22,7 @@ from ._geometry import (
 )
 from ._style import (
     GRID_SIZE,
+    NOISE_COLOR,
     bottom_legend,
     component_colors,
     draw_ellipses,
@@ -50,8 +51,9 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
 
     For K = 2 the colour is P(component 0 | x) on a diverging scale, with a colorbar; for K > 2
     each point's colour is the blend of the component colours weighted by its probabilities, so
-    a point between two components takes a mixed colour. One feature: the curves P(k | x) over
-    x, with the data as a strip below them.
+    a point between two components takes a mixed colour. A noise component (``noise=``) is
+    grey, and its probability blends in as the components' do. One feature: the curves
+    P(k | x) over x, with the data as a strip below them.
 
     Parameters
     ----------
@@ -66,14 +68,19 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
     -------
     matplotlib.figure.Figure
     """
-    X, note = drawn_points(checked_data(model, X))
+    X, note = drawn_points(model, X)
     proba = probabilities_of(model, X)
     k, d = model.means_.shape
     colors = component_colors(k)
-    cmap = two_component_cmap() if k == 2 else None
+    names = [f"component {j}" for j in range(k)]
+    if has_noise(model):  # its column is the last
+        colors = np.vstack([colors, NOISE_COLOR])
+        names.append("noise")
+    diverging = len(names) == 2 == k  # two Gaussians alone: one probability says all
+    cmap = two_component_cmap() if diverging else None
 
     def point_colors() -> dict:
-        if k == 2:
+        if diverging:
             return {"c": proba[:, 0], "cmap": cmap, "vmin": 0.0, "vmax": 1.0}
         return {"color": np.clip(proba @ colors[:, :3], 0.0, 1.0)}
 
@@ -83,8 +90,8 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
         x = X[:, 0]
         grid = one_d_grid(model, X)
         grid_proba = probabilities_of(model, grid[:, None])
-        for j in range(k):
-            ax.plot(grid, grid_proba[:, j], color=colors[j], lw=2, label=f"P(component {j} | x)")
+        for j, name in enumerate(names):
+            ax.plot(grid, grid_proba[:, j], color=colors[j], lw=2, label=f"P({name} | x)")
         # The data as a strip under the curves, coloured as in the 2-D plot.
         points = ax.scatter(
             x, -0.12 + 0.05 * strip_jitter(len(x)), **point_colors(), **point_style(len(x))
@@ -98,28 +105,29 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
         bottom_legend(fig)
         what = "Responsibilities P(k | x); data below, means dotted"
         ax.set_title(model_title(model, what, note))
-        if k == 2:
+        if diverging:
             probability_colorbar(fig, ax, points)
         return fig
 
     plane = project(model, X)
     lo, hi = plane_limits(plane.points, [plane.means])
-    labels = [f"component {j}" for j in range(k)] if k != 2 else []
+    labels = [] if diverging else names
     rows = legend_rows(labels) if labels else 0
     fig = plane_figure(figsize, lo, hi, title_lines=2 + plane.projected, legend_rows=rows)
     ax = fig.add_subplot()
     style = point_style(len(X))
     points = ax.scatter(plane.points[:, 0], plane.points[:, 1], **point_colors(), **style)
-    mark_means(ax, plane.means, colors)
+    mark_means(ax, plane.means, colors[:k])
     setup_plane_axes(ax, plane, lo, hi)
-    if k == 2:
+    if diverging:
         probability_colorbar(fig, ax, points)
         what = "Responsibilities: colour = P(component 0 | x)"
     else:
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], ls="", marker="o", color=colors[j], label=labels[j]) for j in range(k)
+            Line2D([], [], ls="", marker="o", color=colors[j], label=label)
+            for j, label in enumerate(labels)
         ]
         bottom_legend(fig, handles)
         what = "Responsibilities: colours blended by P(k | x)"
@@ -153,7 +161,7 @@ def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
     import matplotlib
     from matplotlib.lines import Line2D
 
-    X, note = drawn_points(checked_data(model, X))
+    X, note = drawn_points(model, X)
     k, d = model.means_.shape
     colors = component_colors(k)
     weights = np.asarray(model.weights_, np.float64)
@@ -266,7 +274,7 @@ def uncertainty(model: GaussianMixture, X, *, figsize=None) -> Figure:
     -------
     matplotlib.figure.Figure
     """
-    X, note = drawn_points(checked_data(model, X))
+    X, note = drawn_points(model, X)
     k, d = model.means_.shape
     colors = component_colors(k)
     u = 1.0 - probabilities_of(model, X).max(axis=1)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._noise import has_noise
 from ._geometry import Projection, ellipse_shape
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ def bottom_legend(fig: Figure, handles=None, *, fontsize: float = 9, **options) 
     )
 
 
+NOISE_COLOR = (0.5, 0.5, 0.5, 1.0)  # a noise component's points: grey, no component's colour
+
+
 def component_colors(k: int) -> np.ndarray:
     """(K, 4) RGBA colours: tab10 (component 0 blue, 1 orange, ...), tab20 beyond 10."""
     import matplotlib
@@ -121,7 +125,10 @@ def point_style(n: int) -> dict:
 
 def model_title(model, what: str, note: str = "") -> str:
     k = model.means_.shape[0]
-    return f"{what}\nK={k}, {model.covariance_type} covariance" + (f"; {note}" if note else "")
+    noise = f" + noise ({model.noise_weight_:.2f})" if has_noise(model) else ""
+    return f"{what}\nK={k}{noise}, {model.covariance_type} covariance" + (
+        f"; {note}" if note else ""
+    )
 
 
 def plane_title(title: str, plane: Projection) -> str:

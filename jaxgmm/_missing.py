@@ -1,0 +1,134 @@
+"""Values missing at random (``missing="em"``): EM that uses every observed coordinate
+(Ghahramani & Jordan 1994; McLachlan & Krishnan, ch. 2). NaN marks a missing value.
+
+For a row with observed coordinates o and missing ones m, under a component with mean mu and
+covariance S:
+
+* its density is the marginal over o, ``N(x_o | mu_o, S_oo)``, which is what the E-step, the
+  lower bound, ``score_samples`` and ``predict`` use;
+* the M-step reads the complete-data statistics in expectation: ``x_m`` replaced by its
+  conditional mean ``mu_m + S_mo S_oo^-1 (x_o - mu_o)``, and the scatter given the conditional
+  covariance ``S_mm - S_mo S_oo^-1 S_om`` besides. Every covariance model's M-step depends on
+  the data through these per-component scatters only, so every model (and the prior) takes
+  them as they are.
+
+The computation is per row, without grouping rows by their pattern of missing values (a data
+set with values missing at random has nearly as many patterns as rows once D passes ~10): each
+row's covariance is *masked*, ``S~ = P S P + (I - P)`` with ``P`` the diagonal of observed
+flags, whose Cholesky factor serves all three (``det S~ = det S_oo``, and ``S~^-1`` is
+``S_oo^-1`` on the observed block and the identity on the missing one). That keeps ``vmap`` over
+restarts and the sums over blocks of rows as they are; it costs D^3 per row and component
+instead of D^2 (bench/missing.py measures it).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._blocks import default_block_size
+from ._covariance._linalg import cholesky_by_columns
+from ._programs import program
+from ._statistics import conditional_moments, mixture_log_norm, split
+
+MISSING = ("error", "em")
+
+
+def check_missing(missing) -> bool:
+    """Whether ``missing`` (``"error"`` or ``"em"``) lets NaN mark missing values."""
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+    return missing == "em"
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside jaxgmm, from the caller of this
+    function's caller: a warning then points at the user's line, however deep it was raised."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("jaxgmm"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def without_empty_rows(X, sample_weight, name: str = "X"):
+    """``(X, sample_weight)`` for a fit, without the rows whose every value is missing (they
+    carry no information; a warning says how many), and whether any value is missing in the
+    rest. A column missing in every row is refused."""
+    nan = np.isnan(np.asarray(X))
+    never = np.flatnonzero(nan.all(axis=0))
+    if len(never):
+        many = len(never) > 1
+        raise ValueError(
+            f"{name}: column{'s' * many} {', '.join(map(str, never))} "
+            f"{'are' if many else 'is'} missing in every row; drop {'them' if many else 'it'} "
+            f"(nothing can be learned about {'them' if many else 'it'})"
+        )
+    empty = nan.all(axis=1)
+    if empty.any():
+        rows = np.flatnonzero(empty)
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        warnings.warn(
+            f"{name}: {len(rows)} row{'s' * (len(rows) > 1)} with every value missing "
+            f"({shown}) left out of the fit: they carry no information",
+            UserWarning,
+            stacklevel=_caller_level(),
+        )
+        X = X[~empty]
+        if sample_weight is not None:
+            sample_weight = sample_weight[~empty]
+    return X, sample_weight, bool(nan[~empty].any())
+
+
+def mean_filled(X, sample_weight=None):
+    """``X`` with each missing value replaced by the (weighted) mean of its column's observed
+    values: what the default prior is computed from."""
+    observed = ~jnp.isnan(X)
+    w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else jnp.asarray(sample_weight)
+    seen = w[:, None] * observed
+    mean = jnp.sum(seen * jnp.where(observed, X, 0.0), axis=0) / jnp.sum(seen, axis=0)
+    return jnp.where(observed, X, mean)
+
+
+@program(static_argnames=("unit", "n_draws"))
+def imputations(X, params, key, *, unit, n_draws: int):
+    """``X`` with every missing value (NaN) replaced by its conditional mean under the mixture
+    (``(N, D)``), and ``n_draws`` draws from the conditional mixture (``(n_draws, N, D)``; none
+    for 0): a component drawn from the row's posterior over components, then its missing values
+    from that component's conditional normal. Observed values are kept as they are."""
+    n_components, n_features = params.means.shape
+    covs = unit.matrices(params.covariances, n_components, n_features)
+
+    def one_row(row):
+        xb, index = row
+        x, observed = split(xb[None, :])
+        x, observed = x[0], observed[0]
+
+        def per_component(mean, cov):
+            return conditional_moments(x, observed, mean, cov)
+
+        log_density, completed, conditional = jax.vmap(per_component)(params.means, covs)
+        weighted = log_density + jnp.log(params.weights)
+        log_resp = weighted - mixture_log_norm(weighted, params, axis=0)
+        mean = jnp.where(observed, x, jnp.exp(log_resp) @ completed)
+        if n_draws == 0:
+            return mean, None
+        row_key = jax.random.fold_in(key, index)
+        pick_key, normal_key = jax.random.split(row_key)
+        picks = jax.random.categorical(pick_key, log_resp, shape=(n_draws,))
+        # the conditional covariance with ones on the observed diagonal factors like a masked one
+        factors = cholesky_by_columns(conditional + jnp.diag(observed.astype(X.dtype)))
+        normal = jax.random.normal(normal_key, (n_draws, n_features), X.dtype)
+        draws = completed[picks] + jnp.einsum("nij,nj->ni", factors[picks], normal)
+        return mean, jnp.where(observed, x, draws)
+
+    rows = (X, jnp.arange(X.shape[0]))
+    size = default_block_size(X.shape[0], n_components, n_features * n_features)
+    means, draws = lax.map(one_row, rows, batch_size=size)
+    if draws is None:
+        return means, jnp.zeros((0, *X.shape), X.dtype)
+    return means, jnp.swapaxes(draws, 0, 1)
