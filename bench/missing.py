@@ -1,7 +1,7 @@
 """Values missing at random (``missing="em"``): what they cost and what they give back.
 
-    python -m bench.missing           # N = 100,000: about 10 minutes on 2 idle cores
-    python -m bench.missing --quick   # N = 5,000 for the speed table: about a minute
+    python -m bench.missing           # N = 100,000: about 12 minutes on 2 idle cores
+    python -m bench.missing --quick   # N = 5,000, 1 and 4 iterations: about a minute
 
 1. **Speed**: the mid-16 workload of bench/workloads.py (D = 16, K = 16, full and diag, its data
    and perturbed start, float32) with 0%, 10% and 30% of values removed completely at random.
@@ -161,9 +161,9 @@ def recovery() -> list[dict]:
         filled = np.where(np.isnan(Xm), np.nanmean(Xm, axis=0), Xm)
         fits = {
             "EM with missing values": jaxgmm.GaussianMixture(3, missing="em", **settings).fit(Xm),
-            f"complete rows only ({len(complete_rows)})": jaxgmm.GaussianMixture(
-                3, **settings
-            ).fit(complete_rows),
+            f"complete rows only ({len(complete_rows)})": jaxgmm.GaussianMixture(3, **settings).fit(
+                complete_rows
+            ),
             "mean imputation": jaxgmm.GaussianMixture(3, **settings).fit(filled),
         }
         for method, model in fits.items():
@@ -231,7 +231,7 @@ def iris() -> tuple[list[dict], dict]:
 def report(machine, args, speed_rows, recovery_rows, iris_rows, iris_info, seconds) -> str:
     t1, t2 = args.iterations
     lines = [
-        f"# Values missing at random (`missing=\"em\"`){' — quick run' if args.quick else ''}",
+        f'# Values missing at random (`missing="em"`){" — quick run" if args.quick else ""}',
         "",
         f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM; "
         f"JAX device: {machine['platform']} ({machine['device_kind']}) "
@@ -298,13 +298,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 5,000 for the speed table")
     parser.add_argument("--n", type=int, help="rows of the speed table (default 100,000)")
-    parser.add_argument(
-        "--iterations", type=int, nargs=2, default=(2, 7), help="T1 T2 (default 2 7)"
-    )
+    parser.add_argument("--iterations", type=int, nargs=2, help="T1 T2 (default 2 7; --quick: 1 4)")
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per T (median)")
     parser.add_argument("--out", type=Path, help="markdown report")
     args = parser.parse_args()
     args.n = args.n or (5_000 if args.quick else 100_000)
+    args.iterations = args.iterations or ((1, 4) if args.quick else (2, 7))
     out = args.out or RESULTS / ("missing-quick.md" if args.quick else "missing.md")
     started = time.perf_counter()
     machine = describe()

@@ -99,12 +99,8 @@ def _run_fit_stream(args) -> int:
     if data.ndim != 2:
         raise DataFileError(f"{args.data}: expected a 2-D array, found shape {data.shape}")
     dtype = np.dtype(args.dtype)
-    if prior_of(args) is not None:
-        raise CommandError("--prior is not available with --stream yet; fit without --stream")
     if args.noise:
         raise CommandError("--noise is not available with --stream yet; fit without --stream")
-    if args.missing != "error":
-        raise CommandError("--missing is not available with --stream yet; fit without --stream")
     print(
         f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {args.data} "
         f"({data.shape[0]} rows, {data.shape[1]} columns), streamed in blocks."
@@ -117,6 +113,8 @@ def _run_fit_stream(args) -> int:
         max_iter=args.max_iter,
         n_init=args.n_init,
         matmul_precision=args.matmul_precision,
+        prior=prior_of(args),
+        missing=args.missing,
     )
 
     def blocks():

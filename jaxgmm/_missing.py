@@ -34,7 +34,7 @@ from jax import lax
 from ._blocks import default_block_size
 from ._covariance._linalg import cholesky_by_columns
 from ._programs import program
-from ._statistics import conditional_moments, mixture_log_norm, split
+from ._statistics import diagonal, missing_moments, mixture_log_norm
 
 MISSING = ("error", "em")
 
@@ -101,30 +101,26 @@ def imputations(X, params, key, *, unit, n_draws: int):
     for 0): a component drawn from the row's posterior over components, then its missing values
     from that component's conditional normal. Observed values are kept as they are."""
     n_components, n_features = params.means.shape
-    covs = unit.matrices(params.covariances, n_components, n_features)
 
     def one_row(row):
         xb, index = row
-        x, observed = split(xb[None, :])
-        x, observed = x[0], observed[0]
-
-        def per_component(mean, cov):
-            return conditional_moments(x, observed, mean, cov)
-
-        log_density, completed, conditional = jax.vmap(per_component)(params.means, covs)
-        weighted = log_density + jnp.log(params.weights)
+        log_density, completed, conditional = missing_moments(xb[None, :], params, unit)
+        completed, conditional = completed[:, 0], conditional[:, 0]
+        weighted = log_density[:, 0] + jnp.log(params.weights)
         log_resp = weighted - mixture_log_norm(weighted, params, axis=0)
-        mean = jnp.where(observed, x, jnp.exp(log_resp) @ completed)
+        observed = ~jnp.isnan(xb)
+        mean = jnp.where(observed, xb, jnp.exp(log_resp) @ completed)
         if n_draws == 0:
             return mean, None
-        row_key = jax.random.fold_in(key, index)
-        pick_key, normal_key = jax.random.split(row_key)
+        pick_key, normal_key = jax.random.split(jax.random.fold_in(key, index))
         picks = jax.random.categorical(pick_key, log_resp, shape=(n_draws,))
-        # the conditional covariance with ones on the observed diagonal factors like a masked one
-        factors = cholesky_by_columns(conditional + jnp.diag(observed.astype(X.dtype)))
         normal = jax.random.normal(normal_key, (n_draws, n_features), X.dtype)
-        draws = completed[picks] + jnp.einsum("nij,nj->ni", factors[picks], normal)
-        return mean, jnp.where(observed, x, draws)
+        if diagonal(unit):
+            noise = jnp.sqrt(conditional[picks]) * normal
+        else:  # with ones on the observed diagonal, the conditional covariance factors
+            factors = cholesky_by_columns(conditional + jnp.diag(observed.astype(X.dtype)))
+            noise = jnp.einsum("nij,nj->ni", factors[picks], normal)
+        return mean, jnp.where(observed, xb, completed[picks] + noise)
 
     rows = (X, jnp.arange(X.shape[0]))
     size = default_block_size(X.shape[0], n_components, n_features * n_features)

@@ -257,9 +257,39 @@ def split(xb: Array) -> tuple[Array, Array]:
     return jnp.where(observed, xb, 0.0), observed
 
 
+def diagonal(unit) -> bool:
+    """Whether the unit stores variances (diagonal covariances), not matrices."""
+    return len(unit.shape(1, 2)) <= 2 and not unit.shared
+
+
+def missing_moments(xb: Array, params, unit):
+    """Every row of a block (NaN for its missing values) under every component: the log
+    marginal density of its observed values ``(K, B)``, the row completed with the conditional
+    means of the missing ones ``(K, B, D)``, and their conditional covariance (zero outside the
+    missing block): ``(K, B, D, D)``, or for a diagonal model its diagonal ``(K, B, D)``, where
+    the coordinates are independent and all of this costs D per row, not D^3."""
+    x, observed = split(xb)
+    means = params.means[:, None, :]
+    if diagonal(unit):
+        n_components, n_features = params.means.shape
+        variances = jnp.broadcast_to(
+            params.covariances.reshape(n_components, -1), (n_components, n_features)
+        )[:, None, :]
+        diff = jnp.where(observed, x - means, 0.0)
+        terms = jnp.where(
+            observed, LOG_2PI + jnp.log(variances) + jnp.square(diff) / variances, 0.0
+        )
+        conditional = jnp.where(observed, 0.0, variances)
+        return -0.5 * jnp.sum(terms, axis=-1), means + diff, conditional
+    covs = unit.matrices(params.covariances, *params.means.shape)
+    return _per_row_and_component(conditional_moments, x, observed, params.means, covs)
+
+
 def marginal_log_densities(xb: Array, params, unit) -> Array:
     """``(K, B)``: each row's log marginal density over its observed coordinates under every
     component (``xb`` with NaN for the missing values)."""
+    if diagonal(unit):
+        return missing_moments(xb, params, unit)[0]
     covs = unit.matrices(params.covariances, *params.means.shape)
     x, observed = split(xb)
 
@@ -285,21 +315,20 @@ class Missing:
 
     @staticmethod
     def block(xb: Array, wb: Array, params, unit) -> Statistics:
-        covs = unit.matrices(params.covariances, *params.means.shape)
-        x, observed = split(xb)
-        log_density, completed, conditional = _per_row_and_component(
-            conditional_moments, x, observed, params.means, covs
-        )
+        log_density, completed, conditional = missing_moments(xb, params, unit)
         weighted = log_density + jnp.log(params.weights)[:, None]
         log_norm = mixture_log_norm(weighted, params, axis=0)
         wr = jnp.exp(weighted - log_norm[None, :]) * wb[None, :]
         diff = completed - params.means[:, None, :]
-        scatter = jnp.einsum("kn,kni,knj->kij", wr, diff, diff)
-        scatter = scatter + jnp.einsum("kn,knij->kij", wr, conditional)
+        if diagonal(unit):  # the variances' scatter, and the conditional variances
+            scatter = unit.scatter(diff, wr) + jnp.einsum("kn,knd->kd", wr, conditional)
+        else:
+            scatter = jnp.einsum("kn,kni,knj->kij", wr, diff, diff)
+            scatter = unit.scatter_of_dense(scatter + jnp.einsum("kn,knij->kij", wr, conditional))
         return Statistics(
             mass=jnp.sum(wr, axis=1),
             first=jnp.einsum("kn,knd->kd", wr, diff),
-            scatter=unit.scatter_of_dense(scatter),
+            scatter=scatter,
             log_lik=jnp.sum(wb * log_norm),
             weight=jnp.sum(wb),
             noise_mass=noise_mass(wb, log_norm, params),

@@ -8,21 +8,25 @@ the in-memory fit's, so from the same starting point both give the same result u
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import _engine
-from ._blocks import Blocks, kahan_add
+from ._blocks import Blocks, default_block_size, kahan_add
 from ._fit import check_failures, check_init, check_settings, host_fit, initialize
 from ._host_loop import iterate
 from ._matmul_precision import with_matmul_precision
+from ._missing import check_missing
 from ._params import FitResult, GMMParams
-from ._statistics import Exact
-from ._validation import check_int, float_dtype
+from ._prior import DEFAULT_SHRINKAGE, Prior, check_prior
+from ._statistics import Exact, Missing
+from ._validation import MISSING_ADVICE, check_int, float_dtype
 
 DEFAULT_BLOCK_ROWS = 65_536
 DEFAULT_SUBSAMPLE = 100_000
@@ -68,12 +72,28 @@ class _Pass:
                 row += n
 
 
-def _first_pass(data, block_size: int, subsample: int, seed: int):
-    """Rows, features, dtype, the mean and per-feature variance (in float64, around the first
-    row), a uniform random subsample of rows (reservoir sampling), and finiteness checked with
-    the position of the first bad value."""
+class FirstPass(NamedTuple):
+    """What the first pass over the data learns: their shape and dtype, the mean and variance
+    of each column (of its observed values), the covariance of the data with each missing value
+    replaced by its column's mean (divisor N - 1, as the default prior's), a uniform random
+    subsample of rows, and whether any value is missing."""
+
+    n_rows: int
+    n_features: int
+    dtype: np.dtype
+    mean: np.ndarray
+    variance: np.ndarray
+    covariance: np.ndarray
+    sample: np.ndarray
+    has_missing: bool
+
+
+def _first_pass(data, block_size: int, subsample: int, seed: int, missing: bool) -> FirstPass:
+    """The :class:`FirstPass`, in float64 around the first row (reservoir sampling for the
+    subsample), and the data checked: NaN (unless ``missing``) or inf is refused with the
+    position of the first."""
     rng = np.random.default_rng(seed)
-    anchor = total = squares = None
+    anchor = None
     reservoir: list[np.ndarray] = []
     n_rows = 0
     n_features = None
@@ -85,23 +105,34 @@ def _first_pass(data, block_size: int, subsample: int, seed: int):
             )
         if n_features is None:
             n_features, dtype = block.shape[1], float_dtype(block.dtype, "data")
-            anchor = block[0].astype(np.float64)
-            total = np.zeros(n_features)
-            squares = np.zeros(n_features)
+            anchor = np.nan_to_num(block[0].astype(np.float64))
+            # sums over observed values of y = x - anchor: counts, y, y^2, and for the
+            # covariance of the mean-filled data, (o y)(o y)^T, (o y) o^T and o o^T
+            sums = {name: 0.0 for name in ("count", "y", "y2", "yy", "yo", "oo")}
         elif block.shape[1] != n_features:
             raise ValueError(f"data blocks have {block.shape[1]} columns after {n_features}")
         values = block.astype(np.float64)
-        bad = ~np.isfinite(values)
+        bad = np.isinf(values) if missing else ~np.isfinite(values)
         if bad.any():
             row, column = np.argwhere(bad)[0]
             raise ValueError(
-                f"data contain {int(bad.sum())} non-finite values in the block at "
-                f"row {n_rows}; the first is at row {n_rows + row}, column {column} "
-                "(0-based)"
+                f"data contain {int(bad.sum())} {'infinite' if missing else 'non-finite'} "
+                f"values in the block at row {n_rows}; the first is at row {n_rows + row}, "
+                f"column {column} (0-based)"
+                + ("" if missing else f"; {MISSING_ADVICE}" * bool(np.isnan(values).any()))
             )
-        offsets = values - anchor
-        total += offsets.sum(axis=0)
-        squares += np.square(offsets).sum(axis=0)
+        observed = ~np.isnan(values)
+        o = observed.astype(np.float64)
+        y = np.where(observed, values - anchor, 0.0)
+        for name, value in (
+            ("count", o.sum(axis=0)),
+            ("y", y.sum(axis=0)),
+            ("y2", np.square(y).sum(axis=0)),
+            ("yy", y.T @ y),
+            ("yo", y.T @ o),
+            ("oo", o.T @ o),
+        ):
+            sums[name] = sums[name] + value
         for i in range(len(values)):  # reservoir sampling (Vitter's algorithm R)
             seen = n_rows + i
             if seen < subsample:
@@ -113,14 +144,33 @@ def _first_pass(data, block_size: int, subsample: int, seed: int):
         n_rows += len(values)
     if not n_rows:
         raise ValueError("data hold no rows")
-    mean_offset = total / n_rows
-    variance = squares / n_rows - np.square(mean_offset)
-    return n_rows, n_features, dtype, anchor + mean_offset, variance, np.stack(reservoir)
+    if np.any(sums["count"] == 0):
+        raise ValueError(f"data: column {int(np.argmin(sums['count']))} is missing in every row")
+    mean_offset = sums["y"] / sums["count"]
+    variance = sums["y2"] / sums["count"] - np.square(mean_offset)
+    d = mean_offset  # the mean minus the anchor: the filled values' offsets are o (y - d)
+    scatter = (
+        sums["yy"]
+        - sums["yo"] * d[None, :]
+        - d[:, None] * sums["yo"].T
+        + sums["oo"] * np.outer(d, d)
+    )
+    sample = np.stack(reservoir)
+    return FirstPass(
+        n_rows,
+        n_features,
+        dtype,
+        anchor + mean_offset,
+        variance,
+        (scatter + scatter.T) / 2 / max(n_rows - 1, 1),
+        sample,
+        bool(sums["count"].min() < n_rows),
+    )
 
 
-@partial(jax.jit, static_argnames=("unit",))
-def _block_sums(carry, xb, wb, rows, centre, params, *, unit):
-    stats = _engine.restart_statistics(xb - centre, wb, rows, params, unit, Exact)
+@partial(jax.jit, static_argnames=("unit", "form"))
+def _block_sums(carry, xb, wb, rows, centre, params, *, unit, form):
+    stats = _engine.restart_statistics(xb - centre, wb, rows, params, unit, form)
     return kahan_add(carry, stats)
 
 
@@ -145,6 +195,8 @@ def fit_stream(
     subsample: int = DEFAULT_SUBSAMPLE,
     prefer_nondegenerate: bool = True,
     callback: Callable | None = None,
+    prior: str | None = None,
+    missing: str = "error",
 ) -> FitResult:
     """Fit a Gaussian mixture to data that need not fit in memory.
 
@@ -165,6 +217,14 @@ def fit_stream(
         Rows moved to the device at a time.
     callback : callable, optional
         Called with a :class:`jaxgmm.Progress` after every iteration.
+    prior : {None, "default"}
+        As in :func:`jaxgmm.fit`: mclust's default prior, from the first pass's mean and
+        covariance.
+    missing : {"error", "em"}
+        As in :func:`jaxgmm.fit`, except that rows missing every value are kept: they carry no
+        information and leave EM's fixed point where it is (they count in N). The start is
+        drawn from the subsample with each missing value replaced by its column's mean; the
+        blocks sent to the device are shorter (each row holds K factors of D x D).
 
     Returns
     -------
@@ -183,9 +243,27 @@ def fit_stream(
     )
     block_size = check_int(block_size, "block_size", 1)
     seed = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
-    n_rows, n_features, dtype, mean, variance, sample = _first_pass(
-        data, block_size, check_int(subsample, "subsample", 1), seed
+    first = _first_pass(
+        data, block_size, check_int(subsample, "subsample", 1), seed, check_missing(missing)
     )
+    n_rows, n_features, dtype, mean, variance = first[:5]
+    sample = first.sample
+    form = Exact
+    if first.has_missing:
+        form = Missing
+        settings = dataclasses.replace(settings, statistics=Missing.name)
+        sample = np.where(np.isnan(sample), mean, sample)
+        block_size = min(block_size, default_block_size(n_rows, n_components, n_features**2))
+    if check_prior(prior, unit) is not None:  # the data's, around their mean: mean zero
+        settings = dataclasses.replace(
+            settings,
+            prior=Prior(
+                shrinkage=jnp.asarray(DEFAULT_SHRINKAGE, dtype),
+                mean=jnp.zeros(n_features, dtype),
+                dof=jnp.asarray(n_features + 2, dtype),
+                covariance=jnp.asarray(first.covariance, dtype),
+            ),
+        )
     if n_components > n_rows:
         raise ValueError(
             f"n_components={n_components} is larger than the number of samples (N={n_rows})"
@@ -218,7 +296,7 @@ def fit_stream(
         for xb, wb, row_ids in passes(data):
             if carry is None:
                 shapes = jax.eval_shape(
-                    partial(_engine.restart_statistics, unit=unit, form=Exact),
+                    partial(_engine.restart_statistics, unit=unit, form=form),
                     xb,
                     wb,
                     row_ids,
@@ -226,7 +304,7 @@ def fit_stream(
                 )
                 zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
                 carry = (zero, zero)
-            carry = _block_sums(carry, xb, wb, row_ids, centre, state.params, unit=unit)
+            carry = _block_sums(carry, xb, wb, row_ids, centre, state.params, unit=unit, form=form)
         state, bounds = _stream_update(state, carry[0], settings, unit=unit)
         done = not np.asarray(_engine.active(state, settings.max_iter)).any()
         return state, np.asarray(bounds)[None, :], done

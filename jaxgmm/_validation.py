@@ -62,7 +62,10 @@ def float_dtype(dtype, name: str = "X", *, wide: bool = False) -> np.dtype:
     return dtype
 
 
-MISSING_ADVICE = 'to fit with values missing at random, pass missing="em" (NaN marks them)'
+MISSING_ADVICE = (
+    'to fit with values missing at random, pass missing="em" (NaN marks them; --missing em '
+    "on the command line)"
+)
 
 
 def _first_non_finite(values: np.ndarray, name: str, missing: bool = False) -> None:

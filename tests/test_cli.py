@@ -334,3 +334,18 @@ def test_missing_values_fit_impute_and_the_refusal_names_the_option(run, tmp_pat
     draws = run("impute", out / "model.npz", data, "--draws", "3")
     assert draws.returncode == 0, draws.stderr
     assert draws.stdout.splitlines()[0] == "draw,a,b,c" and len(draws.stdout.splitlines()) == 361
+    holes = np.genfromtxt(data, delimiter=",", skip_header=1)  # empty fields, NA: NaN
+    np.save(tmp_path / "holes.npy", holes)
+    streamed = run(
+        "fit",
+        tmp_path / "holes.npy",
+        "--stream",
+        "--missing",
+        "em",
+        "--prior",
+        "default",
+        "--out",
+        tmp_path / "streamed",
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert (tmp_path / "streamed" / "labels.csv").read_text().count("\n") == 121

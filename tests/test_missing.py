@@ -223,3 +223,54 @@ def test_a_large_fit_has_the_models_own_program_and_equals_the_reference(covaria
     params, bounds, _, _ = reference_missing.fit(X, start, covariance_type, max_iter=3, tol=0.0)
     np.testing.assert_allclose(result.lower_bounds, bounds, rtol=1e-10)
     np.testing.assert_allclose(result.params.covariances, params.covariances, rtol=1e-10)
+
+
+def test_the_prior_with_missing_values_is_the_map_step_of_the_expected_statistics(x64):
+    """prior="default" with holes: mclust's default prior of the data with each missing value
+    replaced by its column's mean, and one MAP M-step of the expected statistics (VVV's
+    formula, written out here) to 1e-10."""
+    X = holes(two_clusters(), 0.2, seed=8)
+    start = _start("full", seed=9)
+    init = jaxgmm.params_from_covariances(
+        start.weights, start.means, start.covariances, covariance_type="full"
+    )
+    result = jaxgmm.fit(
+        jax.random.key(0),
+        X,
+        2,
+        init=init,
+        missing="em",
+        prior="default",
+        max_iter=1,
+        reg_covar=0.0,
+        tol=0.0,
+    )
+    filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+    mu_p, scale = filled.mean(axis=0), np.cov(filled.T)  # defaultPrior: divisor N - 1
+    kappa, nu, d = 0.01, 3 + 2, 3
+    log_resp, _ = reference_missing.e_step(X, start, "full")
+    stats = reference_missing.expected_statistics(X, log_resp, start, "full")
+    lam = scale / 2 ** (2 / d)
+    for k in range(2):
+        n, xbar = stats.nk[k], stats.means[k]
+        offset = xbar - mu_p
+        pull = kappa * n / (kappa + n) * np.outer(offset, offset)
+        cov = (lam + stats.scatters[k] + pull) / (nu + n + d + 2)
+        mean = (n * xbar + kappa * mu_p) / (n + kappa)
+        np.testing.assert_allclose(result.params.covariances[k], cov, rtol=1e-10)
+        np.testing.assert_allclose(result.params.means[k], mean, rtol=1e-10)
+
+
+def test_a_diagonal_model_imputes_and_draws_each_coordinate_alone():
+    """diag: missing coordinates are independent of the observed ones given the component;
+    with one component the imputed value is the mean and the draws have its variance."""
+    rng = np.random.default_rng(11)
+    X = (rng.normal(size=(500, 3)) * [1.0, 2.0, 0.5] + [1.0, -1.0, 3.0]).astype(np.float32)
+    model = jaxgmm.GaussianMixture(1, covariance_type="diag", missing="em").fit(holes(X, 0.1))
+    row = np.array([[np.nan, 0.0, np.nan]], np.float32)
+    np.testing.assert_allclose(model.impute(row)[0, [0, 2]], model.means_[0, [0, 2]], rtol=1e-6)
+    draws = model.impute(row, n_draws=20000, key=2)[:, 0, :]
+    assert np.all(draws[:, 1] == 0.0)
+    np.testing.assert_allclose(
+        draws[:, [0, 2]].var(axis=0), model.covariances_[0, [0, 2]], rtol=0.05
+    )

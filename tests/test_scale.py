@@ -268,6 +268,29 @@ def test_streamed_fit_of_a_memmap_equals_the_in_memory_fit(tmp_path, x64):
         assert_close(streamed.restarts.lower_bounds, memory.restarts.lower_bounds, 1e-12)
 
 
+def test_streamed_fit_with_missing_values_and_the_prior_equals_the_in_memory_fit(x64):
+    """missing="em" and prior="default" streamed (the prior's covariance from the first
+    pass's sums, the statistics of the missing values' form) give the in-memory fit."""
+    import jax
+    import numpy as np
+    from helpers import assert_close
+
+    import jaxgmm
+
+    X = _three_clusters(3001)
+    X[np.random.default_rng(1).uniform(size=X.shape) < 0.2] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.5
+    init = jaxgmm.initialize(jax.random.key(0), np.nan_to_num(X), 3, n_init=2)
+    for kwargs in (dict(missing="em"), dict(missing="em", prior="default")):
+        kwargs |= dict(n_init=2, init=init, tol=0.0, max_iter=6)
+        memory = jaxgmm.fit(jax.random.key(0), X, 3, **kwargs)
+        streamed = jaxgmm.fit_stream(jax.random.key(0), X, 3, block_size=700, **kwargs)
+        assert_close(
+            streamed.restarts.params.covariances, memory.restarts.params.covariances, 1e-10
+        )
+        assert_close(streamed.restarts.lower_bounds, memory.restarts.lower_bounds, 1e-12)
+
+
 def test_streamed_fit_of_blocks_from_a_function():
     import jax
     import numpy as np
@@ -296,8 +319,11 @@ def test_streamed_fit_names_the_first_bad_value():
 
     X = _three_clusters(3000).astype(np.float32)
     X[2500, 1] = np.nan
-    with pytest.raises(ValueError, match=r"row 2500, column 1"):
+    with pytest.raises(ValueError, match=r"row 2500, column 1.*missing=\"em\""):
         jaxgmm.fit_stream(jax.random.key(0), X, 3, block_size=1000)
+    X[2600, 2] = np.inf
+    with pytest.raises(ValueError, match=r"1 infinite values .* row 2600, column 2"):
+        jaxgmm.fit_stream(jax.random.key(0), X, 3, block_size=1000, missing="em")
 
 
 def test_cli_streams_an_npy_file(tmp_path):
