@@ -66,12 +66,13 @@ def _row_log_density(x: Array, params: GMMParams, unit) -> Array:
     ]
 
 
-def _weighted_log_prob(x: Array, params: GMMParams, unit, missing: bool = False) -> Array:
+def _weighted_log_prob(x: Array, params: GMMParams, unit, missing: int = 0) -> Array:
     """``log w_k + log N(x | mean_k, covariance_k)`` of one sample, ``(K,)``, and with a noise
     component (``jaxgmm._noise``) its ``log(w_0 / V)`` last, ``(K + 1,)``. ``missing``: ``x``
-    may hold NaN, and its density is the marginal over the rest (``jaxgmm._missing``)."""
+    may hold up to that many NaN, and its density is the marginal over the rest
+    (``jaxgmm._missing``)."""
     if missing:
-        density = marginal_log_densities(x[None, :], params, unit)[:, 0]
+        density = marginal_log_densities(x[None, :], params, unit, missing)[:, 0]
     else:
         density = _row_log_density(x, params, unit)
     weighted = density + jnp.log(params.weights)
@@ -139,15 +140,15 @@ def e_step(
 
 
 @program(static_argnames=("unit", "missing"))
-def responsibilities(X: Array, params: GMMParams, *, unit, missing: bool = False):
+def responsibilities(X: Array, params: GMMParams, *, unit, missing: int = 0):
     """``log_resp (N, K)`` (``(N, K + 1)`` with a noise component, its column last) and
     ``log_norm (N,)``, the log density of the mixture at each sample: what predictions, scores
-    and criteria are made of, in one pass. ``missing``: NaN marks missing values, and each
-    row's density is the marginal over its observed ones."""
+    and criteria are made of, in one pass. ``missing``: the most missing values (NaN) in a row,
+    and each row's density is the marginal over its observed ones."""
     return _responsibilities(X, params, unit, missing)
 
 
-def _responsibilities(X: Array, params: GMMParams, unit, missing: bool = False):
+def _responsibilities(X: Array, params: GMMParams, unit, missing: int = 0):
     def row(x):
         weighted = _weighted_log_prob(x, params, unit, missing)
         log_norm = logsumexp(weighted)

@@ -33,11 +33,11 @@ from ._init import initial_params
 from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._programs import program
 from ._statistics import (
-    STATISTICS_FORMS,
     Missing,
     differences,
     log_gaussian,
     marginal_log_densities,
+    named_form,
     noise_term,
     standardized_means,
 )
@@ -57,7 +57,7 @@ FAILURE_ADVICE = (
 @partial(
     jax.tree_util.register_dataclass,
     data_fields=["reg_covar", "tol", "max_iter", "start_lower_bound", "prior", "noise"],
-    meta_fields=["statistics"],
+    meta_fields=["statistics", "missing_width"],
 )
 @dataclasses.dataclass(frozen=True)
 class EMSettings:
@@ -77,6 +77,7 @@ class EMSettings:
     prior: Any = None  # a ``jaxgmm._prior.Prior`` (its mean in the centred frame): MAP EM
     noise: Any = None  # log(1 / V) of a noise component (``jaxgmm._noise``), or None
     statistics: str = "auto"
+    missing_width: int = 0  # with missing values: the most in a row (``jaxgmm._missing``)
 
     def with_form(self, form) -> EMSettings:
         return dataclasses.replace(self, statistics=form.name)
@@ -364,7 +365,7 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
     One iteration is one pass over the data in ``blocks`` (on each device), every restart's
     statistics accumulated from the same block, then the M-step of each restart."""
     unit = blocks.factoring(unit)
-    form = STATISTICS_FORMS[settings.statistics]
+    form = named_form(settings.statistics, settings.missing_width)
     unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
 
     def iterate(state):
@@ -431,14 +432,14 @@ def _degenerate(params, models, data_var, settings, unit):
     return jax.vmap(one)(params, models)
 
 
-def _scores(params, Xc, sample_weight, unit, blocks, missing: bool):
+def _scores(params, Xc, sample_weight, unit, blocks, missing: bool, width: int = 0):
     """Every restart's log-likelihood, responsibilities' entropy and hard-label cost
     (``jaxgmm._criteria``), summed over samples (of the observed values, with ``missing``)."""
 
     def block(xb, wb, rows, params):
         def one(p):
             if missing:
-                log_density = marginal_log_densities(xb, p, unit)
+                log_density = marginal_log_densities(xb, p, unit, width or None)
             else:
                 log_density = log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
             weighted = log_density + jnp.log(p.weights)[:, None]
@@ -483,7 +484,13 @@ def finish(
     log_likelihood = entropy = hard_cost = None
     if scores:
         log_likelihood, entropy, hard_cost = _scores(
-            state.params, Xc, sample_weight, unit, blocks, settings.statistics == Missing.name
+            state.params,
+            Xc,
+            sample_weight,
+            unit,
+            blocks,
+            settings.statistics == Missing.name,
+            settings.missing_width,
         )
     params = state.params._replace(
         means=state.params.means + centre[None, None, :],

@@ -39,7 +39,14 @@ from ._shapes import (
     padded_rows,
     trim_params,
 )
-from ._statistics import STATISTICS, Exact, Missing, choose_form, standardized_means
+from ._statistics import (
+    STATISTICS,
+    Exact,
+    Missing,
+    choose_form,
+    named_form,
+    standardized_means,
+)
 from ._validation import (
     as_data,
     as_sample_weight,
@@ -119,13 +126,14 @@ def check_init(init, *, n_components, n_features, unit, dtype, n_init):
 def _check_data(X, sample_weight, n_components: int, missing: bool = False):
     """Validated data and weights (left alone when traced), and whether values are missing:
     with ``missing``, NaN marks them, and rows missing every value are left out."""
-    has_missing = missing and is_traced(X)  # inside jit the data cannot be looked at
+    # inside jit the data cannot be looked at: any row may miss every value
+    missing_width = X.shape[1] if missing and is_traced(X) else 0
     if not is_traced(X):
         X = as_data(X, missing=missing)
         if missing:
             if not is_traced(sample_weight) and sample_weight is not None:
                 sample_weight = np.asarray(sample_weight)
-            X, sample_weight, has_missing = without_empty_rows(X, sample_weight)
+            X, sample_weight, missing_width = without_empty_rows(X, sample_weight)
     n_samples = X.shape[0]
     if n_components > n_samples:
         raise ValueError(
@@ -134,19 +142,20 @@ def _check_data(X, sample_weight, n_components: int, missing: bool = False):
         )
     if not is_traced(sample_weight):
         sample_weight = as_sample_weight(sample_weight, n_samples, X.dtype)
-    return X, sample_weight, has_missing
+    return X, sample_weight, missing_width
 
 
-def with_missing(settings: EMSettings, has_missing: bool, statistics: str) -> EMSettings:
-    """``settings`` with the statistics form of data with missing values, when they have any."""
-    if not has_missing:
+def with_missing(settings: EMSettings, missing_width: int, statistics: str) -> EMSettings:
+    """``settings`` with the statistics form of data with missing values, when they have any
+    (``missing_width``: the most in a row)."""
+    if not missing_width:
         return settings
     if statistics != "auto":
         raise ValueError(
             f'statistics="{statistics}" cannot read missing values; leave it "auto" (data with '
             "missing values have a form of their own)"
         )
-    return dataclasses.replace(settings, statistics=Missing.name)
+    return dataclasses.replace(settings, statistics=Missing.name, missing_width=missing_width)
 
 
 # mclust's subset for its hierarchical start (mclust.options("subset")): the tree's table of
@@ -428,12 +437,13 @@ def run_restarts(
     n_devices = 1 if mesh is None else mesh.size
     rows, n_features = X.shape[0] // n_devices, X.shape[1]
 
-    start_form = Missing if settings.statistics == Missing.name else Exact  # and finish's
+    missing = settings.statistics == Missing.name
+    start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
     def blocks_for(form) -> Blocks:
         # a given block size serves every form; by default the expanded one reads longer blocks,
         # the missing one shorter (it holds each row's K masked D x D factors)
-        features = n_features * n_features if form is Missing else n_features
+        features = n_features * n_features if form.name == Missing.name else n_features
         size = block_size or default_block_size(
             rows, n_components, features, n_init, expanded_width=form.row_width(unit, n_features)
         )
@@ -465,7 +475,6 @@ def run_restarts(
                 "devices": n_devices,
             },
         )
-    missing = start_form is Missing
     if mesh is not None:
         X, sample_weight, *noise_mask = shard_rows(X, sample_weight, mesh, noise_mask)
         noise_mask = noise_mask[0] if noise_mask else None
@@ -508,7 +517,13 @@ def run_restarts(
 
     def advance(state, n_steps):
         form = choose_form(
-            settings.statistics, spread[0], unit, rows=rows, n_features=n_features, traced=traced
+            settings.statistics,
+            spread[0],
+            unit,
+            rows=rows,
+            n_features=n_features,
+            traced=traced,
+            missing_width=settings.missing_width,
         )
         state, trace, done, spread[0] = _engine.advance(
             state,
@@ -691,10 +706,10 @@ def fit(
             settings,
             start_lower_bound=check_float(previous_lower_bound, "previous_lower_bound", -np.inf),
         )
-    X, sample_weight, has_missing = _check_data(
+    X, sample_weight, missing_width = _check_data(
         X, sample_weight, n_components, check_missing(missing)
     )
-    settings = with_missing(settings, has_missing, statistics)
+    settings = with_missing(settings, missing_width, statistics)
     settings = with_prior(settings, prior, unit, X, sample_weight)
     settings, initial_noise = with_noise(settings, noise, X, sample_weight, traced)
     init_name, init_params = check_init(

@@ -32,9 +32,8 @@ import numpy as np
 from jax import lax
 
 from ._blocks import default_block_size
-from ._covariance._linalg import cholesky_by_columns
 from ._programs import program
-from ._statistics import diagonal, missing_moments, mixture_log_norm
+from ._statistics import diagonal, missing_moments, mixture_log_norm, transposed_factor
 
 MISSING = ("error", "em")
 
@@ -57,8 +56,8 @@ def _caller_level() -> int:
 
 def without_empty_rows(X, sample_weight, name: str = "X"):
     """``(X, sample_weight)`` for a fit, without the rows whose every value is missing (they
-    carry no information; a warning says how many), and whether any value is missing in the
-    rest. A column missing in every row is refused."""
+    carry no information; a warning says how many), and the most values missing in a row of
+    the rest (0: none). A column missing in every row is refused."""
     nan = np.isnan(np.asarray(X))
     never = np.flatnonzero(nan.all(axis=0))
     if len(never):
@@ -81,7 +80,7 @@ def without_empty_rows(X, sample_weight, name: str = "X"):
         X = X[~empty]
         if sample_weight is not None:
             sample_weight = sample_weight[~empty]
-    return X, sample_weight, bool(nan[~empty].any())
+    return X, sample_weight, int(nan[~empty].sum(axis=1).max(initial=0))
 
 
 def mean_filled(X, sample_weight=None):
@@ -94,19 +93,20 @@ def mean_filled(X, sample_weight=None):
     return jnp.where(observed, X, mean)
 
 
-@program(static_argnames=("unit", "n_draws"))
-def imputations(X, params, key, *, unit, n_draws: int):
+@program(static_argnames=("unit", "n_draws", "width"))
+def imputations(X, params, key, *, unit, n_draws: int, width: int):
     """``X`` with every missing value (NaN) replaced by its conditional mean under the mixture
     (``(N, D)``), and ``n_draws`` draws from the conditional mixture (``(n_draws, N, D)``; none
     for 0): a component drawn from the row's posterior over components, then its missing values
-    from that component's conditional normal. Observed values are kept as they are."""
+    from that component's conditional normal. Observed values are kept as they are. ``width``:
+    at least the most values missing in a row."""
     n_components, n_features = params.means.shape
 
     def one_row(row):
         xb, index = row
-        log_density, completed, conditional = missing_moments(xb[None, :], params, unit)
-        completed, conditional = completed[:, 0], conditional[:, 0]
-        weighted = log_density[:, 0] + jnp.log(params.weights)
+        moments = missing_moments(xb[None, :], params, unit, width)
+        completed, conditional = moments.completed[:, 0], moments.conditional[:, 0]
+        weighted = moments.log_density[:, 0] + jnp.log(params.weights)
         log_resp = weighted - mixture_log_norm(weighted, params, axis=0)
         observed = ~jnp.isnan(xb)
         mean = jnp.where(observed, xb, jnp.exp(log_resp) @ completed)
@@ -114,12 +114,15 @@ def imputations(X, params, key, *, unit, n_draws: int):
             return mean, None
         pick_key, normal_key = jax.random.split(jax.random.fold_in(key, index))
         picks = jax.random.categorical(pick_key, log_resp, shape=(n_draws,))
-        normal = jax.random.normal(normal_key, (n_draws, n_features), X.dtype)
         if diagonal(unit):
+            normal = jax.random.normal(normal_key, (n_draws, n_features), X.dtype)
             noise = jnp.sqrt(conditional[picks]) * normal
-        else:  # with ones on the observed diagonal, the conditional covariance factors
-            factors = cholesky_by_columns(conditional + jnp.diag(observed.astype(X.dtype)))
-            noise = jnp.einsum("nij,nj->ni", factors[picks], normal)
+        else:  # M^T z over the slots (C = M^T M), then put in place
+            normal = jax.random.normal(normal_key, (n_draws, width), X.dtype)
+            valid = moments.valid[0]
+            factors = transposed_factor(moments.inverse, width)[:, 0][picks]
+            onehot = (moments.slots[0][:, None] == jnp.arange(n_features)) & valid[:, None]
+            noise = jnp.einsum("nij,nj,id->nd", factors, normal, onehot.astype(X.dtype))
         return mean, jnp.where(observed, xb, completed[picks] + noise)
 
     rows = (X, jnp.arange(X.shape[0]))

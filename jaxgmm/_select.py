@@ -234,10 +234,10 @@ def select(
     names = feature_names_of(X)
     fill_missing = check_missing(missing)
     X, dtype = checked_array(X, min_samples=2, wide=True, missing=fill_missing)
-    has_missing = False
+    missing_width = 0
     if fill_missing:
         sample_weight = None if sample_weight is None else np.asarray(sample_weight)
-        X, sample_weight, has_missing = without_empty_rows(X, sample_weight)
+        X, sample_weight, missing_width = without_empty_rows(X, sample_weight)
     n_samples = X.shape[0]
     if ks[-1] > n_samples:
         raise ValueError(
@@ -247,7 +247,7 @@ def select(
     with precision_context(dtype):
         Xd = to_device(X, dtype)
         w = as_sample_weight(sample_weight, n_samples, dtype)
-        settings = with_missing(settings, has_missing, "auto")
+        settings = with_missing(settings, missing_width, "auto")
         settings = with_prior(settings, prior, units[0], Xd, w)
         settings, noise_mask = with_noise(settings, noise, X, w)
         n_samples_weighted = (

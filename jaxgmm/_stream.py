@@ -76,7 +76,7 @@ class FirstPass(NamedTuple):
     """What the first pass over the data learns: their shape and dtype, the mean and variance
     of each column (of its observed values), the covariance of the data with each missing value
     replaced by its column's mean (divisor N - 1, as the default prior's), a uniform random
-    subsample of rows, and whether any value is missing."""
+    subsample of rows, and the most values missing in a row (0: none)."""
 
     n_rows: int
     n_features: int
@@ -85,7 +85,7 @@ class FirstPass(NamedTuple):
     variance: np.ndarray
     covariance: np.ndarray
     sample: np.ndarray
-    has_missing: bool
+    missing_width: int
 
 
 def _first_pass(data, block_size: int, subsample: int, seed: int, missing: bool) -> FirstPass:
@@ -94,6 +94,7 @@ def _first_pass(data, block_size: int, subsample: int, seed: int, missing: bool)
     position of the first."""
     rng = np.random.default_rng(seed)
     anchor = None
+    width = 0
     reservoir: list[np.ndarray] = []
     n_rows = 0
     n_features = None
@@ -122,6 +123,7 @@ def _first_pass(data, block_size: int, subsample: int, seed: int, missing: bool)
                 + ("" if missing else f"; {MISSING_ADVICE}" * bool(np.isnan(values).any()))
             )
         observed = ~np.isnan(values)
+        width = max(width, int((~observed).sum(axis=1).max(initial=0)))
         o = observed.astype(np.float64)
         y = np.where(observed, values - anchor, 0.0)
         for name, value in (
@@ -164,7 +166,7 @@ def _first_pass(data, block_size: int, subsample: int, seed: int, missing: bool)
         variance,
         (scatter + scatter.T) / 2 / max(n_rows - 1, 1),
         sample,
-        bool(sums["count"].min() < n_rows),
+        width,
     )
 
 
@@ -249,9 +251,11 @@ def fit_stream(
     n_rows, n_features, dtype, mean, variance = first[:5]
     sample = first.sample
     form = Exact
-    if first.has_missing:
-        form = Missing
-        settings = dataclasses.replace(settings, statistics=Missing.name)
+    if first.missing_width:
+        form = Missing(first.missing_width)
+        settings = dataclasses.replace(
+            settings, statistics=Missing.name, missing_width=first.missing_width
+        )
         sample = np.where(np.isnan(sample), mean, sample)
         block_size = min(block_size, default_block_size(n_rows, n_components, n_features**2))
     if check_prior(prior, unit) is not None:  # the data's, around their mean: mean zero

@@ -518,7 +518,8 @@ class GaussianMixture(EstimatorParams):
         dtype = np.dtype(X.dtype)
         unit = covariance_unit(self.covariance_type)
         params = self._host_params(dtype)
-        missing = self.missing == "em" and bool(jnp.any(jnp.isnan(X)))
+        # the most values missing in a row: the size of what each row factors
+        missing = int(jnp.max(jnp.sum(jnp.isnan(X), axis=1))) if self.missing == "em" else 0
         if missing and has_noise(self):
             raise ValueError("a model with a noise component cannot score rows with missing values")
         if is_small(n, d):  # one program for every model and K of a bucket
@@ -577,6 +578,7 @@ class GaussianMixture(EstimatorParams):
                     key_from(self.random_state if key is None else key),
                     unit=covariance_unit(self.covariance_type),
                     n_draws=n_draws or 0,
+                    width=max(int(np.max(np.sum(np.isnan(X), axis=1))), 1),
                 )
             )
         return means if n_draws is None else draws
