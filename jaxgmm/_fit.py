@@ -25,7 +25,7 @@ from ._engine import EMSettings, best_restart
 from ._hc import hc_partitions
 from ._init import INIT_METHODS
 from ._matmul_precision import with_matmul_precision
-from ._missing import check_missing, mean_filled, without_empty_rows
+from ._missing import check_missing, mean_filled, sorted_by_missing, without_empty_rows
 from ._noise import log_hypvol, noise_mask
 from ._params import FitResult, GMMParams, RestartOutcome
 from ._prior import check_prior, default_prior
@@ -134,6 +134,8 @@ def _check_data(X, sample_weight, n_components: int, missing: bool = False):
             if not is_traced(sample_weight) and sample_weight is not None:
                 sample_weight = np.asarray(sample_weight)
             X, sample_weight, missing_width = without_empty_rows(X, sample_weight)
+            if missing_width:
+                X, sample_weight = sorted_by_missing(X, sample_weight)
     n_samples = X.shape[0]
     if n_components > n_samples:
         raise ValueError(

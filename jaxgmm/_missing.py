@@ -83,6 +83,14 @@ def without_empty_rows(X, sample_weight, name: str = "X"):
     return X, sample_weight, int(nan[~empty].sum(axis=1).max(initial=0))
 
 
+def sorted_by_missing(X, sample_weight):
+    """``(X, sample_weight)`` with the rows in order of their number of missing values: a
+    block of rows is then factored at its own width (``_statistics.by_width``), most of them
+    narrow. The order of the rows changes nothing else in a fit."""
+    order = np.argsort(np.isnan(np.asarray(X)).sum(axis=1), kind="stable")
+    return X[order], None if sample_weight is None else sample_weight[order]
+
+
 def mean_filled(X, sample_weight=None):
     """``X`` with each missing value replaced by the (weighted) mean of its column's observed
     values: what the default prior is computed from."""

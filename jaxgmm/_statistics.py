@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+from jax import Array, lax
 from jax.scipy.special import logsumexp
 
 from ._shapes import is_small
@@ -345,17 +345,41 @@ def conditional_scatter(moments: Moments, wr: Array, n_features: int) -> Array:
     return total.at[:, flat].add(values).reshape(n_components, n_features, n_features)
 
 
+def widths(most: int) -> tuple[int, ...]:
+    """The widths a block is factored at for data missing at most ``most`` values in a row:
+    the powers of two below it, and itself (each a branch of the compiled program)."""
+    return tuple(w for w in (1, 2, 4, 8) if w < most) + (most,)
+
+
+def by_width(fn, xb: Array, most: int | None):
+    """``fn(width)(xb)`` at the smallest width of :func:`widths` that holds every row of the
+    block: the block's own cost, not that of the data's worst row (with the rows sorted by
+    their number of missing values, most blocks miss few). ``most`` None: D, one width."""
+    if most is None or most <= 1:
+        return fn(xb.shape[1] if most is None else most)(xb)
+    choices = widths(most)
+    needed = jnp.max(jnp.sum(jnp.isnan(xb), axis=1))
+    index = jnp.searchsorted(jnp.asarray(choices), needed)
+    return lax.switch(jnp.minimum(index, len(choices) - 1), [fn(w) for w in choices], xb)
+
+
 def marginal_log_densities(xb: Array, params, unit, width: int | None = None) -> Array:
     """``(K, B)``: each row's log marginal density over its observed coordinates under every
-    component (``xb`` with NaN for the missing values)."""
-    return missing_moments(xb, params, unit, width).log_density
+    component (``xb`` with NaN for the missing values; ``width``: at least the most in a
+    row, None for D)."""
+
+    def at(w):
+        return lambda xb: missing_moments(xb, params, unit, w).log_density
+
+    return by_width(at, xb, None if diagonal(unit) else width)
 
 
 @dataclasses.dataclass(frozen=True)
 class Missing:
     """The statistics form of data with missing values: marginal densities, and the expected
     complete-data statistics (the conditional covariance added to the scatter). ``width``:
-    the most values missing in a row of the data (None: D)."""
+    the most values missing in a row of the data (None: D); a block is factored at the
+    smallest of :func:`widths` that holds it."""
 
     width: int | None = None
     name = "missing"
@@ -367,7 +391,14 @@ class Missing:
         return 0
 
     def block(self, xb: Array, wb: Array, params, unit) -> Statistics:
-        moments = missing_moments(xb, params, unit, self.width)
+        def at(width):
+            return lambda xb: self._block(xb, wb, params, unit, width)
+
+        return by_width(at, xb, None if diagonal(unit) else self.width)
+
+    @staticmethod
+    def _block(xb: Array, wb: Array, params, unit, width: int) -> Statistics:
+        moments = missing_moments(xb, params, unit, width)
         weighted = moments.log_density + jnp.log(params.weights)[:, None]
         log_norm = mixture_log_norm(weighted, params, axis=0)
         wr = jnp.exp(weighted - log_norm[None, :]) * wb[None, :]
