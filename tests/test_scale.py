@@ -55,6 +55,14 @@ def test_sharded_fit_equals_one_device():
                             jax.tree_util.tree_leaves(four.restarts.params)):
                 a, b = np.asarray(a), np.asarray(b)
                 worst = max(worst, np.max(np.abs(a - b)) / np.max(np.abs(b)))
+        holes = np.where(rng.uniform(size=X.shape) < 0.2, np.nan, X)  # missing values
+        holes[np.isnan(holes).all(axis=1), 0] = 0.0
+        kw = dict(n_init=2, sample_weight=w, block_size=40, tol=1e-8, missing="em")
+        one = jaxgmm.fit(jax.random.key(1), holes, 3, **kw)
+        four = jaxgmm.fit(jax.random.key(1), holes, 3, devices=jax.devices(), **kw)
+        for a, b in zip(jax.tree_util.tree_leaves(one.restarts.params),
+                        jax.tree_util.tree_leaves(four.restarts.params)):
+            worst = max(worst, np.max(np.abs(a - b)) / np.max(np.abs(b)))
         mesh = jax.sharding.Mesh(np.array(jax.devices()), ("rows",))
         est = jaxgmm.GaussianMixture(3, random_state=0, devices=mesh).fit(X)
         ref = jaxgmm.GaussianMixture(3, random_state=0).fit(X)
