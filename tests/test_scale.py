@@ -183,6 +183,15 @@ def test_checkpoint_of_another_fit_is_refused(tmp_path):
         jaxgmm.fit(jax.random.key(0), X + 1, 2, checkpoint=path)
     with pytest.raises(ValueError, match="belongs to another fit"):
         jaxgmm.fit(jax.random.key(0), X, 2, tol=1e-5, checkpoint=path)
+    # given starting parameters are part of the fit's fingerprint (arrays, not JSON)
+    given = jaxgmm.initialize(jax.random.key(1), X, 2)
+    other = tmp_path / "given.ckpt"
+    first = jaxgmm.fit(jax.random.key(0), X, 2, init=given, checkpoint=other)
+    again = jaxgmm.fit(jax.random.key(0), X, 2, init=given, checkpoint=other)
+    np.testing.assert_allclose(again.params.means, first.params.means, rtol=1e-6)
+    moved = given._replace(means=given.means + 0.1)
+    with pytest.raises(ValueError, match="belongs to another fit"):
+        jaxgmm.fit(jax.random.key(0), X, 2, init=moved, checkpoint=other)
 
 
 def test_first_ctrl_c_saves_the_best_so_far_and_exits_130(tmp_path):
