@@ -188,7 +188,7 @@ def test_checkpoint_of_another_fit_is_refused(tmp_path):
     other = tmp_path / "given.ckpt"
     first = jaxgmm.fit(jax.random.key(0), X, 2, init=given, checkpoint=other)
     again = jaxgmm.fit(jax.random.key(0), X, 2, init=given, checkpoint=other)
-    np.testing.assert_allclose(again.params.means, first.params.means, rtol=1e-6)
+    np.testing.assert_allclose(again.params.means, first.params.means, atol=1e-6)  # float32
     moved = given._replace(means=given.means + 0.1)
     with pytest.raises(ValueError, match="belongs to another fit"):
         jaxgmm.fit(jax.random.key(0), X, 2, init=moved, checkpoint=other)
