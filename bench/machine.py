@@ -71,6 +71,22 @@ def describe() -> dict:
     }
 
 
+def header_lines(machine: dict, command: str, seconds: float) -> list[str]:
+    """A report's lines on where it ran: the machine (:func:`describe`), the versions, the date
+    and the load at the start and at the end, and the command with its time."""
+    return [
+        f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM; "
+        f"JAX device: {machine['platform']} ({machine['device_kind']}) "
+        f"x{machine['device_count']}",
+        "- versions: "
+        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+        + f", python {machine['python']}",
+        f"- date: {machine['date']}; load average at start {machine['load_avg_start']}, "
+        f"at end {[round(x, 2) for x in os.getloadavg()]}",
+        f"- `{command}`: {seconds:.0f} s",
+    ]
+
+
 def _best_time(fn: Callable[[], object], repeats: int) -> float:
     fn()  # compile / warm up
     best = float("inf")

@@ -49,7 +49,7 @@ import numpy as np
 
 import jaxgmm
 
-from .machine import describe
+from .machine import describe, header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
@@ -350,15 +350,7 @@ def report(machine: dict, results: list[dict], seconds: float) -> str:
     lines = [
         "# jaxgmm against mclust 6.0.0 with the default prior",
         "",
-        f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM; "
-        f"JAX device: {machine['platform']} ({machine['device_kind']}) "
-        f"x{machine['device_count']}",
-        "- versions: "
-        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
-        + f", python {machine['python']}",
-        f"- date: {machine['date']}; load average at start {machine['load_avg_start']}, "
-        f"at end {[round(x, 2) for x in os.getloadavg()]}",
-        f"- `python -m bench.mclust_prior`: {seconds:.0f} s",
+        *header_lines(machine, "python -m bench.mclust_prior", seconds),
         "",
         "jaxgmm's log-likelihood (at its MAP estimate) minus mclust's, `prior=\"default\"`, "
         "float64, `reg_covar=0`, every run a `jaxgmm.select` over the ten models with a prior "

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import numpy as np
 
 import jaxgmm
 
-from .machine import describe
+from .machine import describe, header_lines
 from .workloads import _perturbed, _sample, _true_mixture, as_covariance_type
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -233,15 +232,7 @@ def report(machine, args, speed_rows, recovery_rows, iris_rows, iris_info, secon
     lines = [
         f'# Values missing at random (`missing="em"`){" — quick run" if args.quick else ""}',
         "",
-        f"- CPU: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM; "
-        f"JAX device: {machine['platform']} ({machine['device_kind']}) "
-        f"x{machine['device_count']}",
-        "- versions: "
-        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
-        + f", python {machine['python']}",
-        f"- date: {machine['date']}; load average at start {machine['load_avg_start']}, "
-        f"at end {[round(x, 2) for x in os.getloadavg()]}",
-        f"- `python -m bench.missing{' --quick' if args.quick else ''}`: {seconds:.0f} s",
+        *header_lines(machine, f"python -m bench.missing{' --quick' * args.quick}", seconds),
         "",
         "## 1. Time per EM iteration, mid-16",
         "",
