@@ -232,7 +232,7 @@ def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> G
     return params._replace(means=params.means + centre)
 
 
-def _outside(noise_mask, sample_weight, dtype):
+def outside(noise_mask, sample_weight, dtype):
     """The weights of the rows outside the noise mask, 0 inside it."""
     w = jnp.ones(noise_mask.shape, dtype) if sample_weight is None else sample_weight
     return jnp.where(noise_mask, jnp.zeros((), w.dtype), w)
@@ -242,7 +242,7 @@ def _with_noise(params: GMMParams, noise_mask, sample_weight, log_density) -> GM
     """Every restart's parameters with a noise component whose weight is the (weighted)
     share of the rows in ``noise_mask``, the Gaussians' weights scaled to the rest."""
     w = jnp.ones(noise_mask.shape, params.means.dtype) if sample_weight is None else sample_weight
-    share = 1.0 - jnp.sum(_outside(noise_mask, w, w.dtype)) / jnp.sum(w)
+    share = jnp.sum(jnp.where(noise_mask, w, 0.0)) / jnp.sum(w)
     n_init = params.weights.shape[0]
     noise = Noise(
         weight=jnp.full((n_init,), share, params.means.dtype),
@@ -267,7 +267,7 @@ def start(
     filled = jnp.nan_to_num(Xc) if missing else Xc
     # with a noise component, the Gaussians start from the rows outside the initial noise mask
     gaussian_weight = (
-        sample_weight if noise_mask is None else _outside(noise_mask, sample_weight, X.dtype)
+        sample_weight if noise_mask is None else outside(noise_mask, sample_weight, X.dtype)
     )
     if static["init"] == "given":
         params = batched(init_params, static["n_init"])

@@ -25,7 +25,7 @@ from ._engine import EMSettings, best_restart
 from ._hc import hc_partitions
 from ._init import INIT_METHODS
 from ._matmul_precision import with_matmul_precision
-from ._missing import check_missing, mean_filled, sorted_by_missing, without_empty_rows
+from ._missing import check_missing, mean_filled, rows_to_fit
 from ._noise import log_hypvol, noise_mask
 from ._params import FitResult, GMMParams, RestartOutcome
 from ._prior import check_prior, default_prior
@@ -133,9 +133,7 @@ def _check_data(X, sample_weight, n_components: int, missing: bool = False):
         if missing:
             if not is_traced(sample_weight) and sample_weight is not None:
                 sample_weight = np.asarray(sample_weight)
-            X, sample_weight, missing_width = without_empty_rows(X, sample_weight)
-            if missing_width:
-                X, sample_weight = sorted_by_missing(X, sample_weight)
+            X, sample_weight, missing_width = rows_to_fit(X, sample_weight)
     n_samples = X.shape[0]
     if n_components > n_samples:
         raise ValueError(
@@ -444,7 +442,7 @@ def run_restarts(
 
     def blocks_for(form) -> Blocks:
         # a given block size serves every form; by default the expanded one reads longer blocks,
-        # the missing one shorter (it holds each row's K masked D x D factors)
+        # the missing one shorter (it holds each row's K factors of the precision's missing block)
         features = n_features * n_features if form.name == Missing.name else n_features
         size = block_size or default_block_size(
             rows, n_components, features, n_init, expanded_width=form.row_width(unit, n_features)
@@ -488,9 +486,7 @@ def run_restarts(
         complete = ~jnp.any(jnp.isnan(X), axis=1)
         gaussian_weight = jnp.where(complete, 1.0 if sample_weight is None else sample_weight, 0.0)
     if noise_mask is not None:
-        gaussian_weight = jnp.where(
-            noise_mask, 0.0, 1.0 if sample_weight is None else sample_weight
-        )
+        gaussian_weight = _engine.outside(noise_mask, sample_weight, X.dtype)
     if resumed is None:
         Xc, centre, data_var, state, z2 = _engine.start(
             key,

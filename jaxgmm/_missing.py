@@ -13,12 +13,12 @@ covariance S:
   them as they are.
 
 The computation is per row, without grouping rows by their pattern of missing values (a data
-set with values missing at random has nearly as many patterns as rows once D passes ~10): each
-row's covariance is *masked*, ``S~ = P S P + (I - P)`` with ``P`` the diagonal of observed
-flags, whose Cholesky factor serves all three (``det S~ = det S_oo``, and ``S~^-1`` is
-``S_oo^-1`` on the observed block and the identity on the missing one). That keeps ``vmap`` over
-restarts and the sums over blocks of rows as they are; it costs D^3 per row and component
-instead of D^2 (bench/missing.py measures it).
+set with values missing at random has nearly as many patterns as rows once D passes ~10), and
+with the precision: only each row's block of it over the missing coordinates is factored
+(``_statistics.missing_moments``, where the algebra is), padded to one of a few widths chosen per
+block of rows, the rows sorted by their number of missing values (:func:`rows_to_fit`). That
+keeps ``vmap`` over restarts and the sums over blocks of rows as they are; a diagonal model
+needs no factorisation at all. bench/missing.py measures the cost.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ from jax import lax
 
 from ._blocks import default_block_size
 from ._programs import program
-from ._statistics import diagonal, missing_moments, mixture_log_norm, transposed_factor
+from ._statistics import (
+    diagonal,
+    missing_moments,
+    mixture_log_norm,
+    placed,
+    transposed_factor,
+)
 
 MISSING = ("error", "em")
 
@@ -54,10 +60,13 @@ def _caller_level() -> int:
     return level
 
 
-def without_empty_rows(X, sample_weight, name: str = "X"):
-    """``(X, sample_weight)`` for a fit, without the rows whose every value is missing (they
-    carry no information; a warning says how many), and the most values missing in a row of
-    the rest (0: none). A column missing in every row is refused."""
+def rows_to_fit(X, sample_weight, name: str = "X"):
+    """``(X, sample_weight, width)`` for a fit, in one look at the data on the host: the rows
+    whose every value is missing left out (they carry no information; a warning says how
+    many), the others in order of their number of missing values (a block of rows is then
+    factored at its own width, ``_statistics.by_width``, most of them narrow; the order changes
+    nothing else), and ``width`` the most values missing in a row (0: none, and nothing is
+    reordered). A column missing in every row is refused."""
     nan = np.isnan(np.asarray(X))
     never = np.flatnonzero(nan.all(axis=0))
     if len(never):
@@ -67,7 +76,8 @@ def without_empty_rows(X, sample_weight, name: str = "X"):
             f"{'are' if many else 'is'} missing in every row; drop {'them' if many else 'it'} "
             f"(nothing can be learned about {'them' if many else 'it'})"
         )
-    empty = nan.all(axis=1)
+    counts = nan.sum(axis=1)
+    empty = counts == X.shape[1]
     if empty.any():
         rows = np.flatnonzero(empty)
         shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
@@ -77,18 +87,11 @@ def without_empty_rows(X, sample_weight, name: str = "X"):
             UserWarning,
             stacklevel=_caller_level(),
         )
-        X = X[~empty]
-        if sample_weight is not None:
-            sample_weight = sample_weight[~empty]
-    return X, sample_weight, int(nan[~empty].sum(axis=1).max(initial=0))
-
-
-def sorted_by_missing(X, sample_weight):
-    """``(X, sample_weight)`` with the rows in order of their number of missing values: a
-    block of rows is then factored at its own width (``_statistics.by_width``), most of them
-    narrow. The order of the rows changes nothing else in a fit."""
-    order = np.argsort(np.isnan(np.asarray(X)).sum(axis=1), kind="stable")
-    return X[order], None if sample_weight is None else sample_weight[order]
+    width = int(counts[~empty].max(initial=0))
+    if not width:
+        return X, sample_weight, 0
+    order = np.flatnonzero(~empty)[np.argsort(counts[~empty], kind="stable")]
+    return X[order], None if sample_weight is None else sample_weight[order], width
 
 
 def mean_filled(X, sample_weight=None):
@@ -127,10 +130,9 @@ def imputations(X, params, key, *, unit, n_draws: int, width: int):
             noise = jnp.sqrt(conditional[picks]) * normal
         else:  # M^T z over the slots (C = M^T M), then put in place
             normal = jax.random.normal(normal_key, (n_draws, width), X.dtype)
-            valid = moments.valid[0]
             factors = transposed_factor(moments.inverse, width)[:, 0][picks]
-            onehot = (moments.slots[0][:, None] == jnp.arange(n_features)) & valid[:, None]
-            noise = jnp.einsum("nij,nj,id->nd", factors, normal, onehot.astype(X.dtype))
+            over_slots = jnp.einsum("nij,nj->ni", factors, normal)
+            noise = placed(over_slots, moments.slots[0], moments.valid[0], n_features)
         return mean, jnp.where(observed, xb, completed[picks] + noise)
 
     rows = (X, jnp.arange(X.shape[0]))

@@ -25,7 +25,7 @@ from ._engine import EMSettings
 from ._fit import run_models, with_missing, with_noise, with_prior
 from ._init import INIT_METHODS
 from ._matmul_precision import current_matmul_precision, with_matmul_precision
-from ._missing import check_missing, sorted_by_missing, without_empty_rows
+from ._missing import check_missing, rows_to_fit
 from ._prior import check_prior
 from ._progress import ProgressBar
 from ._sklearn_api import feature_names_of, key_from, precision_context
@@ -237,9 +237,7 @@ def select(
     missing_width = 0
     if fill_missing:
         sample_weight = None if sample_weight is None else np.asarray(sample_weight)
-        X, sample_weight, missing_width = without_empty_rows(X, sample_weight)
-        if missing_width:
-            X, sample_weight = sorted_by_missing(X, sample_weight)
+        X, sample_weight, missing_width = rows_to_fit(X, sample_weight)
     n_samples = X.shape[0]
     if ks[-1] > n_samples:
         raise ValueError(

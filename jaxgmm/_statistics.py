@@ -212,7 +212,7 @@ class Expanded:
 #   conditional mean of x_m:        mu_m - C (P d)_m
 #   log det S_oo = log det S + log det P_mm;  d_o^T S_oo^-1 d_o = d^T P d - (P d)_m^T C (P d)_m
 # P d is one matrix product per block and component; what is factored per row is P_mm, padded
-# to the data's largest number of missing values in a row (``width``), not D x D. The
+# to the smallest of a few widths that holds the block's rows (:func:`by_width`), not D x D. The
 # factorisation is written out entry by entry (:func:`_inverse_entries`), each entry one
 # elementwise operation over every row and component of the block, which XLA fuses: 4x faster
 # than loops over columns, 4x faster than a batched W x W matrix product (measured on the
@@ -323,8 +323,7 @@ def missing_moments(xb: Array, params, unit, width: int | None = None) -> Moment
     inverse, log_det_block = _inverse_entries(block)
     conditional = jnp.where(pair, _gram(inverse, width), 0.0)
     shift = jnp.sum(conditional * pd_m[..., None, :], axis=-1)  # C (P d)_m
-    onehot = ((slots[:, :, None] == jnp.arange(n_features)) & valid[:, :, None]).astype(x.dtype)
-    completed = means + diff - jnp.sum(shift[..., None] * onehot, axis=-2)
+    completed = means + diff - placed(shift, slots, valid, n_features)
     maha = jnp.sum(diff * pd, axis=-1) - jnp.sum(pd_m * shift, axis=-1)
     log_det = jnp.broadcast_to(
         -2.0 * unit.log_det_factor(params.precisions_cholesky, n_features), (n_components,)
@@ -332,6 +331,13 @@ def missing_moments(xb: Array, params, unit, width: int | None = None) -> Moment
     n_observed = jnp.sum(observed, axis=1).astype(x.dtype)
     log_density = -0.5 * (n_observed * LOG_2PI + log_det[:, None] + log_det_block + maha)
     return Moments(log_density, completed, conditional, slots, valid, inverse)
+
+
+def placed(values: Array, slots: Array, valid: Array, n_features: int) -> Array:
+    """Values over rows' slots ``(..., W)`` (:func:`missing_slots`) put at their coordinates,
+    ``(..., D)``, the padding slots left out."""
+    onehot = (slots[..., None] == jnp.arange(n_features)) & valid[..., None]
+    return jnp.sum(values[..., None] * onehot.astype(values.dtype), axis=-2)
 
 
 def conditional_scatter(moments: Moments, wr: Array, n_features: int) -> Array:
