@@ -323,6 +323,7 @@ def fit_stream(
     )
     finished = _engine.finish(
         state,
+        np.int32(n_init),
         None,
         None,
         jax.device_put(variance.astype(dtype)),

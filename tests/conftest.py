@@ -11,10 +11,16 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def program_cache(tmp_path_factory):
-    """jaxgmm's disk cache of compiled programs in a folder of this session (inherited by the
-    command-line subprocesses), so that no run depends on what an earlier one left."""
+    """jaxgmm's disk cache of compiled programs in a folder of this test run (inherited by the
+    command-line subprocesses), so that no run depends on what an earlier one left; shared by
+    the run's pytest-xdist workers, so that a program one compiled the others load."""
     previous = os.environ.get("JAXGMM_CACHE_DIR")
-    os.environ["JAXGMM_CACHE_DIR"] = str(tmp_path_factory.mktemp("programs"))
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder is in the run's
+        base = base.parent
+    folder = base / "programs"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.environ["JAXGMM_CACHE_DIR"] = str(folder)
     yield
     if previous is None:
         os.environ.pop("JAXGMM_CACHE_DIR", None)
