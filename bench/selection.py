@@ -157,6 +157,13 @@ def worker(argv: list[str]) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
+    source = os.environ.get("BENCH_JAXGMM_SOURCE")
+    if source:  # another checkout's jaxgmm, ahead of an editable install's import hook
+        sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+        sys.path.insert(0, source)
+        import jaxgmm
+
+        assert Path(jaxgmm.__file__).resolve().is_relative_to(Path(source).resolve())
     kind, impl, name, repeats = argv[0], argv[1], argv[2], int(argv[3])
     if kind == "fit":
         result = _fit(name, impl, repeats)
@@ -219,9 +226,7 @@ def run(args) -> dict:
     results = {"machine": describe(), "label": args.label, "selections": {}, "fits": {}}
     env = dict(os.environ)
     if args.source:
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(args.source).resolve())] + env.get("PYTHONPATH", "").split(os.pathsep)
-        )
+        env["BENCH_JAXGMM_SOURCE"] = str(Path(args.source).resolve())
     workloads = QUICK if args.quick else {w: WORKLOADS[w] for w in args.workloads}
     peers = [] if args.jaxgmm_only else ["sklearn", "mclust"]
     with tempfile.TemporaryDirectory(prefix="jaxgmm-selection-") as tmp_name:

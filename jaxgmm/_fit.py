@@ -351,7 +351,7 @@ def run_models(
             prefer_nondegenerate=prefer_nondegenerate,
             scores=scores,
             noise_mask=noise_mask,
-            lanes=SMALL_LANES if small else 1,
+            lanes=small_lanes() if small else 1,
         )
         traces = np.ascontiguousarray(np.asarray(traces).T)
         for position, m in enumerate(members):
@@ -418,10 +418,17 @@ def member_slots(n_members: int) -> int:
 
 
 MIN_MEMBER_SLOTS = 8
-# Members of a small fit run this many side by side (each lane runs its share in turn): a small
-# fit's iteration costs the launch of its operations more than their arithmetic, which lanes
-# share. It is a constant, so that a member's arithmetic is the same in any batch.
-SMALL_LANES = 8
+
+
+def small_lanes() -> int:
+    """How many members of a small fit run side by side on the default device (each lane runs
+    its share in turn, ``jaxgmm._engine.advance``); fixed per platform, so that a member's
+    arithmetic is the same in any batch. On a CPU, 1: lanes shared the launch of small
+    operations (a 4-type grid of faithful warm in 0.93 s against 1.17 s with one lane, this
+    machine) but cost every small program seconds of compilation (that grid cold in 9.9 s
+    against 7.4 s, a first fit of faithful 8.8 s against 6.6 s) and a fit of one restart the
+    arithmetic of eight. On an accelerator, 8, to keep the device busy (not measured yet)."""
+    return 1 if jax.default_backend() == "cpu" else 8
 
 
 def _padded_batch(tree, slots: int):

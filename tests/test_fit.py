@@ -100,11 +100,12 @@ def test_restart_i_is_the_same_bit_for_bit_beside_any_other_restarts(covariance_
 
 def test_a_restart_of_large_data_is_the_same_whatever_the_batch_and_the_chunks():
     """Data too large to be padded (each member chooses its statistics form before every
-    iteration, "auto"): restart 1 alone in a batch of 2 and in a batch of 5, and with chunks
-    of 3 iterations instead of 10, bit for bit."""
+    iteration, "auto"): restart 1 alone in a batch of 2 and in a batch of 5, with chunks of 3
+    iterations instead of 10, and with members in 8 lanes in a batch of 2 and of 9, bit for
+    bit."""
     from jaxgmm import _fit
     from jaxgmm._covariance import covariance_unit
-    from jaxgmm._engine import EMSettings
+    from jaxgmm._engine import EMSettings, take
 
     rng = np.random.default_rng(0)
     X = (rng.normal(size=(3000, 6)) + 4 * rng.integers(0, 3, size=(3000, 1))).astype(np.float32)
@@ -130,6 +131,24 @@ def test_a_restart_of_large_data_is_the_same_whatever_the_batch_and_the_chunks()
     longest = int(np.max(run[0][0].n_iter))
     assert_same_bits([run[0][1][:longest]], [run[1][1][:longest]])
     assert_same_bits(two.restarts.lower_bound, run[1][0].lower_bound)
+    # side by side in lanes (an accelerator's small fits): restart 1 of 2 and of 9 alike
+    lanes = [
+        _fit.run_restarts(
+            key,
+            jnp.asarray(X),
+            None,
+            unit=covariance_unit("full"),
+            n_components=3,
+            n_init=n_init,
+            init="kmeans",
+            settings=EMSettings(reg_covar=1e-6, tol=1e-6, max_iter=100),
+            lanes=8,
+        )[0]
+        for n_init in (2, 9)  # compiled for 8 and 16 members
+    ]
+    assert_same_bits(
+        jax.tree_util.tree_leaves(take(lanes[0], 1)), jax.tree_util.tree_leaves(take(lanes[1], 1))
+    )
 
 
 def test_second_fit_with_same_shapes_does_not_compile(caplog):
