@@ -1,23 +1,13 @@
-"""The EM engine: a batch of fits (restarts, or the models of a grid: "members", leading axis
-everywhere) carried from a start to a result by pure, jitted pieces. ``fit``, ``fit_stream`` and
-``select`` all drive it:
+"""The EM engine: a batch of restarts (leading axis ``n_init`` everywhere) carried from a start
+to a result by pure, jitted pieces. ``fit``, ``fit_stream`` and ``select`` all drive it:
 
-``start``    centre the data, initialise every member, the first state;
-``advance``  a chunk of EM iterations of every member: each runs until it converged, failed or
-             the chunk is over, on its own, so a member that stopped costs nothing;
-``update``   the M-step of every member from its statistics, and the bookkeeping (``fit_stream``
-             uses it after each pass over data on disk);
-``finish``   per-member parameters in the data's frame, which are degenerate, the scores;
-``traced_result`` the :class:`FitResult` of a batch under a JAX transformation.
-
-Members are computed one after another in a loop inside each program (:func:`each_member`),
-never side by side under ``vmap``: XLA compiles a batched reduction or matrix product
-differently for every batch size (on a CPU a sum over rows rounds differently for a batch of 1
-and of 2, a product for 2 and 3), so under ``vmap`` a restart's result depended on how many ran
-beside it. In a loop every member runs the same compiled code whatever the batch, so restart i's
-result is the same bit for bit in a batch of any size (and with any padding of the batch, or any
-``chunk_iterations``), and more restarts never do worse. The loop also lets each member stop on
-its own: a batch no longer runs in lockstep until its slowest member is done.
+``start``    centre the data, initialise every restart (``vmap`` over keys), the first state;
+``advance``  a chunk of EM iterations of every restart in one ``lax.scan``; a restart that
+             converged or failed is frozen, and an iteration is skipped once all are;
+``update``   the M-step of every restart from its statistics, and the bookkeeping (``advance``
+             uses it after each pass; ``fit_stream`` after each pass over data on disk);
+``outcome``  per-restart parameters in the data's frame, and which restarts are degenerate;
+``result``   the :class:`FitResult`: the best restart chosen, every restart's outcome kept.
 
 The settings of the iterations travel as one :class:`EMSettings`; the host loop that drives the
 chunks (progress, Ctrl-C, checkpoints) is ``jaxgmm._host_loop``.
@@ -37,16 +27,12 @@ from jax.scipy.special import logsumexp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._blocks import Blocks, blockwise_sum
+from ._blocks import blockwise_sum
 from ._em import finalize
 from ._init import initial_params
 from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._programs import program
 from ._statistics import (
-    AUTO,
-    EXPANDED_RTOL,
-    Exact,
-    Expanded,
     Missing,
     differences,
     log_gaussian,
@@ -119,73 +105,6 @@ class Layout(NamedTuple):
     restart_ids: Array
     n_active: Array
     model: Array
-
-
-def take(tree, i):
-    """Member ``i`` of a batched pytree."""
-    return jax.tree_util.tree_map(lambda a: a[i], tree)
-
-
-def put(tree, i, value):
-    """A batched pytree with member ``i`` replaced by ``value``."""
-    return jax.tree_util.tree_map(lambda a, v: a.at[i].set(v), tree, value)
-
-
-def to_lanes(tree, lanes: int):
-    """``(size, ...)`` arrays as ``(lanes, size // lanes, ...)``: member m in lane ``m % lanes``
-    at position ``m // lanes`` (round robin, so that the members in use, the first ones, are
-    spread over all lanes)."""
-    return jax.tree_util.tree_map(
-        lambda a: jnp.swapaxes(a.reshape(a.shape[0] // lanes, lanes, *a.shape[1:]), 0, 1), tree
-    )
-
-
-def from_lanes(tree):
-    """The inverse of :func:`to_lanes`."""
-    return jax.tree_util.tree_map(
-        lambda a: jnp.swapaxes(a, 0, 1).reshape(a.shape[0] * a.shape[1], *a.shape[2:]), tree
-    )
-
-
-def each_member(fn, count, *batched, lanes: int = 1):
-    """``fn(*members)`` for members ``0 .. count - 1`` of the batched pytrees (leading axis),
-    stacked: in a loop, ``lanes`` members at a time side by side (``vmap``), so that each
-    member runs the same compiled code whatever the size of the batch (see the module's
-    docstring). ``count`` (traced) may be below the batch's size, a multiple of ``lanes``: the
-    members beyond it are left as zeros (or computed from placeholders, beside a member in
-    use) and cost nothing more."""
-    size = jax.tree_util.tree_leaves(batched)[0].shape[0]
-    shapes = jax.eval_shape(fn, *take(batched, 0))
-    out = jax.tree_util.tree_map(lambda s: jnp.zeros((size, *s.shape), s.dtype), shapes)
-    if lanes == 1:
-        return lax.fori_loop(
-            0, member_count(count), lambda i, out: put(out, i, fn(*take(batched, i))), out
-        )
-    rows = to_lanes(batched, lanes)
-    positions = (member_count(count) + lanes - 1) // lanes
-
-    def one_position(p, out):
-        values = jax.vmap(lambda *lane: fn(*take(lane, p)))(*rows)
-        return put(out, p, values)
-
-    by_position = jax.tree_util.tree_map(
-        lambda a: a.reshape(size // lanes, lanes, *a.shape[1:]), out
-    )
-    by_position = lax.fori_loop(0, positions, one_position, by_position)
-    return jax.tree_util.tree_map(lambda a: a.reshape(size, *a.shape[2:]), by_position)
-
-
-def lane_counts(count, size: int, lanes: int):
-    """How many of the members in use each lane holds (:func:`to_lanes`), ``(lanes,)``."""
-    lane = jnp.arange(lanes)
-    return jnp.clip((member_count(count) - lane + lanes - 1) // lanes, 0, size // lanes)
-
-
-def member_count(count):
-    """``count`` as a value XLA cannot see through: a loop over members whose trip count the
-    compiler knew (one, say) could be simplified into other code than the loop of any other
-    count, and round differently."""
-    return lax.optimization_barrier(jnp.asarray(count, jnp.int32))
 
 
 def initial_state(params: GMMParams, model: Array | None = None, lower_bound=-np.inf) -> State:
@@ -272,24 +191,9 @@ def prepare(X, sample_weight, mesh=None, missing=False):
 
 
 def _initialize_centred(
-    key,
-    uniforms,
-    Xc,
-    sample_weight,
-    settings,
-    layout,
-    count,
-    *,
-    unit,
-    n_components,
-    n_init,
-    init,
-    blocks,
-    lanes=1,
+    key, uniforms, Xc, sample_weight, settings, layout, *, unit, n_components, n_init, init, blocks
 ) -> GMMParams:
-    """Initial parameters of the first ``count`` of ``n_init`` members (leading axis
-    ``n_init``; the others are zeros) on centred data, one member after another (each
-    initialisation, its k-means included, stops on its own).
+    """Initial parameters of every restart (leading axis ``n_init``) on centred data.
 
     Restart i draws from its own table of uniform numbers, ``uniforms[i]`` (see
     ``jaxgmm._random``), or for "random" from the key ``fold_in(key, i)``, whatever ``n_init``
@@ -313,23 +217,18 @@ def _initialize_centred(
         )
 
     if layout is None:
-        restarts = jnp.arange(n_init, dtype=jnp.int32)
-        return each_member(lambda i, u: one(i, u, None, 0), count, restarts, uniforms, lanes=lanes)
-    members = (layout.restart_ids, uniforms, layout.n_active, layout.model)
-    return each_member(one, count, *members, lanes=lanes)
+        return jax.vmap(lambda i, u: one(i, u, None, 0))(jnp.arange(n_init), uniforms)
+    return jax.vmap(one)(layout.restart_ids, uniforms, layout.n_active, layout.model)
 
 
-_START_STATIC = ("unit", "n_components", "n_init", "init", "blocks", "lanes")
+_START_STATIC = ("unit", "n_components", "n_init", "init", "blocks")
 
 
 @program(static_argnames=_START_STATIC)
 def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> GMMParams:
     """The initial parameters of every restart, in the data's frame."""
     Xc, centre = _centre(X, sample_weight)
-    count = static["n_init"]
-    params = _initialize_centred(
-        key, uniforms, Xc, sample_weight, settings, layout, count, **static
-    )
+    params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
     return params._replace(means=params.means + centre)
 
 
@@ -354,21 +253,12 @@ def _with_noise(params: GMMParams, noise_mask, sample_weight, log_density) -> GM
 
 @program(static_argnames=_START_STATIC)
 def start(
-    key,
-    uniforms,
-    X,
-    sample_weight,
-    settings,
-    init_params,
-    layout,
-    count,
-    noise_mask=None,
-    **static,
+    key, uniforms, X, sample_weight, settings, init_params, layout, noise_mask=None, **static
 ):
-    """Centre the data and initialise the first ``count`` of the ``n_init`` members (the
-    others are placeholders that never run): ``(Xc, centre, data_var, state)``. ``init`` is a
-    method name, or "given" for ``init_params`` (in the data's frame, for all members or one
-    per member). With ``settings.noise``, ``noise_mask`` (N,) marks the rows that start as
+    """Centre the data and initialise every restart: ``(Xc, centre, data_var, state, z2)``,
+    ``z2`` the estimate behind ``statistics="auto"`` (``jaxgmm._statistics``). ``init`` is a
+    method name, or "given" for ``init_params`` (in the data's frame, for all restarts or one
+    per restart). With ``settings.noise``, ``noise_mask`` (N,) marks the rows that start as
     noise: the Gaussians start from the others, and given parameters without a noise component
     get one as :func:`_with_noise` makes it."""
     missing = settings.statistics == Missing.name
@@ -384,63 +274,79 @@ def start(
         params = params._replace(means=params.means - centre)
     else:
         params = _initialize_centred(
-            key, uniforms, filled, gaussian_weight, settings, layout, count, **static
+            key, uniforms, filled, gaussian_weight, settings, layout, **static
         )
     if settings.noise is not None and params.noise is None:
         params = _with_noise(params, noise_mask, sample_weight, settings.noise)
     state = initial_state(
         params, None if layout is None else layout.model, settings.start_lower_bound
     )
-    return Xc, centre, data_var, state
+    return Xc, centre, data_var, state, standardized_means(params, static["unit"])
 
 
 def restart_statistics(xb, wb, rows, params, unit, form):
-    """One block's statistics for every restart (leading axis of ``params``), one after
-    another (:func:`each_member`)."""
-    return each_member(lambda p: form.block(xb, wb, p, unit), params.weights.shape[0], params)
+    """One block's statistics for every restart (leading axis of ``params``)."""
+    return jax.vmap(lambda p: form.block(xb, wb, p, unit))(params)
+
+
+def finish_statistics(stats, params, unit, form):
+    """Every restart's statistics around its shift (its current means), from their sums."""
+    return jax.vmap(partial(form.finish, unit=unit))(stats, params.means)
 
 
 def active(state: State, max_iter) -> Array:
     return ~(state.converged | state.failed) & (state.n_iter < max_iter)
 
 
+def _per_restart(mask: Array, leaf: Array) -> Array:
+    return mask.reshape(mask.shape + (1,) * (leaf.ndim - 1))
+
+
 def _all_finite(params: GMMParams) -> Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(params)]))
-
-
-def update_member(state: State, stats, settings: EMSettings, *, unit, unit_weight):
-    """The M-step of one member (``state`` without the leading axis) from its statistics, if
-    it is active, and the bookkeeping: a member whose lower bound or new parameters are not
-    finite is frozen and marked failed; one whose lower bound moved by less than ``tol`` has
-    converged. Returns the new state and this iteration's lower bound (NaN if the member was
-    not active)."""
-    params = state.params
-    bound = unit.bound(state.model)
-    running = active(state, settings.max_iter)
-    new_params = finalize(
-        stats,
-        params.means,
-        unit=bound,
-        reg_covar=settings.reg_covar,
-        unit_weight=unit_weight,
-        fallback_means=params.means,
-        fallback_cov=params.covariances,
-        previous_weights=params.weights,
-        prior=settings.prior,
-        noise=params.noise,
+    leaves = jax.tree_util.tree_leaves(params)
+    return jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]),
+        axis=0,
     )
-    lower_bound = stats.log_lik / stats.weight
-    if settings.prior is not None:  # EM climbs the log posterior
+
+
+def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
+    """The M-step of every active restart from its statistics, and the bookkeeping: a restart
+    whose lower bound or new parameters are not finite is frozen and marked failed; one whose
+    lower bound moved by less than ``tol`` has converged. Returns the new state and this
+    iteration's lower bounds (NaN where a restart was not active)."""
+
+    def m_step(stats, params, model):
+        return finalize(
+            stats,
+            params.means,
+            unit=unit.bound(model),
+            reg_covar=settings.reg_covar,
+            unit_weight=unit_weight,
+            fallback_means=params.means,
+            fallback_cov=params.covariances,
+            previous_weights=params.weights,
+            prior=settings.prior,
+            noise=params.noise,
+        )
+
+    def log_prior(params, model):
         on = params.weights > 0
         offsets = params.means - settings.prior.mean
-        log_prior = bound.log_prior(offsets, params.covariances, settings.prior, on)
-        lower_bound = lower_bound + log_prior / stats.weight
+        return unit.bound(model).log_prior(offsets, params.covariances, settings.prior, on)
+
+    running = active(state, settings.max_iter)
+    new_params = jax.vmap(m_step)(stats, state.params, state.model)
+    lower_bound = stats.log_lik / stats.weight
+    if settings.prior is not None:  # EM climbs the log posterior
+        lower_bound = lower_bound + jax.vmap(log_prior)(state.params, state.model) / stats.weight
     ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
     keep = running & ok
+    params = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(_per_restart(keep, new), new, old), new_params, state.params
+    )
     new_state = state._replace(
-        params=jax.tree_util.tree_map(
-            lambda new, old: jnp.where(keep, new, old), new_params, params
-        ),
+        params=params,
         lower_bound=jnp.where(running & jnp.isfinite(lower_bound), lower_bound, state.lower_bound),
         n_iter=state.n_iter + running.astype(jnp.int32),
         converged=state.converged
@@ -450,116 +356,38 @@ def update_member(state: State, stats, settings: EMSettings, *, unit, unit_weigh
     return new_state, jnp.where(running, lower_bound, jnp.nan)
 
 
-def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
-    """:func:`update_member` of every member (leading axis), one after another."""
-    return each_member(
-        partial(update_member, settings=settings, unit=unit, unit_weight=unit_weight),
-        state.lower_bound.shape[0],
-        state,
-        stats,
-    )
+@program(static_argnames=("unit", "blocks", "n_steps"))
+def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
+    """``n_steps`` EM iterations of every active restart, in the form ``settings.statistics``;
+    returns the new state, the lower bounds ``(n_steps, n_init)`` (NaN where a restart was not
+    active), whether all are done, and ``z2`` as :func:`start` does.
 
-
-def _iteration(X, sample_weight, settings: EMSettings, unit, blocks, expanded_size: int):
-    """One EM iteration of one member, ``state -> (state, lower bound)``: a pass over the data
-    for its statistics, then :func:`update_member`. With ``settings.statistics`` "auto", each
-    iteration takes the expanded form (blocks of ``expanded_size`` rows) while the member's own
-    predicted error of it is small enough (``jaxgmm._statistics``), the exact one otherwise: a
-    member's choice depends on its parameters alone."""
+    One iteration is one pass over the data in ``blocks`` (on each device), every restart's
+    statistics accumulated from the same block, then the M-step of each restart."""
+    unit = blocks.factoring(unit)
+    form = named_form(settings.statistics, settings.missing_width)
     unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
 
-    def statistics(form, blocks, params):
-        def block(xb, wb, rows, params):
-            return form.block(xb, wb, params, unit)
-
-        stats = blockwise_sum(block, X, sample_weight, blocks, params)
-        return form.finish(stats, params.means, unit)
-
-    if settings.statistics == AUTO:
-        eps = float(jnp.finfo(X.dtype).eps)
-        expanded_blocks = Blocks(expanded_size, blocks.mesh)
-
-        def statistics_of(params):
-            z2 = standardized_means(jax.tree_util.tree_map(lambda a: a[None], params), unit)
-            return lax.cond(
-                eps * z2 <= EXPANDED_RTOL,
-                partial(statistics, Expanded, expanded_blocks),
-                partial(statistics, Exact, blocks),
-                params,
-            )
-
-    else:
-        statistics_of = partial(
-            statistics, named_form(settings.statistics, settings.missing_width), blocks
-        )
-
     def iterate(state):
-        stats = statistics_of(state.params)
-        return update_member(state, stats, settings, unit=unit, unit_weight=unit_weight)
+        stats = blockwise_sum(
+            partial(restart_statistics, unit=unit, form=form),
+            X,
+            sample_weight,
+            blocks,
+            state.params,
+        )
+        stats = finish_statistics(stats, state.params, unit, form)
+        return update(state, stats, settings, unit=unit, unit_weight=unit_weight)
 
-    return iterate
+    def skip(state):
+        return state, jnp.full(state.lower_bound.shape, jnp.nan, state.lower_bound.dtype)
 
+    def body(state, _):
+        return lax.cond(jnp.any(active(state, settings.max_iter)), iterate, skip, state)
 
-@program(static_argnames=("unit", "blocks", "n_steps", "expanded_size", "lanes"))
-def advance(
-    state, count, X, sample_weight, settings, *, unit, blocks, n_steps, expanded_size=0, lanes=1
-):
-    """Up to ``n_steps`` EM iterations of each of the first ``count`` members, in the form
-    ``settings.statistics`` (or "auto", see :func:`_iteration`); returns the new state, the
-    lower bounds ``(n_steps, members)`` (NaN where a member was not active) and whether all
-    are done.
-
-    Each of ``lanes`` lanes (side by side under ``vmap``; :func:`to_lanes`) runs its members
-    one after another, each until it converged, failed, or ran ``n_steps`` iterations, then the
-    next: one that has stopped costs nothing, and none waits for another. One iteration is one
-    pass over the data in ``blocks`` (on each device), then the M-step."""
-    unit = blocks.factoring(unit)
-    iterate = _iteration(X, sample_weight, settings, unit, blocks, expanded_size)
-    size = state.lower_bound.shape[0]
-    dtype = state.lower_bound.dtype
-
-    def runs(members, j, steps):
-        member = take(members, jnp.minimum(j, size // lanes - 1))
-        return (steps < n_steps) & active(member, settings.max_iter)
-
-    def lane(members, n_members):
-        """A lane's members ``(P, ...)``, the first ``n_members`` in use, in turn."""
-
-        def next_runnable(j, steps):
-            def skip(loop):
-                return loop[0] + 1, 0
-
-            def waits(loop):
-                return (loop[0] < n_members) & ~runs(members, *loop)
-
-            return lax.while_loop(waits, skip, (j, steps))
-
-        def more(loop):
-            return loop[0] < n_members
-
-        def step(loop):
-            j, steps, members, trace = loop
-            member, lower_bound = iterate(take(members, j))
-            members = put(members, j, member)
-            trace = trace.at[steps, j].set(lower_bound)
-            j, steps = next_runnable(j, steps + 1)
-            return j, steps, members, trace
-
-        j, steps = next_runnable(0, 0)
-        trace = jnp.full((n_steps, size // lanes), jnp.nan, dtype)
-        _, _, members, trace = lax.while_loop(more, step, (j, steps, members, trace))
-        return members, trace
-
-    counts = lane_counts(count, size, lanes)
-    if lanes == 1:
-        state, trace = lane(state, counts[0])
-    else:
-        by_lane, trace = jax.vmap(lane)(to_lanes(state, lanes), counts)
-        state = from_lanes(by_lane)
-        trace = from_lanes(jnp.swapaxes(trace, 1, 2)).T  # (n_steps, size)
-    used = jnp.arange(size) < count
-    done = ~jnp.any(active(state, settings.max_iter) & used)
-    return state, trace, done
+    state, trace = lax.scan(body, state, None, length=n_steps)
+    done = ~jnp.any(active(state, settings.max_iter))
+    return state, trace, done, standardized_means(state.params, unit)
 
 
 def best_restart(
@@ -590,8 +418,8 @@ class Finished(NamedTuple):
     hard_cost: Array | None
 
 
-def _degenerate(params, models, data_var, settings, unit, count, lanes):
-    """Whether each member has a collapsed component (``unit.collapsed``) once ``reg_covar``
+def _degenerate(params, models, data_var, settings, unit):
+    """Whether each restart has a collapsed component (``unit.collapsed``) once ``reg_covar``
     is taken off its covariances."""
 
     def one(params, model):
@@ -601,44 +429,43 @@ def _degenerate(params, models, data_var, settings, unit, count, lanes):
         # switched-off components (weight exactly 0) hold placeholders, not fitted values
         return jnp.any((params.weights > 0) & collapsed)
 
-    return each_member(one, count, params, models, lanes=lanes)
+    return jax.vmap(one)(params, models)
 
 
-def _scores(params, Xc, sample_weight, unit, blocks, count, lanes, missing, width: int = 0):
-    """Every member's log-likelihood, responsibilities' entropy and hard-label cost
+def _scores(params, Xc, sample_weight, unit, blocks, missing: bool, width: int = 0):
+    """Every restart's log-likelihood, responsibilities' entropy and hard-label cost
     (``jaxgmm._criteria``), summed over samples (of the observed values, with ``missing``)."""
 
-    def block(xb, wb, rows, p):
-        if missing:
-            log_density = marginal_log_densities(xb, p, unit, width or None)
-        else:
-            log_density = log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
-        weighted = log_density + jnp.log(p.weights)[:, None]
-        noise = noise_term(p)
-        if noise is not None:  # its column joins the responsibilities, as in mclust's z
-            weighted = jnp.concatenate([weighted, jnp.full((1, xb.shape[0]), noise)])
-        log_norm = logsumexp(weighted, axis=0)
-        log_resp = weighted - log_norm
-        plogp = jnp.where(jnp.isfinite(log_resp), jnp.exp(log_resp) * log_resp, 0.0)
-        return (
-            jnp.sum(wb * log_norm),
-            -jnp.sum(wb * jnp.sum(plogp, axis=0)),
-            -jnp.sum(wb * jnp.max(log_resp, axis=0)),
-        )
+    def block(xb, wb, rows, params):
+        def one(p):
+            if missing:
+                log_density = marginal_log_densities(xb, p, unit, width or None)
+            else:
+                log_density = log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
+            weighted = log_density + jnp.log(p.weights)[:, None]
+            noise = noise_term(p)
+            if noise is not None:  # its column joins the responsibilities, as in mclust's z
+                weighted = jnp.concatenate([weighted, jnp.full((1, xb.shape[0]), noise)])
+            log_norm = logsumexp(weighted, axis=0)
+            log_resp = weighted - log_norm
+            plogp = jnp.where(jnp.isfinite(log_resp), jnp.exp(log_resp) * log_resp, 0.0)
+            return (
+                jnp.sum(wb * log_norm),
+                -jnp.sum(wb * jnp.sum(plogp, axis=0)),
+                -jnp.sum(wb * jnp.max(log_resp, axis=0)),
+            )
 
-    def one(p):
-        return blockwise_sum(block, Xc, sample_weight, blocks, p)
+        return jax.vmap(one)(params)
 
-    return each_member(one, count, params, lanes=lanes)
+    return blockwise_sum(block, Xc, sample_weight, blocks, params)
 
 
-_FINISH_STATIC = ("unit", "blocks", "prefer_nondegenerate", "scores", "lanes")
+_FINISH_STATIC = ("unit", "blocks", "prefer_nondegenerate", "scores")
 
 
 @program(static_argnames=_FINISH_STATIC)
 def finish(
     state,
-    count,
     Xc,
     sample_weight,
     data_var,
@@ -649,13 +476,11 @@ def finish(
     blocks,
     prefer_nondegenerate,
     scores=False,
-    lanes=1,
 ) -> Finished:
-    """The outcome of a finished batch of members, the first ``count`` (see :class:`Finished`;
-    the others are placeholders, never chosen); ``scores`` adds a pass over the data for the
-    criteria of every member."""
+    """The outcome of a finished batch of restarts (see :class:`Finished`); ``scores`` adds a
+    pass over the data for the criteria of every restart."""
     unit = blocks.factoring(unit)
-    degenerate = _degenerate(state.params, state.model, data_var, settings, unit, count, lanes)
+    degenerate = _degenerate(state.params, state.model, data_var, settings, unit)
     log_likelihood = entropy = hard_cost = None
     if scores:
         log_likelihood, entropy, hard_cost = _scores(
@@ -664,8 +489,6 @@ def finish(
             sample_weight,
             unit,
             blocks,
-            count,
-            lanes,
             settings.statistics == Missing.name,
             settings.missing_width,
         )
@@ -673,8 +496,7 @@ def finish(
         means=state.params.means + centre[None, None, :],
         covariances=unit.symmetrize(state.params.covariances),
     )
-    unused = jnp.arange(state.failed.shape[0]) >= count
-    best = best_restart(state.lower_bound, state.failed | unused, degenerate, prefer_nondegenerate)
+    best = best_restart(state.lower_bound, state.failed, degenerate, prefer_nondegenerate)
     chosen = jax.tree_util.tree_map(lambda a: a[best], params)
     return Finished(params, degenerate, best, chosen, log_likelihood, entropy, hard_cost)
 

@@ -1,4 +1,4 @@
-"""``fit``: EM for ``n_init`` restarts in one compiled batch, each restart on its own.
+"""``fit``: EM for ``n_init`` restarts at once, ``vmap`` over restarts, ``lax.scan`` over steps.
 
 :func:`run_restarts` drives the engine (``jaxgmm._engine``) for ``fit`` and ``select``: it
 validates nothing (the public functions do, with the checks here that ``fit_stream`` shares),
@@ -40,13 +40,12 @@ from ._shapes import (
     trim_params,
 )
 from ._statistics import (
-    AUTO,
     STATISTICS,
     Exact,
-    Expanded,
     Missing,
+    choose_form,
     named_form,
-    resolve_form,
+    standardized_means,
 )
 from ._validation import (
     as_data,
@@ -298,36 +297,27 @@ def run_models(
         X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
         if noise_mask is not None:  # padding rows weigh 0: not noise, not anything
             noise_mask = np.pad(noise_mask, (0, X.shape[0] - n_rows))
-        programs = small_fit_programs([u for u, _ in models], settings.prior is not None)
+        groups = small_fit_programs([u for u, _ in models], settings.prior is not None)
     else:
         units = list(dict.fromkeys(unit for unit, _ in models))
-        programs = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
-    # A small fit pads K to its bucket, which depends on K alone: a model's arithmetic is then
-    # the same in a grid as in a fit of its own, and a new K compiles nothing (given parameters
-    # of a model of its own program keep their K). A larger fit runs the K of a grid padded to
-    # the largest.
-    padded = small and init_params is None
-    groups = []
-    for engine_unit, members in programs:
-        dense = isinstance(engine_unit, AnyModel)
-        if padded or dense:
-            buckets: dict[int, list[int]] = {}
-            for m in members:
-                buckets.setdefault(padded_components(models[m][1]), []).append(m)
-            groups += [(engine_unit, k, ms) for k, ms in buckets.items()]
-        else:
-            groups.append((engine_unit, max(models[m][1] for m in members), members))
+        groups = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
     fits: dict[int, ModelFit] = {}
-    for engine_unit, n_components, members in groups:
-        dense = isinstance(engine_unit, AnyModel)
+    for engine_unit, members in groups:
         ks = [models[m][1] for m in members]
+        dense = isinstance(engine_unit, AnyModel)
+        # a small fit pads K to its bucket, so that a new K compiles nothing (given parameters
+        # of a model of its own program keep their K)
+        padded = dense or (small and init_params is None)
+        n_components = padded_components(max(ks)) if padded else max(ks)
         layout = None
-        if n_components != ks[0] or len(members) > 1 or dense:
+        if padded or len(members) > 1:
             model = [engine_unit.index(models[m][0]) if dense else 0 for m in members]
-            layout = _engine.Layout(
-                restart_ids=np.tile(np.arange(n_init, dtype=np.int32), len(members)),
-                n_active=np.repeat(np.asarray(ks, np.int32), n_init),
-                model=np.repeat(np.asarray(model, np.int32), n_init),
+            layout = jax.device_put(
+                _engine.Layout(
+                    restart_ids=np.tile(np.arange(n_init, dtype=np.int32), len(members)),
+                    n_active=np.repeat(np.asarray(ks, np.int32), n_init),
+                    model=np.repeat(np.asarray(model, np.int32), n_init),
+                )
             )
         given = init_params
         if given is not None and dense:
@@ -351,8 +341,8 @@ def run_models(
             prefer_nondegenerate=prefer_nondegenerate,
             scores=scores,
             noise_mask=noise_mask,
-            lanes=small_lanes() if small else 1,
         )
+        state, finished = jax.device_get((state, finished))
         traces = np.ascontiguousarray(np.asarray(traces).T)
         for position, m in enumerate(members):
             unit, k = models[m]
@@ -411,37 +401,6 @@ def host_fit(
     )
 
 
-def member_slots(n_members: int) -> int:
-    """The members a batch of ``n_members`` is compiled for: the next power of two, at least
-    ``MIN_MEMBER_SLOTS``, so that few programs serve every count (the unused slots never run)."""
-    return max(1 << max(n_members - 1, 0).bit_length(), MIN_MEMBER_SLOTS)
-
-
-MIN_MEMBER_SLOTS = 8
-
-
-def small_lanes() -> int:
-    """How many members of a small fit run side by side on the default device (each lane runs
-    its share in turn, ``jaxgmm._engine.advance``); fixed per platform, so that a member's
-    arithmetic is the same in any batch. On a CPU, 1: lanes shared the launch of small
-    operations (a 4-type grid of faithful warm in 0.93 s against 1.17 s with one lane, this
-    machine) but cost every small program seconds of compilation (that grid cold in 9.9 s
-    against 7.4 s, a first fit of faithful 8.8 s against 6.6 s) and a fit of one restart the
-    arithmetic of eight. On an accelerator, 8, to keep the device busy (not measured yet)."""
-    return 1 if jax.default_backend() == "cpu" else 8
-
-
-def _padded_batch(tree, slots: int):
-    """A batched pytree (host or device arrays) grown to ``slots`` members by repeating the
-    first one (placeholders that never run)."""
-
-    def grow(a):
-        a = np.asarray(a)
-        return np.concatenate([a, np.repeat(a[:1], slots - a.shape[0], axis=0)])
-
-    return None if tree is None else jax.tree_util.tree_map(grow, tree)
-
-
 def run_restarts(
     key,
     X,
@@ -464,31 +423,19 @@ def run_restarts(
     prefer_nondegenerate: bool = True,
     scores: bool = False,
     noise_mask=None,
-    lanes: int = 1,
 ):
-    """EM for a batch of ``n_init`` members of one program (one ``unit``, ``n_components``
-    components, the batch's ``layout``), on validated data. Returns the final state, the
-    lower-bound traces ``(T, n_init)`` (NaN where a member was not running), the
-    :class:`jaxgmm._engine.Finished` outcome (parameters in the data's frame), and whether a
-    Ctrl-C stopped it early; host arrays, but under a JAX transformation.
+    """EM for a batch of restarts of one program (one ``unit``, ``n_components`` components,
+    the batch's ``layout``), on validated data. Returns the final state, the lower-bound traces
+    ``(T, n_init)`` (NaN where a restart was not running), the :class:`jaxgmm._engine.Finished`
+    outcome (parameters in the data's frame), and whether a Ctrl-C stopped it early.
 
-    Outside transformations the batch is compiled for :func:`member_slots` members, and the
-    iterations run in compiled chunks of ``chunk_iterations``; after each, ``callback(Progress)``
-    is called if given, the ``checkpoint`` file (a path) is rewritten, and the loop ends once
-    every member is done. An existing checkpoint of the same fit is resumed. Neither the chunk
-    length nor the number of members beside it changes a member's result; the block size (rows
-    per block of the pass over the data, by default from the shapes) changes the rounding, and
-    so does ``lanes``, the members run side by side (``jaxgmm._engine.advance``)."""
+    Outside transformations the iterations run in compiled chunks of ``chunk_iterations``; after
+    each, ``callback(Progress)`` is called if given, the ``checkpoint`` file (a path) is
+    rewritten, and the loop ends once every restart is done. An existing checkpoint of the same
+    fit is resumed. The chunk length changes nothing in the result; the block size (rows per
+    block of the pass over the data, by default from the shapes) only the rounding."""
     n_devices = 1 if mesh is None else mesh.size
     rows, n_features = X.shape[0] // n_devices, X.shape[1]
-    slots = n_init if traced else member_slots(n_init)
-    lanes = 1 if traced else lanes
-    if slots > n_init:
-        layout = _padded_batch(layout, slots)
-        if init_params is not None and init_params.weights.ndim == 2:  # one per member
-            init_params = _padded_batch(init_params, slots)
-    if layout is not None:
-        layout = jax.device_put(layout) if not traced else layout
 
     missing = settings.statistics == Missing.name
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
@@ -498,7 +445,7 @@ def run_restarts(
         # the missing one shorter (it holds each row's K factors of the precision's missing block)
         features = n_features * n_features if form.name == Missing.name else n_features
         size = block_size or default_block_size(
-            rows, n_components, features, expanded_width=form.row_width(unit, n_features)
+            rows, n_components, features, n_init, expanded_width=form.row_width(unit, n_features)
         )
         return Blocks(int(size), mesh)
 
@@ -540,52 +487,52 @@ def run_restarts(
         gaussian_weight = jnp.where(complete, 1.0 if sample_weight is None else sample_weight, 0.0)
     if noise_mask is not None:
         gaussian_weight = _engine.outside(noise_mask, sample_weight, X.dtype)
-    count = n_init if traced else np.int32(n_init)
     if resumed is None:
-        Xc, centre, data_var, state = _engine.start(
+        Xc, centre, data_var, state, z2 = _engine.start(
             key,
-            init_table(key, init, X, gaussian_weight, n_components, slots, layout),
+            init_table(key, init, X, gaussian_weight, n_components, n_init, layout),
             X,
             sample_weight,
             settings,
             init_params,
             layout,
-            count,
             noise_mask,
             unit=unit,
             n_components=n_components,
-            n_init=slots,
+            n_init=n_init,
             init=init,
             blocks=blocks_for(start_form),
-            lanes=lanes,
             quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly
         )
-        traces = np.zeros((0, slots), X.dtype)
+        traces = np.zeros((0, n_init), X.dtype)
     else:
         Xc, centre, data_var = _engine.prepare(X, sample_weight, mesh=mesh, missing=missing)
         state, traces = resumed
         replicated = None if mesh is None else NamedSharding(mesh, P())
         state = jax.tree_util.tree_map(lambda a: jax.device_put(a, replicated), state)
-    statistics = resolve_form(
-        settings.statistics, unit, rows=rows, n_features=n_features, traced=traced
-    )
-    iteration_settings = dataclasses.replace(settings, statistics=statistics)
-    iteration_blocks = blocks_for(start_form if statistics == AUTO else named_form(statistics))
-    expanded_size = blocks_for(Expanded).size if statistics == AUTO else 0
+        z2 = standardized_means(state.params, unit)
+    spread = [z2]  # the latest estimate behind statistics="auto"
 
     def advance(state, n_steps):
-        return _engine.advance(
+        form = choose_form(
+            settings.statistics,
+            spread[0],
+            unit,
+            rows=rows,
+            n_features=n_features,
+            traced=traced,
+            missing_width=settings.missing_width,
+        )
+        state, trace, done, spread[0] = _engine.advance(
             state,
-            count,
             Xc,
             sample_weight,
-            iteration_settings,
+            settings.with_form(form),
             unit=unit,
-            blocks=iteration_blocks,
+            blocks=blocks_for(form),
             n_steps=n_steps,
-            expanded_size=expanded_size,
-            lanes=lanes,
         )
+        return state, trace, done
 
     interrupted = False
     if traced:
@@ -602,7 +549,6 @@ def run_restarts(
             advance,
             traces,
             max_iter=settings.max_iter,
-            members=n_init,
             chunk_iterations=chunk_iterations,
             callback=callback,
             checkpoint=save,
@@ -610,7 +556,6 @@ def run_restarts(
         )
     finished = _engine.finish(
         state,
-        count,
         Xc,
         sample_weight,
         data_var,
@@ -620,20 +565,8 @@ def run_restarts(
         blocks=blocks_for(start_form),
         prefer_nondegenerate=bool(prefer_nondegenerate),
         scores=scores,
-        lanes=lanes,
     )
-    if traced:
-        return state, traces, finished, interrupted
-    state, finished = jax.device_get((state, finished))
-    used = slice(0, n_init)
-    state = jax.tree_util.tree_map(lambda a: a[used], state)
-    finished = finished._replace(
-        **{
-            name: jax.tree_util.tree_map(lambda a: a[used], getattr(finished, name))
-            for name in ("params", "degenerate", "log_likelihood", "entropy", "hard_cost")
-        }
-    )
-    return state, np.asarray(traces)[:, used], finished, interrupted
+    return state, traces, finished, interrupted
 
 
 @with_matmul_precision
@@ -673,8 +606,7 @@ def fit(
         A name of ``jaxgmm.COVARIANCE_TYPES``: "full", "tied", "diag", "spherical", or mclust's
         "EII", "EEI", "EVI", "EEV", "EVV" (mclust's VVV, EEE, VVI and VII name the first four).
     n_init : int
-        Restarts, fitted together in one compiled batch; restart i's result does not depend
-        on how many run beside it (``jaxgmm._engine``).
+        Restarts, fitted together with ``vmap``.
     max_iter : int
         EM iterations per restart (0 returns the initial parameters).
     tol : float

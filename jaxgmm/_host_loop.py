@@ -25,19 +25,20 @@ class Progress(NamedTuple):
     best_lower_bound: float  # highest lower bound so far among restarts that did not fail
 
 
-def progress(state, max_iter: int, members: int | None = None) -> Progress:
-    """The :class:`Progress` of a state, of its first ``members`` members (all by default)."""
-    n_iter, converged, failed, lower_bound = (
-        np.asarray(a)[:members]
-        for a in jax.device_get((state.n_iter, state.converged, state.failed, state.lower_bound))
-    )
-    running = ~(converged | failed) & (n_iter < max_iter)
+def _running(state, max_iter: int) -> np.ndarray:
+    n_iter = np.asarray(state.n_iter)
+    return ~(np.asarray(state.converged) | np.asarray(state.failed)) & (n_iter < max_iter)
+
+
+def progress(state, max_iter: int) -> Progress:
+    n_iter = np.asarray(state.n_iter)
+    bounds = np.where(np.asarray(state.failed), -np.inf, np.asarray(state.lower_bound))
     return Progress(
         int(n_iter.max()),
         max_iter,
-        int(running.sum()),
+        int(_running(state, max_iter).sum()),
         len(n_iter),
-        float(np.where(failed, -np.inf, lower_bound).max()),
+        float(bounds.max()),
     )
 
 
@@ -71,7 +72,6 @@ def iterate(
     traces,
     *,
     max_iter: int,
-    members: int | None = None,
     chunk_iterations: int = CHUNK_ITERATIONS,
     callback=None,
     checkpoint=None,
@@ -79,10 +79,9 @@ def iterate(
 ):
     """``advance(state, n_steps) -> (state, trace (n_steps, n_init), all_done)`` in chunks until
     every restart is done, ``max_iter`` is reached or a Ctrl-C asks to stop. After each chunk,
-    ``checkpoint(state, traces)`` and ``callback(Progress)`` (of the first ``members`` members,
-    the others being placeholders) when given. ``traces`` are those of the iterations already
-    run (a resumed fit). Returns the state, all traces ``(T, n_init)`` and whether the loop was
-    interrupted."""
+    ``checkpoint(state, traces)`` and ``callback(Progress)`` when given. ``traces`` are those
+    of the iterations already run (a resumed fit). Returns the state, all traces
+    ``(T, n_init)`` and whether the loop was interrupted."""
     chunks = [traces]
     steps = len(traces)
     done = False  # a state with every restart done makes a chunk of skipped iterations
@@ -95,6 +94,6 @@ def iterate(
             if checkpoint is not None:
                 checkpoint(state, np.concatenate(chunks))
             if callback is not None:
-                callback(progress(state, max_iter, members))
+                callback(progress(state, max_iter))
     interrupted = interrupt.requested and not (done or steps >= max_iter)
     return state, np.concatenate(chunks), interrupted

@@ -17,8 +17,8 @@ set with values missing at random has nearly as many patterns as rows once D pas
 with the precision: only each row's block of it over the missing coordinates is factored
 (``_statistics.missing_moments``, where the algebra is), padded to one of a few widths chosen per
 block of rows, the rows sorted by their number of missing values (:func:`rows_to_fit`). That
-keeps the engine's batches of restarts and the sums over blocks of rows as they are; a diagonal
-model needs no factorisation at all. bench/missing.py measures the cost.
+keeps ``vmap`` over restarts and the sums over blocks of rows as they are; a diagonal model
+needs no factorisation at all. bench/missing.py measures the cost.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """Model selection over the number of components and the covariance type, ranked by BIC, AIC or
 ICL.
 
-The grid runs through the same driver as ``fit`` (``jaxgmm._fit.run_models``): a few compiled
-programs, each fitting a batch of models and their restarts, the models padded to a common K
-with their trailing components switched off (weight exactly 0, which EM keeps at 0). In a
-batch each model and restart runs on its own (``jaxgmm._engine``), so none waits for another
-and restart i of every model draws as restart i of a separate ``fit`` with that K: each row
-equals that fit, bit for bit on small data (whose K is padded to a bucket of its own) and up
-to rounding on larger data (padded to the grid's largest K).
+For each covariance type the whole grid of K runs as one compiled program: every model is padded
+to the largest K, with its trailing components switched off (weight exactly 0, which EM keeps at
+0), and all models and their restarts are fitted together under ``vmap``. Restart i of every
+model uses the key ``fold_in(key, i)``, so each row equals a separate ``fit`` with that K.
 
 The criteria (BIC, AIC, ICL; lower is better) are those of :mod:`jaxgmm._criteria`, computed on
 the final parameters of each model's best restart.

@@ -29,7 +29,7 @@ from ._params import GMMParams
 PADDED_ROWS_MAX = 1 << 14
 SMALL_WORK = 1 << 17
 MIN_ROWS = 128
-MIN_COMPONENTS = 8
+MIN_COMPONENTS = 4
 
 
 def _power_of_two(n: int, smallest: int) -> int:

@@ -428,9 +428,8 @@ class Missing:
 
 
 STATISTICS_FORMS = {form.name: form for form in (Exact, Expanded, Missing())}
-AUTO = "auto"
 # what users may ask for; "missing" is taken, and only taken, for data with missing values
-STATISTICS = (AUTO, Exact.name, Expanded.name)
+STATISTICS = ("auto", Exact.name, Expanded.name)
 
 
 # -- the "auto" policy --
@@ -465,22 +464,24 @@ def named_form(statistics: str, missing_width: int = 0):
     return STATISTICS_FORMS[statistics]
 
 
-def resolve_form(
+def choose_form(
     statistics: str,
+    z2,
     unit,
     *,
     rows: int,
     n_features: int,
     traced: bool,
-) -> str:
-    """The statistics setting of a fit's iterations: the form named, or "auto" when each
-    member is to choose for itself before each iteration (``jaxgmm._engine``): the expanded
-    form while it is usable and its predicted error, from the member's ``z2``
-    (:func:`standardized_means`), is below ``EXPANDED_RTOL``, the exact one otherwise. "auto"
-    resolves to the exact form for small data (``rows`` per device, where a pass costs less
-    than the choice) and under JAX transformations."""
-    if statistics != AUTO:
-        return statistics
+    missing_width: int = 0,
+):
+    """The form an iteration uses: the one named, or for "auto" the expanded form while it is
+    usable and its predicted error, from ``z2`` (:func:`standardized_means` of the current
+    parameters), is below ``EXPANDED_RTOL``; the exact one for small data (``rows`` per device,
+    where a pass costs less than the check) and under JAX transformations (where the estimate
+    cannot be looked at)."""
+    if statistics != "auto":
+        return named_form(statistics, missing_width)
     if traced or is_small(rows, n_features) or not Expanded.usable(unit, n_features):
-        return Exact.name
-    return AUTO
+        return Exact
+    eps = float(jnp.finfo(z2.dtype).eps)
+    return Expanded if eps * float(z2) <= EXPANDED_RTOL else Exact

@@ -323,7 +323,6 @@ def fit_stream(
     )
     finished = _engine.finish(
         state,
-        np.int32(n_init),
         None,
         None,
         jax.device_put(variance.astype(dtype)),

