@@ -438,6 +438,7 @@ def run_restarts(
     rows, n_features = X.shape[0] // n_devices, X.shape[1]
 
     missing = settings.statistics == Missing.name
+    small = mesh is None and is_small(rows, n_features)  # its time is compilation
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
     def blocks_for(form) -> Blocks:
@@ -502,6 +503,7 @@ def run_restarts(
             n_init=n_init,
             init=init,
             blocks=blocks_for(start_form),
+            small=small,
             quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly
         )
         traces = np.zeros((0, n_init), X.dtype)
@@ -531,6 +533,7 @@ def run_restarts(
             unit=unit,
             blocks=blocks_for(form),
             n_steps=n_steps,
+            small=small,
         )
         return state, trace, done
 
@@ -565,6 +568,7 @@ def run_restarts(
         blocks=blocks_for(start_form),
         prefer_nondegenerate=bool(prefer_nondegenerate),
         scores=scores,
+        small=small,
     )
     return state, traces, finished, interrupted
 

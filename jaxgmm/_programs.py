@@ -120,15 +120,27 @@ def _leaf_key(leaf):
 
 
 QUICK_OPTIONS = {"xla_backend_optimization_level": 0}
+# XLA's CPU backend emits its fusions by default with its newer MLIR emitters; its older LLVM IR
+# emitters compile jaxgmm's programs in about half the time, but run large fits' iterations
+# anywhere from 22% faster to 35% slower (this 2-core VM, 2026-12-05, bench/README.md's
+# workloads: compilation 2.8 -> 1.5 s on small-2d, 5.4 -> 3.4 s on mid-16; per iteration
+# mid-16 full 98 -> 77 ms, mid-16 diag 19 -> 25 ms, big-2d 70 -> 85 ms). Small fits, whose
+# iterations take microseconds and whose time is compilation, use them. Only the CPU backend
+# reads the option (others ignore it); with a jaxlib that does not know it, programs compile
+# with that jaxlib's default emitters.
+CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+_cpu_options_known = [True]
 
 
 class Program:
     """A function compiled like ``jax.jit(fun, static_argnames=...)``, whose executables this
     module keeps (see the module's docstring).
 
-    A call with ``quick=True`` (not passed on to the function) compiles with XLA's backend
-    optimisation off: about a third less compilation for code that runs twice as slowly, the
-    right trade for a program that runs once, briefly (the start of a small fit)."""
+    A call with ``small=True`` (not passed on to the function) compiles with ``CPU_OPTIONS``,
+    for a program of a small fit, whose time is its compilation; ``quick=True`` also turns
+    XLA's backend optimisation off: about a third less compilation for code that runs twice as
+    slowly, the right trade for a program that runs once, briefly (the start of a small
+    fit)."""
 
     def __init__(self, fun, static_argnames=()):
         self.jitted = jax.jit(fun, static_argnames=static_argnames)
@@ -139,9 +151,9 @@ class Program:
     def lower(self, *args, **kwargs):
         return self.jitted.lower(*args, **kwargs)
 
-    def _signature(self, args, kwargs, quick=False):
+    def _signature(self, args, kwargs, options):
         static = tuple((name, kwargs[name]) for name in self.static_argnames if name in kwargs)
-        static += (("quick", bool(quick)),)
+        static += (("options", options),)
         dynamic = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
         leaves, tree = jax.tree_util.tree_flatten((args, dynamic))
         keys = tuple(_leaf_key(leaf) for leaf in leaves)
@@ -150,15 +162,16 @@ class Program:
         config = (bool(jax.config.jax_enable_x64), jax.config.jax_default_matmul_precision)
         return (self.name, static, str(tree), keys, config), dynamic
 
-    def __call__(self, *args, quick: bool = False, **kwargs):
+    def __call__(self, *args, small: bool = False, quick: bool = False, **kwargs):
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves((args, kwargs))):
             return self.jitted(*args, **kwargs)
-        signature, dynamic = self._signature(args, kwargs, quick)
+        options = "quick" if quick else "small" if small else "default"
+        signature, dynamic = self._signature(args, kwargs, options)
         if signature is None:
             return self.jitted(*args, **kwargs)
         executable = _cached(signature)
         if executable is None:
-            executable = _load_or_compile(signature, self, args, kwargs, quick)
+            executable = _load_or_compile(signature, self, args, kwargs, options)
         return executable(*args, **dynamic)
 
 
@@ -244,11 +257,11 @@ def _trim(folder: Path) -> None:
         total -= info.st_size
 
 
-def _load_or_compile(signature, prog: Program, args, kwargs, quick: bool):
+def _load_or_compile(signature, prog: Program, args, kwargs, options: str):
     path = _disk_path(signature)
     executable = None if path is None or not path.exists() else _load(path)
     if executable is None:
-        executable = prog.lower(*args, **kwargs).compile(QUICK_OPTIONS if quick else None)
+        executable = _compile(prog.lower(*args, **kwargs), options)
         # JAX's own caches keep what a jitted function lowered and compiled, executables
         # included, for as long as the function lives: let this module's cache be the only one.
         prog.jitted.clear_cache()
@@ -256,6 +269,19 @@ def _load_or_compile(signature, prog: Program, args, kwargs, quick: bool):
             _store(path, executable)
     _keep(signature, executable)
     return executable
+
+
+def _compile(lowered, options: str):
+    """``lowered`` compiled with the options named "default", "small" or "quick"."""
+    base = dict(QUICK_OPTIONS) if options == "quick" else {}
+    if options != "default" and _cpu_options_known[0]:
+        try:
+            return lowered.compile({**base, **CPU_OPTIONS})
+        except Exception as error:  # jaxlib's runtime error, whose class has moved over time
+            if "compile option" not in str(error):
+                raise
+            _cpu_options_known[0] = False  # an older or newer jaxlib: its default emitters
+    return lowered.compile(base or None)
 
 
 def clear() -> None:

@@ -522,14 +522,17 @@ class GaussianMixture(EstimatorParams):
         missing = int(jnp.max(jnp.sum(jnp.isnan(X), axis=1))) if self.missing == "em" else 0
         if missing and has_noise(self):
             raise ValueError("a model with a noise component cannot score rows with missing values")
-        if is_small(n, d):  # one program for every model and K of a bucket
+        small = is_small(n, d)
+        if small:  # one program for every model and K of a bucket
             X, _ = pad_rows(X, None, padded_rows(n))
             params = dense_params(params, padded_components(k), unit)
             # densities are the dense algebra of any model: one program serves them all
             unit = ANY_MODEL
         else:
             X = to_device(X, dtype)
-        log_resp, log_norm = jax.device_get(responsibilities(X, params, unit=unit, missing=missing))
+        log_resp, log_norm = jax.device_get(
+            responsibilities(X, params, unit=unit, missing=missing, small=small)
+        )
         if params.noise is not None:  # its column is the last, after any padded components
             return np.concatenate([log_resp[:n, :k], log_resp[:n, -1:]], axis=1), log_norm[:n]
         return log_resp[:n, :k], log_norm[:n]

@@ -187,3 +187,23 @@ def test_a_cache_folder_others_may_write_is_not_used(tmp_path, monkeypatch):
     assert _programs.cache_dir() is None
     monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path / "mine"))
     assert _programs.cache_dir() == tmp_path / "mine"
+
+
+def test_cpu_compile_options_are_used_and_an_unknown_one_is_dropped(monkeypatch):
+    """Programs of small fits compile with ``CPU_OPTIONS`` where jaxlib knows them, and without
+    them, with the same result, where it does not (an older or newer jaxlib)."""
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "")
+    monkeypatch.setattr(_programs, "_cpu_options_known", [True])
+    x = jnp.arange(5.0)
+
+    def affine(x):  # programs are named by their functions: one name each
+        return 3 * x - 1
+
+    def shifted(x):
+        return x + 7
+
+    np.testing.assert_array_equal(_programs.Program(affine)(x, small=True), 3 * x - 1)
+    assert _programs._cpu_options_known == [True]  # this jaxlib knows them
+    monkeypatch.setattr(_programs, "CPU_OPTIONS", {"xla_cpu_no_such_option": False})
+    np.testing.assert_array_equal(_programs.Program(shifted)(x, small=True), x + 7)
+    assert _programs._cpu_options_known == [False]
