@@ -1,5 +1,6 @@
 """jaxgmm: Gaussian mixture models fitted by EM in JAX."""
 
+from ._bootstrap import BootstrapLRTResult, BootstrapResult, bootstrap, bootstrap_lrt
 from ._covariance import COVARIANCE_TYPES
 from ._criteria import n_parameters
 from ._em import component_log_prob, e_step, em_step, log_prob, m_step
@@ -40,6 +41,10 @@ __all__ = [
     "component_log_prob",
     "default_prior",
     "best_restart",
+    "bootstrap",
+    "bootstrap_lrt",
+    "BootstrapLRTResult",
+    "BootstrapResult",
     "e_step",
     "em_step",
     "fit",

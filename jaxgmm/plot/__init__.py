@@ -1,4 +1,5 @@
-"""Plots of a fitted :class:`jaxgmm.GaussianMixture` and of a :class:`jaxgmm.SelectionResult`.
+"""Plots of a fitted :class:`jaxgmm.GaussianMixture`, of a :class:`jaxgmm.SelectionResult` and
+of bootstrap results (:class:`jaxgmm.BootstrapResult`, :class:`jaxgmm.BootstrapLRTResult`).
 
 Every function returns a :class:`matplotlib.figure.Figure` built directly (never through
 ``pyplot``), so it needs no display, switches no backend and leaves no global state: show it in a
@@ -22,6 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from ._bootstrap_figures import bootstrap, bootstrap_lrt
 from ._geometry import MAX_POINTS, Projection, full_covariances, mixture_log_density, project
 from ._model_figures import ellipses, responsibilities, uncertainty
 from ._run_figures import exercises, lower_bound_trace, selection
@@ -37,6 +39,8 @@ __all__ = [
     "GRID_SIZE",
     "Projection",
     "SIGMAS",
+    "bootstrap",
+    "bootstrap_lrt",
     "component_colors",
     "ellipses",
     "exercises",

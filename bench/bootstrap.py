@@ -1,0 +1,125 @@
+"""``python -m bench.bootstrap``: bootstrap inference end to end, jaxgmm against R's mclust.
+
+Each jaxgmm figure is a whole call in a fresh process (cold: an empty program cache; warm: the
+cache the cold run filled, and the same call again in that process, "again"); mclust's is
+``system.time`` of the same call in R (skipped without ``Rscript`` and mclust). Workloads, all
+on faithful: the likelihood-ratio test of EEE mixtures as ``mclustBootstrapLRT`` runs it
+(sequential, 999 replicates per test), and 999 nonparametric and weighted-likelihood
+replicates of the EEE, K = 3 fit (``MclustBootstrap``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FAITHFUL = ROOT / "bench" / "data" / "faithful.csv"
+
+JAXGMM = """
+import sys, time, json
+import numpy as np, jax
+jax.config.update("jax_enable_x64", True)
+import jaxgmm
+X = np.loadtxt({data!r}, delimiter=",", skiprows=1)
+n_boot = {n_boot}
+def lrt():
+    return jaxgmm.bootstrap_lrt(X, covariance_type="EEE", n_boot=n_boot, random_state=0)
+def replicates(method):
+    model = jaxgmm.GaussianMixture(3, covariance_type="EEE", init_params="hc").fit(X)
+    return jaxgmm.bootstrap(model, X, n_boot=n_boot, method=method, random_state=0)
+work = {{"lrt": lrt, "nonparametric": lambda: replicates("nonparametric"),
+        "weighted": lambda: replicates("weighted")}}[sys.argv[1]]
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    result = work()
+    times.append(time.perf_counter() - start)
+print(json.dumps({{"first": times[0], "again": times[1], "summary": str(result)}}))
+"""
+
+MCLUST = """
+suppressMessages(library(mclust))
+X <- as.matrix(faithful)
+n_boot <- {n_boot}
+fit <- Mclust(X, G = 3, modelNames = "EEE", verbose = FALSE)
+t_lrt <- system.time(mclustBootstrapLRT(X, modelName = "EEE", nboot = n_boot,
+                                        verbose = FALSE))[["elapsed"]]
+t_bs <- system.time(MclustBootstrap(fit, nboot = n_boot, type = "bs",
+                                    verbose = FALSE))[["elapsed"]]
+t_wlbs <- system.time(MclustBootstrap(fit, nboot = n_boot, type = "wlbs",
+                                      verbose = FALSE))[["elapsed"]]
+cat(sprintf('{{"lrt": %f, "nonparametric": %f, "weighted": %f}}\\n', t_lrt, t_bs, t_wlbs))
+"""
+
+WORKLOADS = {
+    "lrt": "faithful, EEE, sequential LRT (K = 1, 2, 3 under the null), 999 replicates each",
+    "nonparametric": "faithful, EEE, K = 3: 999 nonparametric replicates",
+    "weighted": "faithful, EEE, K = 3: 999 weighted-likelihood replicates",
+}
+
+
+def run_jaxgmm(workload: str, n_boot: int, cache: str) -> dict:
+    script = JAXGMM.format(data=str(FAITHFUL), n_boot=n_boot)
+    env = os.environ | {"JAXGMM_CACHE_DIR": cache}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, workload], env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_mclust(n_boot: int) -> dict | None:
+    if shutil.which("Rscript") is None:
+        return None
+    proc = subprocess.run(
+        ["Rscript", "-e", MCLUST.format(n_boot=n_boot)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-boot", type=int, default=999)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bootstrap.md"))
+    args = parser.parse_args(argv)
+    import time
+
+    from bench.machine import describe, header_lines
+
+    machine, started = describe(), time.perf_counter()
+    mclust = run_mclust(args.n_boot)
+    rows = []
+    for workload, description in WORKLOADS.items():
+        with tempfile.TemporaryDirectory() as cache:
+            cold = run_jaxgmm(workload, args.n_boot, cache)
+            warm = run_jaxgmm(workload, args.n_boot, cache)
+        theirs = None if mclust is None else mclust[workload]
+        rows.append((description, cold["first"], warm["first"], warm["again"], theirs))
+        print(cold["summary"], flush=True)
+    lines = [
+        "# Bootstrap inference end to end (`python -m bench.bootstrap`)",
+        "",
+        *header_lines(machine, "python -m bench.bootstrap", time.perf_counter() - started),
+        "",
+        "| workload | jaxgmm cold s | jaxgmm warm s | jaxgmm again s | mclust s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for description, cold, warm, again, theirs in rows:
+        shown = "-" if theirs is None else f"{theirs:.2f}"
+        lines.append(f"| {description} | {cold:.2f} | {warm:.2f} | {again:.2f} | {shown} |")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Bootstrap inference (``jaxgmm._bootstrap``): a batch of replicates equals separate fits,
+standard errors against a formula and against R's mclust, and mclust's likelihood-ratio test.
+
+The mclust figures were recorded by ``tests/data/mclust/make_bootstrap_reference.R``
+(mclust 6.0.0); the tests read them and never need R.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from helpers import read_matrix
+
+import jaxgmm
+from jaxgmm import _bootstrap
+from jaxgmm._fit import check_settings
+
+DATA = Path(__file__).parent / "data" / "mclust"
+FAITHFUL = read_matrix(Path(__file__).parents[1] / "bench" / "data" / "faithful.csv")
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+
+def fixed_iterations(covariance_type, n_iter=25):
+    return check_settings(
+        n_components=1,
+        covariance_type=covariance_type,
+        n_init=1,
+        max_iter=n_iter,
+        tol=0.0,
+        reg_covar=1e-6,
+    )[3]
+
+
+def fitted(X, k, covariance_type):
+    return jax.device_get(
+        jaxgmm.fit(jax.random.key(0), X, k, covariance_type=covariance_type, init="hc").params
+    )
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "VEV"])
+def test_replicates_equal_separate_fits(covariance_type):
+    """Each replicate of a batch is the fit jaxgmm.fit makes of its data from the same start:
+    parametric replicates (their own rows) and nonparametric ones (row counts, equal to a fit
+    of the rows repeated)."""
+    Xc, _, data_var = _bootstrap._centred(FAITHFUL)
+    params = fitted(Xc, 3, covariance_type)
+    settings = fixed_iterations(covariance_type)
+    common = dict(covariance_type=covariance_type, settings=settings, data_var=data_var)
+    drawn = _bootstrap.draw(jax.random.key(1), params, covariance_type, 3, len(Xc))
+    counts = _bootstrap.row_weights(jax.random.key(2), "nonparametric", 3, len(Xc), Xc.dtype)
+    batches = [
+        (_bootstrap.refit(params, drawn, **common), [np.asarray(x) for x in drawn]),
+        (
+            _bootstrap.refit(params, Xc, counts, **common),
+            [np.repeat(np.asarray(Xc), np.asarray(c, int), axis=0) for c in counts],
+        ),
+    ]
+    for fits, data in batches:
+        for b, X in enumerate(data):
+            alone = jaxgmm.fit(
+                jax.random.key(0),
+                X,
+                3,
+                covariance_type=covariance_type,
+                init=params,
+                tol=0.0,
+                max_iter=settings.max_iter,
+            )
+            chosen = jax.device_get(alone.params)
+            np.testing.assert_allclose(fits.params.means[b], chosen.means, rtol=1e-7, atol=1e-9)
+            np.testing.assert_allclose(fits.params.weights[b], chosen.weights, rtol=1e-7)
+            np.testing.assert_allclose(
+                fits.params.covariances[b], chosen.covariances, rtol=1e-7, atol=1e-12
+            )
+            expected = _bootstrap._log_likelihood(chosen, X, covariance_type)
+            assert fits.log_likelihood[b] == pytest.approx(expected, rel=1e-9)
+        assert not fits.failed.any()
+
+
+def one_gaussian(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 2)) @ np.array([[2.0, 0.0], [0.6, 0.5]]) + [10.0, -3.0]
+
+
+@pytest.mark.parametrize("method", ["nonparametric", "weighted", "parametric"])
+def test_standard_errors_of_a_single_gaussians_mean_are_sigma_over_root_n(method):
+    X = one_gaussian()
+    model = jaxgmm.GaussianMixture(1, random_state=0).fit(X)
+    result = jaxgmm.bootstrap(model, X, n_boot=400, method=method, random_state=1)
+    expected = X.std(axis=0) / np.sqrt(len(X))
+    # a standard deviation from 400 replicates is within about 3.5% of its own: 12% is 3.4 of it
+    np.testing.assert_allclose(result.standard_errors()["means"][0], expected, rtol=0.12)
+    assert result.n_failed == 0 and result.n_boot == 400
+    lower, upper = result.intervals(0.95)["means"]
+    assert np.all(lower[0] < model.means_[0]) and np.all(model.means_[0] < upper[0])
+    # the weight of the only component is 1 in every replicate
+    np.testing.assert_allclose(result.weights, 1.0)
+
+
+def mclust_standard_errors():
+    with open(DATA / "bootstrap_se.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("method,mclust_type", [("nonparametric", "bs"), ("weighted", "wlbs")])
+def test_standard_errors_agree_with_mclusts(method, mclust_type):
+    """faithful, EEE, G = 3: mclust's standard errors from 999 replicates and ours from 499,
+    within their Monte-Carlo error (the weights' distributions have long tails)."""
+    rows = [r for r in mclust_standard_errors() if r["type"] == mclust_type]
+    model = jaxgmm.GaussianMixture(3, covariance_type="EEE", init_params="hc", reg_covar=0.0)
+    model.fit(FAITHFUL)
+    order = np.argsort(model.means_[:, 1])  # mclust's components by their order in waiting
+    theirs = sorted(rows, key=lambda r: float(r["mean_2"]))
+    result = jaxgmm.bootstrap(model, FAITHFUL, n_boot=499, method=method, random_state=0)
+    se = result.standard_errors()
+    for ours, r in zip(order, theirs, strict=True):
+        assert model.weights_[ours] == pytest.approx(float(r["weight"]), rel=0.03)
+        assert se["weights"][ours] == pytest.approx(float(r["se_weight"]), rel=0.25)
+        assert se["means"][ours, 0] == pytest.approx(float(r["se_mean_1"]), rel=0.25)
+        assert se["means"][ours, 1] == pytest.approx(float(r["se_mean_2"]), rel=0.25)
+
+
+def mclust_lrt(name):
+    with open(DATA / "bootstrap_lrt.csv") as f:
+        return [r for r in csv.DictReader(f) if r["data"] == name]
+
+
+def test_likelihood_ratio_statistics_equal_mclusts():
+    """faithful, EEE: mclust's observed statistics for 1 against 2 and 2 against 3 components
+    (its fits reach the optimum there); both tests significant, as in mclust."""
+    rows = mclust_lrt("faithful")
+    result = jaxgmm.bootstrap_lrt(
+        FAITHFUL, covariance_type="EEE", max_components=2, n_boot=19, random_state=0
+    )
+    assert list(result.components) == [1, 2]
+    for statistic, row in zip(result.statistic, rows[:2], strict=True):
+        assert statistic == pytest.approx(float(row["obs"]), rel=1e-3)
+    # 19 replicates: the smallest p-value is 1/20, and mclust's are 0.001 with 999
+    np.testing.assert_allclose(result.p_values, 0.05)
+    assert result.n_components == 3 and result.boot.shape == (19, 2)
+    assert np.all(result.boot >= 0) and not result.n_failed.any()
+    text = str(result)
+    assert "2 vs 3" in text and "chosen: 3 components" in text
+
+
+def test_the_statistic_is_never_negative_and_the_test_stops_when_not_significant():
+    """faithful, EEE, 3 against 4: mclust's statistic is -0.09 (its 4-component fit ends below
+    the 3-component one); the nested fit bounds ours below by 0, and the sequential test stops
+    at the first test that is not significant."""
+    assert float(mclust_lrt("faithful")[2]["obs"]) < 0
+    result = jaxgmm.bootstrap_lrt(FAITHFUL, covariance_type="EEE", n_boot=19, random_state=0)
+    assert result.statistic[-1] >= 0 and np.all(result.boot[~np.isnan(result.boot)] >= 0)
+    assert result.p_values[-1] > 0.05 and np.all(result.p_values[:-1] <= 0.05)
+    assert result.n_components == result.components[-1] == 3
+
+
+def test_p_values_under_the_null_are_not_too_small():
+    """Data drawn from one Gaussian: testing 1 against 2 components at level 0.1 rejects about
+    a tenth of the time; of 20 data sets, 7 or more rejections would happen with probability
+    0.002 for a calibrated test."""
+    rejections = 0
+    for seed in range(20):
+        X = np.random.default_rng(seed).standard_normal((60, 1))
+        result = jaxgmm.bootstrap_lrt(
+            X,
+            covariance_type="spherical",
+            max_components=1,
+            n_boot=39,
+            level=0.1,
+            random_state=seed,
+        )
+        rejections += result.p_values[0] <= 0.1
+    assert rejections <= 6
+
+
+def test_bad_input_is_named():
+    model = jaxgmm.GaussianMixture(2, random_state=0)
+    with pytest.raises(ValueError, match="fitted"):
+        jaxgmm.bootstrap(model, FAITHFUL)
+    model.fit(FAITHFUL)
+    with pytest.raises(ValueError, match="method"):
+        jaxgmm.bootstrap(model, FAITHFUL, method="jackknife")
+    with pytest.raises(ValueError, match="features"):
+        jaxgmm.bootstrap(model, FAITHFUL[:, :1])
+    with pytest.raises(ValueError, match="level"):
+        jaxgmm.bootstrap_lrt(FAITHFUL, level=1.5)
+
+
+def test_figures_have_a_panel_per_test_and_per_parameter():
+    from jaxgmm import plot
+
+    lrt = _bootstrap.BootstrapLRTResult(
+        covariance_type="full",
+        level=0.05,
+        components=np.array([1, 2]),
+        statistic=np.array([30.0, 0.5]),
+        boot=np.array([[1.0, 0.2], [np.nan, 2.0], [3.0, 0.0]]),
+        p_values=np.array([0.25, 0.75]),
+        n_failed=np.array([1, 0]),
+        log_likelihoods=np.zeros((2, 2)),
+        n_components=1,
+    )
+    fig = plot.bootstrap_lrt(lrt)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["1 vs 2: p = 0.25, 1 failed", "2 vs 3: p = 0.75"]
+    X = one_gaussian(100)
+    model = jaxgmm.GaussianMixture(2, covariance_type="tied", random_state=0).fit(X)
+    result = jaxgmm.bootstrap(model, X, n_boot=20, random_state=0)
+    panels = {"weights": 2, "means": 4, "covariances": 3}  # a tied matrix's lower triangle
+    for what, count in panels.items():
+        fig = plot.bootstrap(result, what=what)
+        assert sum(ax.get_visible() for ax in fig.axes) == count, what
+    with pytest.raises(ValueError, match="what"):
+        plot.bootstrap(result, what="precisions")
