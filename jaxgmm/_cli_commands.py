@@ -1,5 +1,6 @@
-"""The command line's commands: ``fit`` (in memory or streamed), ``select``, ``predict`` and
-``demo``. Each returns its exit code; ``jaxgmm.cli.main`` turns errors into one-line messages."""
+"""The command line's commands: ``fit`` (in memory or streamed), ``select``, ``predict``,
+``impute``, ``demo``, ``bootstrap-lrt`` and ``bootstrap``. Each returns its exit code;
+``jaxgmm.cli.main`` turns errors into one-line messages."""
 
 from __future__ import annotations
 
@@ -382,3 +383,89 @@ def run_demo(args) -> int:
 
 def prior_of(args):
     return None if args.prior == "none" else args.prior
+
+
+def run_bootstrap_lrt(args) -> int:
+    from . import bootstrap_lrt, plot
+
+    out = output_dir(args)
+    X, _, source = read_data(args)
+    print(
+        f"Bootstrap likelihood-ratio tests of {args.covariance_type} mixtures, "
+        f"{args.n_boot} replicates per test, for {source}."
+    )
+    result = bootstrap_lrt(
+        np.asarray(X),
+        covariance_type=args.covariance_type,
+        max_components=args.max_k,
+        n_boot=args.n_boot,
+        level=args.level,
+        n_init=args.n_init,
+        random_state=args.seed,
+        tol=args.tol,
+        max_iter=args.max_iter,
+        reg_covar=args.reg_covar,
+        prior=prior_of(args),
+    )
+    print(result)
+    tests = [f"{k} vs {k + 1}" for k in result.components]
+    rows = zip(tests, result.statistic, result.p_values, result.n_failed, strict=True)
+    written = [out / "lrt.csv", out / "replicates.csv"]
+    write_text(
+        written[0],
+        csv_text(
+            ["test", "statistic", "p_value", "failed"],
+            ([t, f"{s:.10g}", f"{p:.6g}", str(f)] for t, s, p, f in rows),
+        ),
+    )
+    write_text(written[1], csv_text(tests, ([f"{v:.10g}" for v in row] for row in result.boot)))
+    if not args.no_plots:
+        written.append(out / "lrt.png")
+        plot.save(plot.bootstrap_lrt(result), written[-1])
+    print_written(written)
+    return 0
+
+
+def run_bootstrap(args) -> int:
+    from . import bootstrap, plot
+
+    out = output_dir(args)
+    model, X = _model_and_data(args)
+    print(
+        f"{args.n_boot} {args.method} bootstrap replicates of {args.model} "
+        f"({model.n_components} {model.covariance_type} components) on {args.data}."
+    )
+    result = bootstrap(
+        model,
+        np.asarray(X),
+        n_boot=args.n_boot,
+        method=args.method,
+        random_state=args.seed,
+        tol=args.tol,
+        max_iter=args.max_iter,
+    )
+    print(result)
+    errors, intervals = result.standard_errors(), result.intervals(args.level)
+    estimates = {
+        "weights": result.model_weights,
+        "means": result.model_means,
+        "covariances": result.model_covariances,
+    }
+    rows = []
+    for name, estimate in estimates.items():
+        lower, upper = intervals[name]
+        for index in np.ndindex(estimate.shape):
+            values = (estimate, errors[name], lower, upper)
+            rows.append([name, " ".join(map(str, index))] + [f"{a[index]:.10g}" for a in values])
+    written = [out / "standard_errors.csv"]
+    level = f"{100 * args.level:g}%"
+    write_text(
+        written[0],
+        csv_text(["parameter", "index", "estimate", "se", f"lo {level}", f"hi {level}"], rows),
+    )
+    if not args.no_plots:
+        for what in ("weights", "means"):
+            written.append(out / f"bootstrap_{what}.png")
+            plot.save(plot.bootstrap(result, what=what), written[-1])
+    print_written(written)
+    return 0

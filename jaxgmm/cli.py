@@ -1,4 +1,5 @@
-"""The ``jaxgmm`` command: ``demo``, ``fit``, ``select``, ``predict`` and ``impute``.
+"""The ``jaxgmm`` command: ``demo``, ``fit``, ``select``, ``predict``, ``impute``,
+``bootstrap-lrt`` and ``bootstrap``.
 
 Bad input (a missing or malformed data file, a broken model file, impossible settings) ends with a
 one-line message on stderr and exit code 2, never a traceback; an unexpected internal error ends
@@ -17,6 +18,8 @@ import numpy as np
 
 from ._cli_commands import (
     EXIT_INTERRUPTED,
+    run_bootstrap,
+    run_bootstrap_lrt,
     run_demo,
     run_fit,
     run_impute,
@@ -332,7 +335,96 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(impute)
     _add_verbose_option(impute)
     impute.set_defaults(func=run_impute)
+
+    lrt = commands.add_parser(
+        "bootstrap-lrt",
+        help="how many components: mclust's bootstrap likelihood-ratio test",
+        description="Test K against K + 1 components for K = 1, 2, ... (mclust's "
+        "mclustBootstrapLRT): the observed statistic 2 (logL(K+1) - logL(K)) against its "
+        "distribution over data sets drawn from the fitted K-component model, every replicate "
+        "refitted in one batched program; stop at the first test that is not significant, or "
+        "test every K up to --max-k. Writes lrt.csv, replicates.csv and lrt.png.",
+        epilog="example:  jaxgmm bootstrap-lrt data.csv --covariance-type tied --max-k 4",
+    )
+    lrt.add_argument("data", nargs="?", help="CSV, TSV, NPY or Parquet file")
+    lrt.add_argument(
+        "--covariance-type",
+        default="full",
+        choices=tuple(_covariance_choices()),
+        help="covariance model (default full)",
+    )
+    lrt.add_argument(
+        "--max-k", type=_positive_int, help="test every K up to this (default: sequential)"
+    )
+    lrt.add_argument("--level", type=_non_negative_float, default=0.05, help="(default 0.05)")
+    _add_bootstrap_options(lrt)
+    lrt.add_argument(
+        "--n-init",
+        type=_positive_int,
+        default=4,
+        help="k-means restarts of each observed fit, beside mclust's hc start (default 4)",
+    )
+    lrt.add_argument(
+        "--reg-covar",
+        type=_non_negative_float,
+        default=1e-6,
+        help="added to the diagonal of covariances (default 1e-6)",
+    )
+    lrt.add_argument(
+        "--prior",
+        default="none",
+        choices=("none", "default"),
+        help="default: mclust's conjugate prior (default none)",
+    )
+    _add_data_options(lrt)
+    _add_output_options(lrt, "jaxgmm-bootstrap-lrt")
+    lrt.set_defaults(func=run_bootstrap_lrt)
+
+    boot = commands.add_parser(
+        "bootstrap",
+        help="standard errors and intervals of a saved model's parameters",
+        description="Refit MODEL (a file written by fit or select) to bootstrap replicates of "
+        "DATA, its data, all in one batched program (mclust's MclustBootstrap), and write the "
+        "standard errors and percentile intervals of its weights, means and covariances "
+        "(standard_errors.csv) with histograms of the replicates.",
+        epilog="example:  jaxgmm bootstrap results/model.npz data.csv --method weighted",
+    )
+    boot.add_argument("model", help="saved model (model.npz)")
+    boot.add_argument("data", help="the data the model was fitted to")
+    boot.add_argument(
+        "--method",
+        default="nonparametric",
+        choices=("nonparametric", "weighted", "parametric"),
+        help="rows drawn with replacement, Dirichlet row weights, or rows drawn from the model "
+        "(default nonparametric)",
+    )
+    boot.add_argument(
+        "--level", type=_non_negative_float, default=0.95, help="of the intervals (default 0.95)"
+    )
+    _add_bootstrap_options(boot)
+    _add_data_options(boot)
+    _add_output_options(boot, "jaxgmm-bootstrap")
+    boot.set_defaults(func=run_bootstrap)
     return parser
+
+
+def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--n-boot", type=_positive_int, default=999, help="replicates (default 999)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--tol",
+        type=_non_negative_float,
+        default=1e-5,
+        help="every refit's convergence threshold on the mean log-likelihood (default 1e-5)",
+    )
+    parser.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        default=1000,
+        help="EM iterations of a refit at most (default 1000)",
+    )
 
 
 # -- entry point -------------------------------------------------------------------------------

@@ -82,6 +82,34 @@ def test_replicates_equal_separate_fits(covariance_type):
         assert not fits.failed.any()
 
 
+def test_repacking_the_batch_changes_no_replicate(monkeypatch):
+    """Replicates still running once most have stopped go on in a smaller batch: each one's
+    iterations and result are those of the whole batch run in lockstep."""
+    Xc, _, data_var = _bootstrap._centred(FAITHFUL)
+    small, large = fitted(Xc, 3, "tied"), fitted(Xc, 4, "tied")
+    settings = check_settings(
+        n_components=1, covariance_type="tied", n_init=1, max_iter=1000, tol=1e-5, reg_covar=1e-6
+    )[3]
+    drawn = _bootstrap.draw(jax.random.key(3), small, "tied", 64, len(Xc))
+    common = dict(covariance_type="tied", settings=settings, data_var=data_var)
+    sizes = []
+    advance = _bootstrap._advance
+
+    def counting(state, *args, **kwargs):
+        sizes.append(state.n_iter.shape[0])
+        return advance(state, *args, **kwargs)
+
+    monkeypatch.setattr(_bootstrap, "_advance", counting)
+    repacked = _bootstrap.refit(large, drawn, **common)
+    assert sizes[0] == 64 and min(sizes) == _bootstrap.MIN_BATCH  # it did repack
+    monkeypatch.setattr(_bootstrap, "MIN_BATCH", 1 << 20)
+    lockstep = _bootstrap.refit(large, drawn, **common)
+    np.testing.assert_array_equal(repacked.n_iter, lockstep.n_iter)
+    np.testing.assert_array_equal(repacked.converged, lockstep.converged)
+    np.testing.assert_allclose(repacked.log_likelihood, lockstep.log_likelihood, rtol=1e-10)
+    np.testing.assert_allclose(repacked.params.means, lockstep.params.means, rtol=1e-9)
+
+
 def one_gaussian(n=400, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, 2)) @ np.array([[2.0, 0.0], [0.6, 0.5]]) + [10.0, -3.0]

@@ -133,8 +133,39 @@ def test_fit_without_data_uses_the_lesson_and_npy_works(run, tmp_path):
     assert json.loads((tmp_path / "npy" / "summary.json").read_text())["dtype"] == "float32"
 
 
+def test_bootstrap_commands_write_their_tables_and_plots(run, lesson_csv, tmp_path):
+    lrt = run(
+        "bootstrap-lrt", lesson_csv, "--covariance-type", "tied", "--max-k", "2",
+        "--n-boot", "19", "--out", tmp_path / "lrt",
+    )  # fmt: skip
+    assert lrt.returncode == 0, lrt.stderr
+    assert "1 vs 2" in lrt.stdout and "2 vs 3" in lrt.stdout and "chosen: " in lrt.stdout
+    table = (tmp_path / "lrt" / "lrt.csv").read_text().splitlines()
+    assert table[0] == "test,statistic,p_value,failed" and len(table) == 3
+    replicates = np.loadtxt(tmp_path / "lrt" / "replicates.csv", delimiter=",", skiprows=1)
+    assert replicates.shape == (19, 2)
+    assert (tmp_path / "lrt" / "lrt.png").stat().st_size > 0
+    fit = run("fit", lesson_csv, "-k", "2", "--out", tmp_path / "fit", "--no-plots")
+    assert fit.returncode == 0, fit.stderr
+    boot = run(
+        "bootstrap", tmp_path / "fit" / "model.npz", lesson_csv, "--n-boot", "30",
+        "--method", "weighted", "--out", tmp_path / "boot",
+    )  # fmt: skip
+    assert boot.returncode == 0, boot.stderr
+    rows = (tmp_path / "boot" / "standard_errors.csv").read_text().splitlines()
+    assert rows[0] == "parameter,index,estimate,se,lo 95%,hi 95%"
+    assert len(rows) == 1 + 2 + 4 + 8  # weights (2), means (2 x 2), covariances (2 x 2 x 2)
+    for what in ("weights", "means"):
+        assert (tmp_path / "boot" / f"bootstrap_{what}.png").stat().st_size > 0
+    assert_bad_input(run("bootstrap-lrt", lesson_csv, "--header", "--level", "2"), "level")
+    assert_bad_input(
+        run("bootstrap", tmp_path / "fit" / "model.npz", lesson_csv, "--method", "jackknife"),
+        "jackknife",
+    )
+
+
 def test_help_has_examples(run):
-    for command in ("demo", "fit", "select", "predict"):
+    for command in ("demo", "fit", "select", "predict", "impute", "bootstrap-lrt", "bootstrap"):
         result = run(command, "--help")
         assert result.returncode == 0
         assert "example:" in result.stdout
