@@ -32,9 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _engine, reference
+from . import _engine
 from ._blocks import Blocks, default_block_size
 from ._covariance import covariance_unit
+from ._em import log_prob
 from ._engine import EMSettings, batched, initial_state
 from ._fit import check_settings, fit, with_prior
 from ._host_loop import CHUNK_ITERATIONS
@@ -227,12 +228,10 @@ def draw(key, params: GMMParams, covariance_type: str, n_boot: int, n_rows: int)
 
 
 def _centred(X):
-    """Data centred on their mean (computed in float64 on the host), the mean and the
-    per-feature variance."""
-    X = np.asarray(X)
-    centre = X.astype(np.float64).mean(axis=0)
-    Xc = (X - centre).astype(X.dtype)
-    return jnp.asarray(Xc), centre, jnp.asarray(Xc.astype(np.float64).var(axis=0), X.dtype)
+    """The data centred as a fit centres them (``jaxgmm._engine.prepare``), the centre on the
+    host, and the per-feature variance."""
+    Xc, centre, data_var = _engine.prepare(jnp.asarray(X), None)
+    return Xc, np.asarray(centre), data_var
 
 
 def _shift(params: GMMParams, offset) -> GMMParams:
@@ -545,7 +544,5 @@ def bootstrap_lrt(
 
 
 def _log_likelihood(params: GMMParams, X, covariance_type: str) -> float:
-    """The log-likelihood of ``params`` on ``X``, summed over rows, in float64 on the host."""
-    host = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
-    name = covariance_unit(covariance_type).name
-    return float(np.sum(reference.log_prob(np.asarray(X, np.float64), host, name)))
+    """The log-likelihood of ``params`` on ``X``, summed over rows."""
+    return float(jnp.sum(log_prob(jnp.asarray(X), params, covariance_type=covariance_type)))
