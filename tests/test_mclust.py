@@ -228,3 +228,25 @@ def test_hierarchical_start_of_a_grid_is_one_tree_cut_at_each_k():
         assert fitted.criteria(X)["log_likelihood"] == pytest.approx(
             row["log_likelihood"], rel=1e-5
         )
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("loop", ["eve", "vve"])
+def test_shared_orientation_of_one_component_stops_at_once(loop):
+    # With one component, EVE and VVE are full covariances, W / n. The inner loop reaches the
+    # eigenvectors in a step or two; there the polar factor may flip an axis's sign at every
+    # step, which must not keep the loop running (it ran 1,000 steps per M-step).
+    from jaxgmm._covariance import _iterative
+
+    X = read_data("faithful")
+    centred = X - X.mean(axis=0)
+    w = jax.numpy.asarray((centred.T @ centred)[None])
+    nk = jax.numpy.asarray([float(len(X))])
+    if loop == "eve":
+        _, _, steps = _iterative._eve_loop(w)
+        covariance = covariance_unit("EVE")._from_scatters(w, nk)
+    else:
+        _, _, steps = _iterative._vve_loop(w, nk)
+        covariance = covariance_unit("VVE")._from_scatters(w, nk)
+    assert int(steps) <= 5
+    np.testing.assert_allclose(covariance[0], w[0] / len(X), rtol=1e-10)
