@@ -29,7 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 from ._blocks import blockwise_sum
 from ._em import finalize
-from ._init import initial_params
+from ._init import initial_params, kmeans_centres
 from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._programs import program
 from ._statistics import (
@@ -230,6 +230,25 @@ def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> G
     Xc, centre = _centre(X, sample_weight)
     params = _initialize_centred(key, uniforms, Xc, sample_weight, settings, layout, **static)
     return params._replace(means=params.means + centre)
+
+
+@program(static_argnames=("n_components", "blocks", "missing"))
+def kmeans_start(
+    uniforms, X, sample_weight, gaussian_weight, layout, *, n_components, blocks, missing
+):
+    """The "kmeans" centres of every restart of :func:`start`'s batch, in its centred frame,
+    for a grid of models that share them: each model's :func:`start` then reads them with
+    ``init="centres"`` instead of computing them again. ``gaussian_weight``: the weights of
+    the rows the Gaussians start from (:func:`start`'s, with noise or missing values)."""
+    Xc, _, _ = _prepare(X, sample_weight, blocks.mesh, missing)
+    filled = jnp.nan_to_num(Xc) if missing else Xc
+
+    def one(u, n_active):
+        return kmeans_centres(u, filled, n_components, gaussian_weight, n_active, blocks)
+
+    if layout is None:
+        return jax.vmap(lambda u: one(u, None))(uniforms)
+    return jax.vmap(one)(uniforms, layout.n_active)
 
 
 def outside(noise_mask, sample_weight, dtype):

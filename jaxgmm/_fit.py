@@ -302,6 +302,7 @@ def run_models(
         units = list(dict.fromkeys(unit for unit, _ in models))
         groups = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
     fits: dict[int, ModelFit] = {}
+    shared_starts = {} if len(groups) > 1 else None
     for engine_unit, members in groups:
         ks = [models[m][1] for m in members]
         dense = isinstance(engine_unit, AnyModel)
@@ -341,6 +342,7 @@ def run_models(
             prefer_nondegenerate=prefer_nondegenerate,
             scores=scores,
             noise_mask=noise_mask,
+            shared_starts=shared_starts,
         )
         state, finished = jax.device_get((state, finished))
         traces = np.ascontiguousarray(np.asarray(traces).T)
@@ -401,6 +403,47 @@ def host_fit(
     )
 
 
+def _start_table(
+    key,
+    init,
+    X,
+    sample_weight,
+    gaussian_weight,
+    layout,
+    shared_starts,
+    *,
+    n_components,
+    n_init,
+    blocks,
+    missing,
+    small,
+):
+    """The start's method and the table it reads (:func:`init_table`). Within a grid
+    (``shared_starts`` a dict), the "kmeans" centres do not depend on the covariance model:
+    the first program of a batch of restarts computes them, and the others with the same
+    batch start from them (method "centres")."""
+    if init != "kmeans" or shared_starts is None:
+        return init, init_table(key, init, X, gaussian_weight, n_components, n_init, layout)
+    batch = (n_components, n_init, blocks) + (
+        ()
+        if layout is None
+        else (np.asarray(layout.restart_ids).tobytes(), np.asarray(layout.n_active).tobytes())
+    )
+    if batch not in shared_starts:
+        shared_starts[batch] = _engine.kmeans_start(
+            init_table(key, init, X, gaussian_weight, n_components, n_init, layout),
+            X,
+            sample_weight,
+            gaussian_weight,
+            layout,
+            n_components=n_components,
+            blocks=blocks,
+            missing=missing,
+            small=small,
+        )
+    return "centres", shared_starts[batch]
+
+
 def run_restarts(
     key,
     X,
@@ -423,6 +466,7 @@ def run_restarts(
     prefer_nondegenerate: bool = True,
     scores: bool = False,
     noise_mask=None,
+    shared_starts: dict | None = None,
 ):
     """EM for a batch of restarts of one program (one ``unit``, ``n_components`` components,
     the batch's ``layout``), on validated data. Returns the final state, the lower-bound traces
@@ -433,7 +477,9 @@ def run_restarts(
     each, ``callback(Progress)`` is called if given, the ``checkpoint`` file (a path) is
     rewritten, and the loop ends once every restart is done. An existing checkpoint of the same
     fit is resumed. The chunk length changes nothing in the result; the block size (rows per
-    block of the pass over the data, by default from the shapes) only the rounding."""
+    block of the pass over the data, by default from the shapes) only the rounding.
+    ``shared_starts``, a dict kept across the programs of a grid, holds the "kmeans" centres
+    they share (:func:`_start_table`)."""
     n_devices = 1 if mesh is None else mesh.size
     rows, n_features = X.shape[0] // n_devices, X.shape[1]
 
@@ -489,9 +535,23 @@ def run_restarts(
     if noise_mask is not None:
         gaussian_weight = _engine.outside(noise_mask, sample_weight, X.dtype)
     if resumed is None:
+        start_init, table = _start_table(
+            key,
+            init,
+            X,
+            sample_weight,
+            gaussian_weight,
+            layout,
+            shared_starts,
+            n_components=n_components,
+            n_init=n_init,
+            blocks=blocks_for(start_form),
+            missing=missing,
+            small=small,
+        )
         Xc, centre, data_var, state, z2 = _engine.start(
             key,
-            init_table(key, init, X, gaussian_weight, n_components, n_init, layout),
+            table,
             X,
             sample_weight,
             settings,
@@ -501,7 +561,7 @@ def run_restarts(
             unit=unit,
             n_components=n_components,
             n_init=n_init,
-            init=init,
+            init=start_init,
             blocks=blocks_for(start_form),
             small=small,
             quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly

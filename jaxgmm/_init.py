@@ -198,6 +198,24 @@ def lloyd(
     return centres
 
 
+def kmeans_centres(
+    uniforms: Array,
+    X: Array,
+    n_components: int,
+    sample_weight: Array | None = None,
+    n_active: Array | None = None,
+    blocks=None,
+) -> Array:
+    """The centres of the "kmeans" start of one restart: k-means++ seeds from the table
+    ``uniforms``, then :func:`lloyd`. They do not depend on the covariance model, so a grid
+    of models computes them once and starts each model from them (method "centres")."""
+    active = None if n_active is None else jnp.arange(n_components) < n_active
+    mesh = None if blocks is None else as_blocks(blocks).mesh
+    row_shards = 1 if mesh is None else mesh.size
+    centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
+    return lloyd(X, centres, sample_weight, active, blocks)
+
+
 def initial_responsibilities(
     key: Array,
     uniforms: Array,
@@ -212,7 +230,8 @@ def initial_responsibilities(
     it needs, and the components' centres: returns ``(resp, operands, centres)`` with
     ``resp(xb, rows, *operands) -> (K, B)`` (the centres are zero for "random").
     ``"random"`` draws from ``key``, "hc" reads its labels ``(N,)`` (-1: no part) from
-    ``uniforms``, the other methods draw from the table ``uniforms`` (see ``jaxgmm._random``).
+    ``uniforms``, "centres" its centres ``(K, D)``, the other methods draw from the table
+    ``uniforms`` (see ``jaxgmm._random``).
     With ``n_active``, only the first ``n_active`` components are used,
     and they equal those of the unpadded call with ``n_components=n_active`` (so a padded grid
     of K reproduces separate fits)."""
@@ -229,8 +248,9 @@ def initial_responsibilities(
     elif method == "k-means++":
         centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
     elif method == "kmeans":
-        centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
-        centres = lloyd(X, centres, sample_weight, active, blocks)
+        centres = kmeans_centres(uniforms, X, n_components, sample_weight, n_active, blocks)
+    elif method == "centres":  # given centres (those of "kmeans", computed once for a grid)
+        centres = uniforms
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")
 

@@ -77,8 +77,9 @@ def test_parameter_counts_as_documented():
 def test_programs_of_a_grid(monkeypatch):
     """Small data: the whole grid, every covariance model and K, in one program (dense
     covariances, K padded to a power of two). Larger data: one program per covariance model,
-    its K-grid padded to the largest K."""
-    from jaxgmm import _fit
+    its K-grid padded to the largest K, all starting from k-means centres computed once, the
+    same as each model's program computes alone."""
+    from jaxgmm import _engine, _fit
 
     calls = []
     original = _fit.run_restarts
@@ -91,9 +92,24 @@ def test_programs_of_a_grid(monkeypatch):
     jaxgmm.select(X, [1, 2, 3], ("diag", "full"), n_init=2, random_state=0)
     assert calls == [("any", 4, 12)]
     calls.clear()
-    wide = np.random.default_rng(0).normal(size=(200, 24))  # 256 x 24^2 > SMALL_WORK
-    jaxgmm.select(wide, [1, 2, 3], ("diag", "spherical"), n_init=2, max_iter=2, random_state=0)
+    kmeans_starts = []
+    kmeans_start = _engine.kmeans_start
+    monkeypatch.setattr(
+        _engine, "kmeans_start", lambda *a, **k: kmeans_starts.append(1) or kmeans_start(*a, **k)
+    )
+    rng = np.random.default_rng(0)  # 3 x 100 x 24^2 > SMALL_WORK
+    wide = np.concatenate([rng.normal(size=(100, 24)) + 3 * i for i in range(3)])
+    types = ("diag", "spherical")
+    grid = jaxgmm.select(wide, [1, 2, 3], types, n_init=2, max_iter=4, random_state=0)
     assert calls == [("diag", 3, 6), ("spherical", 3, 6)]
+    assert len(kmeans_starts) == 1
+    for t in types:
+        alone = jaxgmm.select(wide, [1, 2, 3], t, n_init=2, max_iter=4, random_state=0)
+        rows = [r for r in grid.rows if r["covariance_type"] == t]
+        for row, own in zip(rows, alone.rows, strict=True):
+            assert row["n_iter"] == own["n_iter"]
+            assert row["log_likelihood"] == pytest.approx(own["log_likelihood"], rel=1e-12)
+    assert len(kmeans_starts) == 1  # one program alone computes its centres itself
 
 
 def test_table_as_records_dataframe_and_text(grid):
