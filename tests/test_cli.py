@@ -1,35 +1,66 @@
-"""The jaxgmm command, run in a subprocess: each command, and each bad file."""
+"""The jaxgmm command: each command, and each bad file. The commands run in this process
+(``jaxgmm.cli.main``, its output captured), which shares the test run's compiled programs; the
+entry point itself, ``python -m jaxgmm``, runs in a subprocess in the tests of the demo and of
+a closed pipe (and of Ctrl-C, in test_scale.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 import jaxgmm
+from jaxgmm import cli
 from jaxgmm._cli_io import named as _named
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_process(*args, cwd=None):
+    """``python -m jaxgmm ARGS`` in a subprocess."""
+    env = dict(os.environ)
+    env.pop("JAXGMM_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxgmm", *map(str, args)],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.fixture
-def run():
+def run(monkeypatch):
+    """The command ``jaxgmm ARGS`` in this process: what ``python -m jaxgmm`` does, its exit
+    code and output as a subprocess's, and the process's state as it was before."""
+
     def run(*args, cwd=None):
-        env = dict(os.environ)
-        env.pop("JAXGMM_DEBUG", None)
-        return subprocess.run(
-            [sys.executable, "-m", "jaxgmm", *map(str, args)],
-            cwd=cwd or ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        out, err = io.StringIO(), io.StringIO()
+        logging_level = jax.config.jax_logging_level  # the command quietens JAX's logs
+        with monkeypatch.context() as patch, warnings.catch_warnings():
+            patch.chdir(cwd or ROOT)
+            patch.delenv("JAXGMM_DEBUG", raising=False)
+            # Python's default warning filters, as a fresh process has them (not pytest's)
+            warnings.resetwarnings()
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning):
+                warnings.simplefilter("ignore", category)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = cli.main([str(a) for a in args])
+                except SystemExit as exit:  # argparse's --help and usage errors
+                    code = exit.code
+        jax.config.update("jax_logging_level", logging_level)
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
     return run
 
@@ -55,8 +86,8 @@ def lesson_csv(tmp_path_factory):
 # --- the commands -------------------------------------------------------------------------
 
 
-def test_demo_writes_its_report(run, tmp_path):
-    result = run("demo", "--out", tmp_path / "demo")
+def test_demo_writes_its_report(tmp_path):
+    result = run_process("demo", "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr  # a learner's first command warns of nothing
     for name in ("responsibilities", "lower_bound", "ellipses", "uncertainty", "exercises"):
