@@ -1,7 +1,7 @@
 """How ``select`` should stop: its BIC table against mclust's, and the iterations it costs, for
 a range of tolerances.
 
-    python -m bench.tolerance      # about 3 minutes on 2 cores (float64, CPU)
+    python -m bench.tolerance      # about a minute on 2 cores (float64, CPU)
 
 For R's faithful and iris data (bench/data), jaxgmm's selection over mclust's 14 models and
 K = 1..6 from mclust's start (``init_params="hc"``, one restart, ``reg_covar=0``: mclust has no

@@ -496,6 +496,7 @@ def run_restarts(
         )
         return Blocks(int(size), mesh)
 
+    start_blocks = blocks_for(start_form)
     print_ = None
     if checkpoint is not None:
         print_ = _checkpoint.fingerprint(
@@ -518,7 +519,7 @@ def run_restarts(
                 "reg_covar": float(settings.reg_covar),
                 "prior": settings.prior is not None,  # one data set has one default prior
                 "noise": [] if noise_mask is None else [settings.noise, noise_mask],
-                "block_size": blocks_for(start_form).size,
+                "block_size": start_blocks.size,
                 "devices": n_devices,
             },
         )
@@ -545,7 +546,7 @@ def run_restarts(
             shared_starts,
             n_components=n_components,
             n_init=n_init,
-            blocks=blocks_for(start_form),
+            blocks=start_blocks,
             missing=missing,
             small=small,
         )
@@ -562,7 +563,7 @@ def run_restarts(
             n_components=n_components,
             n_init=n_init,
             init=start_init,
-            blocks=blocks_for(start_form),
+            blocks=start_blocks,
             small=small,
             quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly
         )
@@ -625,7 +626,7 @@ def run_restarts(
         centre,
         settings,
         unit=unit,
-        blocks=blocks_for(start_form),
+        blocks=start_blocks,
         prefer_nondegenerate=bool(prefer_nondegenerate),
         scores=scores,
         small=small,

@@ -209,11 +209,17 @@ def kmeans_centres(
     """The centres of the "kmeans" start of one restart: k-means++ seeds from the table
     ``uniforms``, then :func:`lloyd`. They do not depend on the covariance model, so a grid
     of models computes them once and starts each model from them (method "centres")."""
-    active = None if n_active is None else jnp.arange(n_components) < n_active
-    mesh = None if blocks is None else as_blocks(blocks).mesh
-    row_shards = 1 if mesh is None else mesh.size
+    active, row_shards = _active_and_shards(n_components, n_active, blocks)
     centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
     return lloyd(X, centres, sample_weight, active, blocks)
+
+
+def _active_and_shards(n_components: int, n_active: Array | None, blocks):
+    """The mask of the active components (None: all), and into how many parts the rows are
+    sharded across devices."""
+    active = None if n_active is None else jnp.arange(n_components) < n_active
+    mesh = None if blocks is None else as_blocks(blocks).mesh
+    return active, 1 if mesh is None else mesh.size
 
 
 def initial_responsibilities(
@@ -235,9 +241,7 @@ def initial_responsibilities(
     With ``n_active``, only the first ``n_active`` components are used,
     and they equal those of the unpadded call with ``n_components=n_active`` (so a padded grid
     of K reproduces separate fits)."""
-    active = None if n_active is None else jnp.arange(n_components) < n_active
-    mesh = None if blocks is None else as_blocks(blocks).mesh
-    row_shards = 1 if mesh is None else mesh.size
+    active, row_shards = _active_and_shards(n_components, n_active, blocks)
     if method == "random":
         centres = jnp.zeros((n_components, X.shape[1]), X.dtype)
         return _random_resp(n_components, X.dtype), (key, active), centres
