@@ -62,11 +62,14 @@ def default_block_size(
 
 
 class Blocks(NamedTuple):
-    """How a pass reads the data: ``size`` rows per block, and the ``mesh`` (one axis) over
-    whose devices the rows are sharded, if any. Hashable, so it can be a static argument."""
+    """How a pass reads the data: ``size`` rows per block, the ``mesh`` (one axis) over whose
+    devices the rows are sharded, if any, and whether the restarts of a batch take their passes
+    ``in_turn`` (one after another) rather than together under ``vmap`` (see
+    ``jaxgmm._engine.each_restart``). Hashable, so it can be a static argument."""
 
     size: int
     mesh: Mesh | None = None
+    in_turn: bool = False
 
     @property
     def axis(self) -> str | None:

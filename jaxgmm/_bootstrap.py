@@ -69,7 +69,7 @@ def _advance(state, X, weights, settings, *, unit, blocks, n_steps, shared_data)
     returns the new state and which replicates are done."""
 
     def one(state, x, w):
-        state, _, done, _ = _engine.advance(
+        state, _, done = _engine.advance(
             state, x, w, settings, unit=unit, blocks=blocks, n_steps=n_steps
         )
         return state, done

@@ -45,7 +45,6 @@ from ._statistics import (
     Missing,
     choose_form,
     named_form,
-    standardized_means,
 )
 from ._validation import (
     as_data,
@@ -485,16 +484,19 @@ def run_restarts(
 
     missing = settings.statistics == Missing.name
     small = mesh is None and is_small(rows, n_features)  # its time is compilation
+    in_turn = small and jax.default_backend() == "cpu"  # see jaxgmm._engine.each_restart
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
     def blocks_for(form) -> Blocks:
         # a given block size serves every form; by default the expanded one reads longer blocks,
         # the missing one shorter (it holds each row's K factors of the precision's missing block)
         features = n_features * n_features if form.name == Missing.name else n_features
+        # restarts in turn hold one restart's intermediates at a time
+        batch = 1 if in_turn else n_init
         size = block_size or default_block_size(
-            rows, n_components, features, n_init, expanded_width=form.row_width(unit, n_features)
+            rows, n_components, features, batch, expanded_width=form.row_width(unit, n_features)
         )
-        return Blocks(int(size), mesh)
+        return Blocks(int(size), mesh, in_turn)
 
     start_blocks = blocks_for(start_form)
     print_ = None
@@ -550,7 +552,7 @@ def run_restarts(
             missing=missing,
             small=small,
         )
-        Xc, centre, data_var, state, z2 = _engine.start(
+        Xc, centre, data_var, state = _engine.start(
             key,
             table,
             X,
@@ -573,30 +575,27 @@ def run_restarts(
         state, traces = resumed
         replicated = None if mesh is None else NamedSharding(mesh, P())
         state = jax.tree_util.tree_map(lambda a: jax.device_put(a, replicated), state)
-        z2 = standardized_means(state.params, unit)
-    spread = [z2]  # the latest estimate behind statistics="auto"
+    form = choose_form(
+        settings.statistics,
+        unit,
+        rows=rows,
+        n_features=n_features,
+        traced=traced,
+        missing_width=settings.missing_width,
+    )
+    iteration_settings, iteration_blocks = settings.with_form(form), blocks_for(form)
 
     def advance(state, n_steps):
-        form = choose_form(
-            settings.statistics,
-            spread[0],
-            unit,
-            rows=rows,
-            n_features=n_features,
-            traced=traced,
-            missing_width=settings.missing_width,
-        )
-        state, trace, done, spread[0] = _engine.advance(
+        return _engine.advance(
             state,
             Xc,
             sample_weight,
-            settings.with_form(form),
+            iteration_settings,
             unit=unit,
-            blocks=blocks_for(form),
+            blocks=iteration_blocks,
             n_steps=n_steps,
             small=small,
         )
-        return state, trace, done
 
     interrupted = False
     if traced:
@@ -710,9 +709,9 @@ def fit(
         for small D but losing up to about ``eps * z^2`` relative accuracy, with ``z`` the
         largest distance of a component mean from the data's centre along one feature, in that
         component's standard deviations of the feature. "auto" (default) takes "expanded" while
-        that predicted error stays below ``EXPANDED_RTOL`` (checked after every chunk of
-        iterations), for full or tied covariances only up to 16 features; "exact" under JAX
-        transformations.
+        that predicted error stays below ``EXPANDED_RTOL`` (checked in the program at every
+        iteration), for full or tied covariances only up to 16 features; "exact" under JAX
+        transformations and for small data.
     previous_lower_bound : float, optional
         When ``init`` holds the parameters of an earlier fit being continued, that fit's last
         lower bound: the first iteration's convergence test compares with it (scikit-learn's

@@ -21,7 +21,6 @@ import dataclasses
 import math
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jax import Array, lax
 from jax.scipy.special import logsumexp
@@ -427,11 +426,6 @@ class Missing:
         return stats
 
 
-STATISTICS_FORMS = {form.name: form for form in (Exact, Expanded, Missing())}
-# what users may ask for; "missing" is taken, and only taken, for data with missing values
-STATISTICS = ("auto", Exact.name, Expanded.name)
-
-
 # -- the "auto" policy --
 #
 # The expanded form only while the estimate eps * z^2 of its relative error stays below
@@ -446,14 +440,35 @@ STATISTICS = ("auto", Exact.name, Expanded.name)
 EXPANDED_RTOL = 1e-4
 
 
-def standardized_means(params, unit) -> Array:
+def standardized_z2(params, unit) -> Array:
     """Largest squared standardised coordinate z^2 of an active component's mean (the data
-    being centred), over restarts (leading axis of ``params``), components and features."""
-    variances = jax.vmap(unit.feature_variances)(params.covariances)
-    if variances.ndim == 2:  # one covariance per restart, shared by its components
-        variances = variances[:, None, :]
+    being centred) of one restart, over its components and features."""
+    variances = unit.feature_variances(params.covariances)
+    if variances.ndim == 1:  # one covariance shared by the components
+        variances = variances[None, :]
     z2 = jnp.square(params.means) / variances
-    return jnp.max(jnp.where(params.weights[..., None] > 0, z2, 0.0))
+    return jnp.max(jnp.where(params.weights[:, None] > 0, z2, 0.0))
+
+
+class Auto(Expanded):
+    """``statistics="auto"``, decided in the program for each restart's pass (or a batch's:
+    ``jaxgmm._engine.pass_statistics``): the expanded form while :meth:`expanded_accurate`,
+    otherwise the exact one. A restart's choice reads only its own parameters, so it depends
+    neither on the other restarts of its batch nor on how the iterations are cut into chunks."""
+
+    name = "auto"
+
+    @staticmethod
+    def expanded_accurate(params, unit) -> Array:
+        """Whether the expanded form's predicted error, ``eps * z^2`` of one restart's
+        parameters, is within ``EXPANDED_RTOL``."""
+        z2 = standardized_z2(params, unit)
+        return jnp.finfo(z2.dtype).eps * z2 <= EXPANDED_RTOL
+
+
+STATISTICS_FORMS = {form.name: form for form in (Exact, Expanded, Auto, Missing())}
+# what users may ask for; "missing" is taken, and only taken, for data with missing values
+STATISTICS = (Auto.name, Exact.name, Expanded.name)
 
 
 def named_form(statistics: str, missing_width: int = 0):
@@ -466,7 +481,6 @@ def named_form(statistics: str, missing_width: int = 0):
 
 def choose_form(
     statistics: str,
-    z2,
     unit,
     *,
     rows: int,
@@ -474,14 +488,12 @@ def choose_form(
     traced: bool,
     missing_width: int = 0,
 ):
-    """The form an iteration uses: the one named, or for "auto" the expanded form while it is
-    usable and its predicted error, from ``z2`` (:func:`standardized_means` of the current
-    parameters), is below ``EXPANDED_RTOL``; the exact one for small data (``rows`` per device,
-    where a pass costs less than the check) and under JAX transformations (where the estimate
-    cannot be looked at)."""
-    if statistics != "auto":
+    """The form of a fit's iterations: the one named, or for "auto" :class:`Auto` where the
+    expanded form is usable, but the exact one for small data (``rows`` per device, where a
+    pass costs less than the check) and under JAX transformations (where a ``vmap`` of the fit
+    would compute both of :class:`Auto`'s forms)."""
+    if statistics != Auto.name:
         return named_form(statistics, missing_width)
     if traced or is_small(rows, n_features) or not Expanded.usable(unit, n_features):
         return Exact
-    eps = float(jnp.finfo(z2.dtype).eps)
-    return Expanded if eps * float(z2) <= EXPANDED_RTOL else Exact
+    return Auto

@@ -172,13 +172,15 @@ def _first_pass(data, block_size: int, subsample: int, seed: int, missing: bool)
 
 @partial(jax.jit, static_argnames=("unit", "form"))
 def _block_sums(carry, xb, wb, rows, centre, params, *, unit, form):
-    stats = _engine.restart_statistics(xb - centre, wb, rows, params, unit, form)
+    stats = _engine.restart_statistics(
+        xb - centre, wb, rows, params, unit=unit, form=form, in_turn=False
+    )
     return kahan_add(carry, stats)
 
 
 @partial(jax.jit, static_argnames=("unit",))
 def _stream_update(state, stats, settings, *, unit):
-    return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0)
+    return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0, in_turn=False)
 
 
 @with_matmul_precision
@@ -300,7 +302,12 @@ def fit_stream(
         for xb, wb, row_ids in passes(data):
             if carry is None:
                 shapes = jax.eval_shape(
-                    partial(_engine.restart_statistics, unit=unit, form=form),
+                    partial(
+                        _engine.restart_statistics,
+                        unit=unit,
+                        form=form,
+                        in_turn=False,
+                    ),
                     xb,
                     wb,
                     row_ids,

@@ -40,34 +40,19 @@ NOT_APPLICABLE = {
     ),
 }
 
-# Differences jaxgmm keeps on purpose: (reason, strict). Strict marks must go once they pass;
-# the one that depends on the last bit of a rounding is not strict.
-EXPECTED_FAILURES: dict[str, tuple[str, bool]] = {
+# Differences jaxgmm keeps on purpose, with the reason (strict marks: they must go once they pass).
+EXPECTED_FAILURES: dict[str, str] = {
     "test_check_weights": (
         "scikit-learn's expected message swaps them ('max value {min}, min value {max}'); "
-        "jaxgmm's names the minimum and the maximum the right way round",
-        True,
+        "jaxgmm's names the minimum and the maximum the right way round"
     ),
     "test_regularisation": (
         "jaxgmm's message says what failed in its own words (every restart failed, a "
-        "component collapsed) and adds float64 data to the advice",
-        True,
+        "component collapsed) and adds float64 data to the advice"
     ),
     "test_gaussian_mixture_precisions_init_diag": (
         "compares n_iter_ with a start from scikit-learn's KMeans; jaxgmm's k-means start is "
-        "its own (k-means++ then Lloyd in JAX), so the iteration counts differ",
-        True,
-    ),
-    "test_init": (
-        "asks n_init=10 to score >= n_init=1 after one iteration from the same seed; restart 0 "
-        "is the same start in both, but a batch of 10 rounds differently from a batch of 1, "
-        "and on some CPUs ends an ulp lower",
-        False,
-    ),
-    "test_multiple_init": (
-        "asks n_init=5 to score >= n_init=1 from the same seed; restart 0 is the same start in "
-        "both, but a batch of 5 rounds differently from a batch of 1 (spherical: 1 ulp lower)",
-        False,
+        "its own (k-means++ then Lloyd in JAX), so the iteration counts differ"
     ),
 }
 
@@ -90,8 +75,7 @@ for _name, _test in vars(_module).items():
     if _name in NOT_APPLICABLE:
         _test = pytest.mark.skip(reason=f"not applicable: {NOT_APPLICABLE[_name]}")(_test)
     elif _name in EXPECTED_FAILURES:
-        _reason, _strict = EXPECTED_FAILURES[_name]
-        _test = pytest.mark.xfail(strict=_strict, reason=_reason)(_test)
+        _test = pytest.mark.xfail(strict=True, reason=EXPECTED_FAILURES[_name])(_test)
     globals()[_name] = _test
 
 
