@@ -1,7 +1,7 @@
 """The EM engine: a batch of restarts (leading axis ``n_init`` everywhere) carried from a start
 to a result by pure, jitted pieces. ``fit``, ``fit_stream`` and ``select`` all drive it:
 
-``start``    centre the data, initialise every restart (``vmap`` over keys), the first state;
+``start``    centre the data, initialise every restart (:func:`each_restart`), the first state;
 ``advance``  a chunk of EM iterations of every restart in one ``lax.scan``; a restart that
              converged or failed is frozen, and an iteration is skipped once all are;
 ``update``   the M-step of every restart from its statistics, and the bookkeeping (``advance``
@@ -199,13 +199,13 @@ def each_restart(fn, in_turn: bool, *batched, when=None):
 
     XLA compiles a batched product or sum differently for each batch size, so a batched
     restart's last bits depend on how many run beside it; in turn, each is computed as a
-    single fit is, bit for bit, and a batch pays only for the restarts still running. Small
-    fits on the CPU run in turn (``jaxgmm._fit.run_restarts``): faithful's 14-model selection,
-    again in a process, 1.42 -> 0.91 s, iris's 1.92 -> 1.01 s (2-core VM, 2026-12-06). Larger
-    ones stay batched: on the CPU a loop's body ran 1.5-2.5x slower than the same work batched
-    (1e5 x 2, K = 3, one restart: 34 -> 50 ms per 10 iterations; 5,000 x 8, K = 5, 16
-    restarts in lockstep: 30 -> 76 ms), and an accelerator would idle on one restart at a
-    time."""
+    single fit is, bit for bit. Small fits on the CPU run in turn (``jaxgmm._fit.run_restarts``)
+    at the batched speed (2-core VM, 2026-12-06, the same selection again in a process,
+    batched -> in turn: faithful, 14 models x K = 1..9, hc: 0.97 -> 0.96 s; iris: 1.05 ->
+    1.12 s; faithful, 4 types x K = 1..8, 4 restarts: 0.39 -> 0.40 s). Larger ones stay
+    batched: there a loop's body ran 1.5-2.5x slower than the same work batched (1e5 x 2,
+    K = 3, one restart: 34 -> 50 ms per 10 iterations; 5,000 x 8, K = 5, 16 restarts in
+    lockstep: 30 -> 76 ms), and an accelerator would idle on one restart at a time."""
     if not in_turn:
         return jax.vmap(fn)(*batched)
     n = jax.tree_util.tree_leaves(batched)[0].shape[0]
@@ -461,8 +461,9 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
     returns the new state, the lower bounds ``(n_steps, n_init)`` (NaN where a restart was not
     active) and whether all are done.
 
-    One iteration is one pass over the data in ``blocks`` (on each device), every restart's
-    statistics accumulated from the same block, then the M-step of each restart."""
+    One iteration is one pass over the data in ``blocks`` (on each device) for the batch, or
+    one per restart when ``blocks.in_turn`` (:func:`pass_statistics`), then the M-step of each
+    restart."""
     unit = blocks.factoring(unit)
     form = named_form(settings.statistics, settings.missing_width)
     unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
