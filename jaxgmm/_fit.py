@@ -418,9 +418,17 @@ def _start_table(
     small,
 ):
     """The start's method and the table it reads (:func:`init_table`). Within a grid
-    (``shared_starts`` a dict), the "kmeans" centres do not depend on the covariance model:
-    the first program of a batch of restarts computes them, and the others with the same
-    batch start from them (method "centres")."""
+    (``shared_starts`` a dict), neither the "kmeans" centres nor the "hc" tree depends on the
+    covariance model: the first program of a batch of restarts computes the centres, and the
+    others with the same batch start from them (method "centres"); the first program cuts the
+    tree for every K of the grid, and the others read its partitions."""
+    if init == "hc" and shared_starts is not None:
+        ks = np.full(n_init, n_components) if layout is None else np.asarray(layout.n_active)
+        distinct = sorted({int(k) for k in ks})
+        cut = ("hc", tuple(distinct))
+        if cut not in shared_starts:
+            shared_starts[cut] = hc_labels(key, X, gaussian_weight, distinct)
+        return init, shared_starts[cut][[distinct.index(int(k)) for k in ks]]
     if init != "kmeans" or shared_starts is None:
         return init, init_table(key, init, X, gaussian_weight, n_components, n_init, layout)
     batch = (n_components, n_init, blocks) + (

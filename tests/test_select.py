@@ -112,6 +112,27 @@ def test_programs_of_a_grid(monkeypatch):
     assert len(kmeans_starts) == 1  # one program alone computes its centres itself
 
 
+def test_a_grid_cuts_the_hierarchical_tree_once(monkeypatch):
+    """mclust's hc start does not depend on the covariance model: a grid of all 14 models
+    (several programs) builds its tree once, and each model's row equals its own selection."""
+    from jaxgmm import _fit
+
+    cuts = []
+    hc_partitions = _fit.hc_partitions
+    monkeypatch.setattr(
+        _fit, "hc_partitions", lambda *a, **k: cuts.append(1) or hc_partitions(*a, **k)
+    )
+    X = blobs(seed=3)
+    types = tuple(jaxgmm.COVARIANCE_TYPES)
+    grid = jaxgmm.select(X, [1, 2, 3], types, init_params="hc", max_iter=20)
+    assert len(cuts) == 1
+    for t in ("full", "EVE"):
+        alone = jaxgmm.select(X, [1, 2, 3], t, init_params="hc", max_iter=20)
+        rows = [r for r in grid.rows if r["covariance_type"] == t]
+        for row, own in zip(rows, alone.rows, strict=True):
+            assert row["log_likelihood"] == pytest.approx(own["log_likelihood"], rel=1e-9)
+
+
 def test_table_as_records_dataframe_and_text(grid):
     pd = pytest.importorskip("pandas")
     frame = grid.to_dataframe()
