@@ -352,25 +352,25 @@ def start(
     return Xc, centre, data_var, state
 
 
-def restart_statistics(xb, wb, rows, params, *, unit, form, in_turn):
-    """One block's statistics for every restart (leading axis of ``params``), as sums: a pass
-    that reads the data block by block from outside (``fit_stream``) adds them up."""
-    return each_restart(lambda p: form.block(xb, wb, p, unit), in_turn, params)
+def restart_statistics(xb, wb, rows, params, *, unit, form):
+    """One block's statistics for every restart (leading axis of ``params``), batched, as
+    sums that add up over blocks (a batched pass, and ``fit_stream``'s blocks from disk)."""
+    return jax.vmap(lambda p: form.block(xb, wb, p, unit))(params)
 
 
 def pass_statistics(X, sample_weight, params, running, *, unit, form, blocks):
     """One pass over the data: every restart's statistics around its current means.
 
     In turn, each restart makes its own pass, in its own form ("auto": :class:`Auto` decides
-    from the restart's parameters), and one outside ``running`` makes none. Batched, every
-    block serves all restarts at once, in one form for the batch."""
+    from the restart's parameters; the fits that run in turn are small and name "exact" for
+    "auto", so this serves a form given by name), and one outside ``running`` makes none.
+    Batched, every block serves all restarts at once, in one form for the batch."""
 
     def one_pass(params, form, batched):
-        def block(xb, wb, rows, params):
-            if batched:
-                return jax.vmap(lambda p: form.block(xb, wb, p, unit))(params)
-            return form.block(xb, wb, params, unit)
-
+        if batched:
+            block = partial(restart_statistics, unit=unit, form=form)
+        else:
+            block = lambda xb, wb, rows, p: form.block(xb, wb, p, unit)  # noqa: E731
         stats = blockwise_sum(block, X, sample_weight, blocks, params)
         finish = partial(form.finish, unit=unit)
         return jax.vmap(finish)(stats, params.means) if batched else finish(stats, params.means)

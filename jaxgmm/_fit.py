@@ -162,26 +162,35 @@ def with_missing(settings: EMSettings, missing_width: int, statistics: str) -> E
 HC_MAX_ROWS = 2000
 
 
-def init_table(key, init: str, X, sample_weight, n_components: int, n_init: int, layout):
+def init_table(
+    key, init: str, X, sample_weight, n_components: int, n_init: int, layout, trees=None
+):
     """What the restarts' initialisation reads: the tables of uniform numbers it draws from
-    (``_random``), the labels of mclust's hierarchical start for "hc" (:func:`hc_labels`), or
-    None for given parameters and for "random", which draws from the key itself."""
+    (``_random``), the labels of mclust's hierarchical start for "hc" (:func:`hc_labels`, its
+    cuts kept in ``trees`` if given), or None for given parameters and for "random", which
+    draws from the key itself."""
     if init in ("given", "random"):
         return None
     restart_ids = np.arange(n_init, dtype=np.int32) if layout is None else layout.restart_ids
     if init == "hc":
         ks = np.full(n_init, n_components) if layout is None else np.asarray(layout.n_active)
-        return hc_labels(key, X, sample_weight, ks)
+        return hc_labels(key, X, sample_weight, ks, trees)
     return uniform_table(key, restart_ids, n_components, X.dtype)
 
 
-def hc_labels(key, X, sample_weight, ks) -> np.ndarray:
+def hc_labels(key, X, sample_weight, ks, trees: dict | None = None) -> np.ndarray:
     """``(len(ks), N)`` int32: the partition into ``ks[i]`` clusters of mclust's hierarchical
     clustering (``_hc``), one tree for all, and -1 for rows outside it: rows of weight 0
     (padding), and beyond ``HC_MAX_ROWS`` rows all but a random subset drawn from ``key`` (only
-    those rows are brought to the host)."""
+    those rows are brought to the host). ``trees``, a dict kept across the programs of a grid
+    (same data, key and weights), holds the cuts already made: the tree does not depend on the
+    covariance model."""
     if is_traced(X):
         raise ValueError('init="hc" clusters on the host: it cannot run inside jit or vmap')
+    distinct = sorted({int(k) for k in ks})
+    cut = ("hc", tuple(distinct))
+    if trees is not None and cut in trees:
+        return trees[cut][[distinct.index(int(k)) for k in ks]]
     n_rows = X.shape[0]
     rows = np.arange(n_rows)
     if n_rows > HC_MAX_ROWS:
@@ -189,7 +198,6 @@ def hc_labels(key, X, sample_weight, ks) -> np.ndarray:
         rows = np.sort(rng.choice(n_rows, HC_MAX_ROWS, replace=False))
     if sample_weight is not None:
         rows = rows[np.asarray(sample_weight[rows]) > 0]
-    distinct = sorted({int(k) for k in ks})
     if len(rows) < distinct[-1]:
         raise ValueError(
             f'init="hc" needs at least K={distinct[-1]} rows of positive weight to cluster, '
@@ -198,6 +206,8 @@ def hc_labels(key, X, sample_weight, ks) -> np.ndarray:
     _, labels = hc_partitions(np.asarray(X[rows]), distinct, max_rows=len(rows))
     table = np.full((len(distinct), n_rows), -1, np.int32)
     table[:, rows] = labels
+    if trees is not None:
+        trees[cut] = table
     return table[[distinct.index(int(k)) for k in ks]]
 
 
@@ -422,15 +432,10 @@ def _start_table(
     covariance model: the first program of a batch of restarts computes the centres, and the
     others with the same batch start from them (method "centres"); the first program cuts the
     tree for every K of the grid, and the others read its partitions."""
-    if init == "hc" and shared_starts is not None:
-        ks = np.full(n_init, n_components) if layout is None else np.asarray(layout.n_active)
-        distinct = sorted({int(k) for k in ks})
-        cut = ("hc", tuple(distinct))
-        if cut not in shared_starts:
-            shared_starts[cut] = hc_labels(key, X, gaussian_weight, distinct)
-        return init, shared_starts[cut][[distinct.index(int(k)) for k in ks]]
     if init != "kmeans" or shared_starts is None:
-        return init, init_table(key, init, X, gaussian_weight, n_components, n_init, layout)
+        return init, init_table(
+            key, init, X, gaussian_weight, n_components, n_init, layout, shared_starts
+        )
     batch = (n_components, n_init, blocks) + (
         ()
         if layout is None

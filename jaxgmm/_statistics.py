@@ -450,13 +450,15 @@ def standardized_z2(params, unit) -> Array:
     return jnp.max(jnp.where(params.weights[:, None] > 0, z2, 0.0))
 
 
-class Auto(Expanded):
-    """``statistics="auto"``, decided in the program for each restart's pass (or a batch's:
-    ``jaxgmm._engine.pass_statistics``): the expanded form while :meth:`expanded_accurate`,
-    otherwise the exact one. A restart's choice reads only its own parameters, so it depends
-    neither on the other restarts of its batch nor on how the iterations are cut into chunks."""
+class Auto:
+    """``statistics="auto"``, decided in the program at every iteration, for a batch's pass or
+    a restart's (``jaxgmm._engine.pass_statistics``): the expanded form while
+    :meth:`expanded_accurate`, otherwise the exact one. Not a form of its own: it has no
+    ``block``; it is usable, and reads blocks, as the expanded form."""
 
     name = "auto"
+    usable = Expanded.usable
+    row_width = Expanded.row_width
 
     @staticmethod
     def expanded_accurate(params, unit) -> Array:

@@ -172,9 +172,7 @@ def _first_pass(data, block_size: int, subsample: int, seed: int, missing: bool)
 
 @partial(jax.jit, static_argnames=("unit", "form"))
 def _block_sums(carry, xb, wb, rows, centre, params, *, unit, form):
-    stats = _engine.restart_statistics(
-        xb - centre, wb, rows, params, unit=unit, form=form, in_turn=False
-    )
+    stats = _engine.restart_statistics(xb - centre, wb, rows, params, unit=unit, form=form)
     return kahan_add(carry, stats)
 
 
@@ -302,12 +300,7 @@ def fit_stream(
         for xb, wb, row_ids in passes(data):
             if carry is None:
                 shapes = jax.eval_shape(
-                    partial(
-                        _engine.restart_statistics,
-                        unit=unit,
-                        form=form,
-                        in_turn=False,
-                    ),
+                    partial(_engine.restart_statistics, unit=unit, form=form),
                     xb,
                     wb,
                     row_ids,

@@ -411,6 +411,44 @@ def test_auto_form_per_restart_in_turn_and_one_for_a_batch(in_turn):
 
 
 @pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("in_turn", [True, False])
+def test_auto_form_avoids_the_expanded_error(in_turn):
+    """A restart whose two components sit 5e6 standard deviations either side of the centre
+    (two clusters 1e7 apart) would lose its scatters' digits in the expanded form; "auto"
+    gives it the exact form's, in turn beside a restart that takes the expanded form, and
+    batched."""
+    from jaxgmm._blocks import Blocks
+    from jaxgmm._covariance import covariance_unit
+    from jaxgmm._engine import pass_statistics
+    from jaxgmm._statistics import Auto, Exact, Expanded
+
+    unit = covariance_unit("full")
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) + [1e7, 0.0]])
+    X = X - X.mean(axis=0)
+    means = np.array([[-5e6, 0.0], [5e6, 0.0]])
+    tight = jaxgmm.params_from_covariances(
+        np.full(2, 0.5), means, np.stack([np.eye(2)] * 2), covariance_type="full"
+    )
+    broad = jaxgmm.params_from_covariances(
+        np.full(2, 0.5), means / 10, np.stack([np.diag([2.5e13, 1.0])] * 2), covariance_type="full"
+    )
+    assert [bool(Auto.expanded_accurate(p, unit)) for p in (broad, tight)] == [True, False]
+    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), broad, tight)
+    X, running = jnp.asarray(X), jnp.ones(2, bool)
+
+    def scatter(form):
+        blocks = Blocks(37, None, in_turn)
+        stats = pass_statistics(X, None, batch, running, unit=unit, form=form, blocks=blocks)
+        return np.asarray(stats.scatter)
+
+    auto, exact, expanded = scatter(Auto), scatter(Exact), scatter(Expanded)
+    assert relative_error(expanded[1], exact[1]) > 1e-6  # the expanded form alone is off
+    assert relative_error(auto[1], exact[1]) < 1e-12
+    assert relative_error(auto[0], exact[0]) < 1e-8
+
+
+@pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_blocks_of_samples_equal_one_block(covariance_type):
     X = blobs()  # 240 rows: blocks of 37 leave a tail of 18
