@@ -270,6 +270,12 @@ class ModelFit(NamedTuple):
     hard_cost: float
 
 
+def restarts_in_turn(small: bool) -> bool:
+    """Whether a fit's restarts run one after another in its program rather than batched
+    (``jaxgmm._engine.each_restart``): those of small fits on the CPU."""
+    return small and jax.default_backend() == "cpu"
+
+
 def run_models(
     key,
     X,
@@ -306,7 +312,9 @@ def run_models(
         X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_rows))
         if noise_mask is not None:  # padding rows weigh 0: not noise, not anything
             noise_mask = np.pad(noise_mask, (0, X.shape[0] - n_rows))
-        groups = small_fit_programs([u for u, _ in models], settings.prior is not None)
+        groups = small_fit_programs(
+            [u for u, _ in models], settings.prior is not None, in_turn=restarts_in_turn(small)
+        )
     else:
         units = list(dict.fromkeys(unit for unit, _ in models))
         groups = [(u, [m for m, (unit, _) in enumerate(models) if unit is u]) for u in units]
@@ -497,7 +505,7 @@ def run_restarts(
 
     missing = settings.statistics == Missing.name
     small = mesh is None and is_small(rows, n_features)  # its time is compilation
-    in_turn = small and jax.default_backend() == "cpu"  # see jaxgmm._engine.each_restart
+    in_turn = restarts_in_turn(small)
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
     def blocks_for(form) -> Blocks:

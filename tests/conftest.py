@@ -7,9 +7,9 @@ import os
 
 # Compilation is most of the suite's time. The tests run XLA's CPU backend with its older
 # fusion emitters and without LLVM's optimisations, which halves it; the results differ from
-# the defaults' only in rounding, on which no test may depend. The subprocess tests that set
-# XLA_FLAGS themselves (several host devices) compile with the defaults, and so does the whole
-# suite when XLA_FLAGS is set before it starts. Set before JAX starts its backend.
+# the defaults' only in rounding, on which no test may depend. The subprocess tests of several
+# host devices add their flag to these (test_scale.with_devices); the whole suite compiles with
+# XLA's defaults when XLA_FLAGS is set before it starts. Set before JAX starts its backend.
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 )

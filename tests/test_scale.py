@@ -17,8 +17,15 @@ import jaxgmm
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def with_devices(devices: int) -> dict:
+    """The environment with ``devices`` CPU devices, keeping the suite's quick-compilation
+    XLA flags (conftest.py)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    return os.environ | {"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={devices}"}
+
+
 def run_python(code: str, devices: int = 4, timeout: int = 600) -> str:
-    env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env = with_devices(devices)
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         cwd=ROOT,
@@ -414,7 +421,7 @@ def test_two_processes_with_jax_distributed(tmp_path):
         port = str(probe.getsockname()[1])
     script = tmp_path / "worker.py"
     script.write_text(TWO_HOST_WORKER)
-    env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = with_devices(2)
     workers = [
         subprocess.Popen(
             [sys.executable, str(script), str(i), port],
