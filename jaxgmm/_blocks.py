@@ -65,11 +65,14 @@ class Blocks(NamedTuple):
     """How a pass reads the data: ``size`` rows per block, the ``mesh`` (one axis) over whose
     devices the rows are sharded, if any, and whether the restarts of a batch take their passes
     ``in_turn`` (one after another) rather than together under ``vmap`` (see
-    ``jaxgmm._engine.each_restart``). Hashable, so it can be a static argument."""
+    ``jaxgmm._engine.each_restart``). In turn, a restart with few components switched on
+    makes its pass over the first of ``component_sizes`` that holds them, when several are
+    given (``jaxgmm._engine.pass_statistics``). Hashable, so it can be a static argument."""
 
     size: int
     mesh: Mesh | None = None
     in_turn: bool = False
+    component_sizes: tuple[int, ...] = ()
 
     @property
     def axis(self) -> str | None:

@@ -32,6 +32,7 @@ from ._em import finalize
 from ._init import initial_params, kmeans_centres
 from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._programs import program
+from ._shapes import trim_params
 from ._statistics import (
     Auto,
     Exact,
@@ -388,8 +389,36 @@ def pass_statistics(X, sample_weight, params, running, *, unit, form, blocks):
         )
 
     if blocks.in_turn:
-        return each_restart(partial(chosen_pass, batched=False), True, params, when=running)
+        own_pass = partial(_pass_on_components, partial(chosen_pass, batched=False), unit, blocks)
+        return each_restart(own_pass, True, params, when=running)
     return chosen_pass(params, batched=True)
+
+
+def _pass_on_components(one_pass, unit, blocks, params):
+    """``one_pass(params)`` of one restart over only as many of its leading components as
+    ``blocks.component_sizes`` needs to hold those switched on (weight > 0; the others add
+    exact zeros to every statistic), the statistics padded back with zeros: in a grid of
+    K = 1..9 padded to 16 components, K = 1 makes a quarter of the work."""
+    sizes = blocks.component_sizes
+    n_components = params.weights.shape[-1]
+    if len(sizes) < 2:
+        return one_pass(params)
+    full = jax.eval_shape(one_pass, params)
+
+    def on(size, params):
+        stats = one_pass(trim_params(params, size, unit))
+        return jax.tree_util.tree_map(
+            lambda a, s: a if a.shape == s.shape else _zero_padded(a, s.shape), stats, full
+        )
+
+    n_on = jnp.sum(params.weights > 0)
+    which = jnp.sum(jnp.asarray(sizes[:-1]) < n_on)
+    branches = [partial(on, size) if size < n_components else one_pass for size in sizes]
+    return lax.switch(which, branches, params)
+
+
+def _zero_padded(a: Array, shape) -> Array:
+    return jnp.zeros(shape, a.dtype).at[tuple(slice(0, n) for n in a.shape)].set(a)
 
 
 def active(state: State, max_iter) -> Array:

@@ -193,17 +193,23 @@ def hc_labels(key, X, sample_weight, ks, trees: dict | None = None) -> np.ndarra
         return trees[cut][[distinct.index(int(k)) for k in ks]]
     n_rows = X.shape[0]
     rows = np.arange(n_rows)
+    data, weights = X, sample_weight
     if n_rows > HC_MAX_ROWS:
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
         rows = np.sort(rng.choice(n_rows, HC_MAX_ROWS, replace=False))
-    if sample_weight is not None:
-        rows = rows[np.asarray(sample_weight[rows]) > 0]
+        data = X[rows]
+        weights = None if sample_weight is None else sample_weight[rows]
+    # on the host, where small data's indexing compiles nothing
+    data = np.asarray(data)
+    if weights is not None:
+        positive = np.asarray(weights) > 0
+        rows, data = rows[positive], data[positive]
     if len(rows) < distinct[-1]:
         raise ValueError(
             f'init="hc" needs at least K={distinct[-1]} rows of positive weight to cluster, '
             f"got {len(rows)}"
         )
-    _, labels = hc_partitions(np.asarray(X[rows]), distinct, max_rows=len(rows))
+    _, labels = hc_partitions(data, distinct, max_rows=len(rows))
     table = np.full((len(distinct), n_rows), -1, np.int32)
     table[:, rows] = labels
     if trees is not None:
@@ -508,6 +514,11 @@ def run_restarts(
     in_turn = restarts_in_turn(small)
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
+    component_sizes = ()
+    if in_turn:  # a restart's pass runs over the components its bucket of K holds
+        ks = [n_components] if layout is None else np.asarray(layout.n_active)
+        component_sizes = tuple(sorted({min(padded_components(int(k)), n_components) for k in ks}))
+
     def blocks_for(form) -> Blocks:
         # a given block size serves every form; by default the expanded one reads longer blocks,
         # the missing one shorter (it holds each row's K factors of the precision's missing block)
@@ -517,7 +528,7 @@ def run_restarts(
         size = block_size or default_block_size(
             rows, n_components, features, batch, expanded_width=form.row_width(unit, n_features)
         )
-        return Blocks(int(size), mesh, in_turn)
+        return Blocks(int(size), mesh, in_turn, component_sizes)
 
     start_blocks = blocks_for(start_form)
     print_ = None

@@ -62,6 +62,42 @@ def test_lower_bound_is_the_mean_log_likelihood_of_the_parameters_going_in():
 # --- restarts, keys, compilation ----------------------------------------------------------
 
 
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "spherical"])
+def test_a_pass_over_the_components_switched_on_equals_the_whole_pass(covariance_type):
+    """A restart with 3 of 8 components switched on (weight 0 for the rest), in turn, makes its
+    pass over 4 of them: every statistic equals the pass over all 8, zeros included."""
+    from jaxgmm import _engine
+    from jaxgmm._blocks import Blocks
+    from jaxgmm._covariance import ANY_MODEL
+    from jaxgmm._shapes import dense_params
+    from jaxgmm._statistics import Exact
+
+    X = jnp.asarray(blobs())
+    unit = jaxgmm.COVARIANCE_TYPES[covariance_type]
+    p = jaxgmm.params_from_covariances(
+        *starting_params(np.asarray(X), 3, covariance_type), covariance_type=covariance_type
+    )
+    params = jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a)[None], dense_params(p, 8, unit)
+    )  # one restart, 8 components, the last 5 switched off
+    running = jnp.ones(1, bool)
+
+    def statistics(sizes):
+        blocks = Blocks(64, None, True, sizes)
+        return _engine.pass_statistics(
+            X, None, params, running, unit=ANY_MODEL, form=Exact, blocks=blocks
+        )
+
+    whole, bucketed = statistics(()), statistics((4, 8))
+    for a, b in zip(
+        jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(bucketed), strict=True
+    ):
+        assert a.shape == b.shape
+        assert_close(b, a, 1e-12, "statistics")
+    assert not np.asarray(bucketed.mass)[0, 4:].any()
+
+
 def assert_restart_is_the_single_fit(many, one, restart=0):
     """Restart ``restart`` of ``many`` is, bit for bit, the fit ``one`` (of that restart)."""
     single = one.restarts
