@@ -12,9 +12,10 @@
   each refitted with K components and K + 1 from the observed fits' parameters.
 
 A replicate is a fit of the same shapes as the others, with other row weights or other rows:
-the batch of replicates runs as the engine's restarts do (``jaxgmm._engine``, under ``vmap``
-over the replicates' data and weights), in compiled chunks of iterations until every replicate
-has converged. Every replicate works in the observed data's centred frame.
+the batch of replicates runs as the engine's restarts do (``jaxgmm._engine``: on small data on
+the CPU one after another, each stopping on its own; otherwise under ``vmap`` over the
+replicates' data and weights), in compiled chunks of iterations until every replicate has
+converged. Every replicate works in the observed data's centred frame.
 
 The larger model nests the smaller (a K-component mixture is one of K + 1 components with a
 component split in two), so its maximum likelihood is never below the smaller model's: where
@@ -31,13 +32,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from . import _engine
 from ._blocks import Blocks, default_block_size
 from ._covariance import covariance_unit
 from ._em import log_prob
 from ._engine import EMSettings, batched, initial_state
-from ._fit import check_settings, fit, with_prior
+from ._fit import check_settings, fit, restarts_in_turn, with_prior
 from ._host_loop import CHUNK_ITERATIONS
 from ._params import GMMParams
 from ._programs import program
@@ -58,28 +60,45 @@ MIN_BATCH = 16
 # -- refitting a batch of replicates -------------------------------------------------------
 
 
-def _replicate_axes(shared_data: bool, weighted: bool):
-    return (0, None if shared_data else 0, 0 if weighted else None)
+def _each_replicate(fn, in_turn: bool, state, X, weights, shared_data: bool):
+    """``fn(state, x, w)`` of every replicate: its state, its rows (or the shared ``X``) and its
+    row weights (or None), one after another when ``in_turn``, else under ``vmap``."""
+    per_replicate = {"state": state}
+    if not shared_data:
+        per_replicate["x"] = X
+    if weights is not None:
+        per_replicate["w"] = weights
+
+    def one(args):
+        return fn(args["state"], args.get("x", X), args.get("w"))
+
+    return _engine.each_restart(one, in_turn, per_replicate)
 
 
-@program(static_argnames=("unit", "blocks", "n_steps", "shared_data"))
-def _advance(state, X, weights, settings, *, unit, blocks, n_steps, shared_data):
+@program(static_argnames=("unit", "blocks", "n_steps", "shared_data", "in_turn"))
+def _advance(state, X, weights, settings, *, unit, blocks, n_steps, shared_data, in_turn):
     """``n_steps`` EM iterations of every replicate (leading axis of ``state``, each a batch of
     one restart), on its own rows ``X[b]`` or the shared ``X``, with its own row weights;
-    returns the new state and which replicates are done."""
+    returns the new state and which replicates are done. In turn, a replicate that is done
+    costs nothing."""
 
-    def one(state, x, w):
+    def iterate(state, x, w):
         state, _, done = _engine.advance(
             state, x, w, settings, unit=unit, blocks=blocks, n_steps=n_steps
         )
         return state, done
 
-    axes = _replicate_axes(shared_data, weights is not None)
-    return jax.vmap(one, in_axes=axes)(state, X, weights)
+    def one(state, x, w):
+        if not in_turn:
+            return iterate(state, x, w)
+        running = jnp.any(_engine.active(state, settings.max_iter))
+        return lax.cond(running, iterate, lambda state, x, w: (state, jnp.bool_(True)), state, x, w)
+
+    return _each_replicate(one, in_turn, state, X, weights, shared_data)
 
 
-@program(static_argnames=("unit", "blocks", "shared_data"))
-def _finish(state, X, weights, data_var, settings, *, unit, blocks, shared_data):
+@program(static_argnames=("unit", "blocks", "shared_data", "in_turn"))
+def _finish(state, X, weights, data_var, settings, *, unit, blocks, shared_data, in_turn):
     """Every replicate's parameters (in ``X``'s frame), log-likelihood at them (weighted), and
     whether it is degenerate."""
 
@@ -99,8 +118,7 @@ def _finish(state, X, weights, data_var, settings, *, unit, blocks, shared_data)
         )
         return finished.chosen, finished.log_likelihood[0], finished.degenerate[0]
 
-    axes = _replicate_axes(shared_data, weights is not None)
-    return jax.vmap(one, in_axes=axes)(state, X, weights)
+    return _each_replicate(one, in_turn, state, X, weights, shared_data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,15 +157,17 @@ def refit(
     k = params.means.shape[0]
     settings = settings.with_form(Exact)
     blocks = Blocks(default_block_size(rows, k, n_features, n_boot))
-    one = initial_state(batched(params, 1), lower_bound=settings.start_lower_bound)
-    state = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_boot, *a.shape)), one)
+    state = _replicated_state(params, settings.start_lower_bound, n_boot=n_boot)
     # on small data a replicate's iteration takes microseconds: compilation is what counts
     small = is_small(rows, n_features)
-    static = dict(unit=unit, blocks=blocks, shared_data=shared_data, small=small)
-    # The batch is repacked as replicates stop: once at most a quarter of it still runs, those
-    # go on in a batch of the next power of two (padded with a stopped replicate, frozen), so
-    # that the slowest replicates do not drag the whole batch along (faithful's LRT: a median
-    # of 29 iterations, a maximum of 205).
+    # small data on the CPU: the replicates take their turns, each stopping on its own
+    # (jaxgmm._engine.each_restart); otherwise they run batched, and the batch is repacked as
+    # replicates stop: once at most a quarter of it still runs, those go on in a batch of the
+    # next power of two (padded with a stopped replicate, frozen), so that the slowest
+    # replicates do not drag the whole batch along (faithful's LRT: a median of 29
+    # iterations, a maximum of 205).
+    in_turn = restarts_in_turn(small)
+    static = dict(unit=unit, blocks=blocks, shared_data=shared_data, small=small, in_turn=in_turn)
     members, batch, data, row_weights = np.arange(n_boot), state, X, weights
     iterations = 0
     while True:
@@ -159,13 +179,13 @@ def refit(
         running = members[~done]
         if len(running) == 0 or iterations >= int(settings.max_iter):
             break
-        if len(running) <= len(members) // 4 and len(members) > MIN_BATCH:
+        if not in_turn and len(running) <= len(members) // 4 and len(members) > MIN_BATCH:
             state = _scatter(state, members, batch)
             size = max(MIN_BATCH, 1 << (len(running) - 1).bit_length())
             members = np.concatenate([running, np.repeat(members[done][:1], size - len(running))])
             batch = _gather(state, members)
-            data = X if shared_data else X[members]
-            row_weights = None if weights is None else weights[members]
+            data = X if shared_data else _gather(X, members)
+            row_weights = None if weights is None else _gather(weights, members)
     state = _scatter(state, members, batch)
     chosen, log_likelihood, degenerate = _finish(state, X, weights, data_var, settings, **static)
     host = jax.device_get
@@ -179,10 +199,23 @@ def refit(
     )
 
 
+# Host-side steps between chunks are programs too (kept on disk like the rest): as eager JAX
+# operations each compiled anew in every process (faithful, 999 nonparametric replicates: 145
+# compilations, 4.5 s of a warm process's 6.0 s).
+
+
+@program(static_argnames=("n_boot",))
+def _replicated_state(params, lower_bound, *, n_boot):
+    one = initial_state(batched(params, 1), lower_bound=lower_bound)
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_boot, *a.shape)), one)
+
+
+@program()
 def _gather(state, members):
     return jax.tree_util.tree_map(lambda a: a[members], state)
 
 
+@program()
 def _scatter(state, members, batch):
     """``state`` with the replicates ``members`` replaced by ``batch``'s (a member repeated as
     padding holds the same values each time)."""
@@ -196,14 +229,20 @@ def row_weights(key, method: str, n_boot: int, n_rows: int, dtype) -> jax.Array:
     """``(n_boot, n_rows)`` row weights of the weight-based methods: multinomial counts of
     ``n_rows`` rows drawn with replacement ("nonparametric"), or flat Dirichlet weights scaled
     to sum to ``n_rows`` ("weighted")."""
-    keys = jax.random.split(key, n_boot)
+    zero = jnp.zeros((), dtype)  # carries the dtype into the program
+    return _row_weights(jax.random.key_data(key), zero, method=method, n_boot=n_boot, n_rows=n_rows)
+
+
+@program(static_argnames=("method", "n_boot", "n_rows"))
+def _row_weights(key_data, zero, *, method, n_boot, n_rows):
+    keys = jax.random.split(jax.random.wrap_key_data(key_data), n_boot)
     if method == "nonparametric":
 
         def counts(k):
             return jnp.bincount(jax.random.randint(k, (n_rows,), 0, n_rows), length=n_rows)
 
-        return jax.vmap(counts)(keys).astype(dtype)
-    exponential = jax.vmap(lambda k: jax.random.exponential(k, (n_rows,), dtype))(keys)
+        return jax.vmap(counts)(keys).astype(zero.dtype)
+    exponential = jax.vmap(lambda k: jax.random.exponential(k, (n_rows,), zero.dtype))(keys)
     return exponential * (n_rows / jnp.sum(exponential, axis=1, keepdims=True))
 
 
@@ -213,13 +252,23 @@ def draw(key, params: GMMParams, covariance_type: str, n_boot: int, n_rows: int)
     k, d = params.means.shape
     dtype = params.means.dtype
     dense = unit.dense(np.asarray(params.covariances), k, d)
-    factors = jnp.asarray(np.linalg.cholesky(dense), dtype)  # (K, D, D) lower
-    which, noise = jax.random.split(key)
-    labels = jax.random.categorical(which, jnp.log(params.weights), shape=(n_boot, n_rows))
-    z = jax.random.normal(noise, (n_boot, n_rows, d), dtype)
-    rows = jnp.zeros((n_boot, n_rows, d), dtype)
+    factors = np.linalg.cholesky(dense).astype(dtype)  # (K, D, D) lower
+    log_weights = np.log(np.asarray(params.weights)).astype(dtype)
+    means = np.asarray(params.means, dtype)
+    return _draw(
+        jax.random.key_data(key), log_weights, means, factors, n_boot=n_boot, n_rows=n_rows
+    )
+
+
+@program(static_argnames=("n_boot", "n_rows"))
+def _draw(key_data, log_weights, means, factors, *, n_boot, n_rows):
+    k, d = means.shape
+    which, noise = jax.random.split(jax.random.wrap_key_data(key_data))
+    labels = jax.random.categorical(which, log_weights, shape=(n_boot, n_rows))
+    z = jax.random.normal(noise, (n_boot, n_rows, d), means.dtype)
+    rows = jnp.zeros((n_boot, n_rows, d), means.dtype)
     for j in range(k):  # K passes of (B, N, D), never a (B, N, D, D) gather
-        component = params.means[j] + z @ factors[j].T
+        component = means[j] + z @ factors[j].T
         rows = jnp.where((labels == j)[..., None], component, rows)
     return rows
 

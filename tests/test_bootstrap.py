@@ -84,7 +84,9 @@ def test_replicates_equal_separate_fits(covariance_type):
 
 def test_repacking_the_batch_changes_no_replicate(monkeypatch):
     """Replicates still running once most have stopped go on in a smaller batch: each one's
-    iterations and result are those of the whole batch run in lockstep."""
+    iterations and result are those of the whole batch run in lockstep (batched, as on a GPU
+    or large data; small data on the CPU takes the replicates in turn, below)."""
+    monkeypatch.setattr(_bootstrap, "restarts_in_turn", lambda small: False)
     Xc, _, data_var = _bootstrap._centred(FAITHFUL)
     small, large = fitted(Xc, 3, "tied"), fitted(Xc, 4, "tied")
     settings = check_settings(
@@ -108,6 +110,25 @@ def test_repacking_the_batch_changes_no_replicate(monkeypatch):
     np.testing.assert_array_equal(repacked.converged, lockstep.converged)
     np.testing.assert_allclose(repacked.log_likelihood, lockstep.log_likelihood, rtol=1e-10)
     np.testing.assert_allclose(repacked.params.means, lockstep.params.means, rtol=1e-9)
+
+
+def test_replicates_in_turn_equal_the_batch(monkeypatch):
+    """Small data on the CPU: replicates refitted one after another, each stopping on its own,
+    equal those of the batch."""
+    Xc, _, data_var = _bootstrap._centred(FAITHFUL)
+    small, large = fitted(Xc, 3, "tied"), fitted(Xc, 4, "tied")
+    settings = check_settings(
+        n_components=1, covariance_type="tied", n_init=1, max_iter=1000, tol=1e-5, reg_covar=1e-6
+    )[3]
+    drawn = _bootstrap.draw(jax.random.key(3), small, "tied", 32, len(Xc))
+    common = dict(covariance_type="tied", settings=settings, data_var=data_var)
+    in_turn = _bootstrap.refit(large, drawn, **common)
+    monkeypatch.setattr(_bootstrap, "restarts_in_turn", lambda small: False)
+    together = _bootstrap.refit(large, drawn, **common)
+    np.testing.assert_array_equal(in_turn.n_iter, together.n_iter)
+    np.testing.assert_array_equal(in_turn.converged, together.converged)
+    np.testing.assert_allclose(in_turn.log_likelihood, together.log_likelihood, rtol=1e-10)
+    np.testing.assert_allclose(in_turn.params.covariances, together.params.covariances, rtol=1e-8)
 
 
 def one_gaussian(n=400, seed=0):
