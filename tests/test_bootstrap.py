@@ -21,6 +21,7 @@ from jaxgmm._fit import check_settings
 
 DATA = Path(__file__).parent / "data" / "mclust"
 FAITHFUL = read_matrix(Path(__file__).parents[1] / "bench" / "data" / "faithful.csv")
+IRIS = read_matrix(Path(__file__).parents[1] / "bench" / "data" / "iris.csv")
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -195,6 +196,23 @@ def test_likelihood_ratio_statistics_equal_mclusts():
     assert np.all(result.boot >= 0) and not result.n_failed.any()
     text = str(result)
     assert "2 vs 3" in text and "chosen: 3 components" in text
+
+
+def test_likelihood_ratio_statistics_of_iris_equal_mclusts_where_its_fits_reach_the_optimum():
+    """iris, VEV: mclust's observed statistics for 1 against 2 and 2 against 3 components; for
+    3 against 4 ours is larger, because our 4-component fit (the best of the hc start and
+    k-means restarts) ends higher than mclust's from its hc start alone, the 3-component fits
+    being equal."""
+    rows = mclust_lrt("iris")
+    result = jaxgmm.bootstrap_lrt(
+        IRIS, covariance_type="VEV", max_components=3, n_boot=19, random_state=0
+    )
+    assert list(result.components) == [1, 2, 3]
+    for statistic, row in zip(result.statistic[:2], rows[:2], strict=True):
+        assert statistic == pytest.approx(float(row["obs"]), rel=1e-3)
+    assert result.statistic[2] > float(rows[2]["obs"]) + 1
+    np.testing.assert_allclose(result.p_values[:2], 0.05)  # mclust's: 0.001 of 999
+    assert not result.n_failed.any()
 
 
 def test_the_statistic_is_never_negative_and_the_test_stops_when_not_significant():
