@@ -27,7 +27,9 @@ reported, and counted as at least the observed statistic, which can only raise t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -40,9 +42,10 @@ from ._covariance import covariance_unit
 from ._em import log_prob
 from ._engine import EMSettings, batched, initial_state
 from ._fit import check_settings, fit, restarts_in_turn, with_prior
-from ._host_loop import CHUNK_ITERATIONS
+from ._host_loop import CHUNK_ITERATIONS, Progress
 from ._params import GMMParams
 from ._programs import program
+from ._progress import ProgressBar
 from ._shapes import is_small
 from ._sklearn_api import key_from, precision_context
 from ._statistics import Exact
@@ -144,12 +147,14 @@ def refit(
     settings: EMSettings,
     data_var,
     chunk_iterations: int = CHUNK_ITERATIONS,
+    callback=None,
 ) -> Refits:
     """EM for a batch of replicates, every one from ``params``: on ``X`` of shape
     ``(B, N, D)`` (each replicate its rows) or ``(N, D)`` (shared), with ``weights``
     ``(B, N)`` or None. ``X`` should be centred (``data_var`` its per-feature variance, for the
     degeneracy check); ``settings`` as :func:`jaxgmm.fit` makes them. The same as a separate
-    :func:`jaxgmm.fit` of each replicate from ``params`` (tested), in one program."""
+    :func:`jaxgmm.fit` of each replicate from ``params`` (tested), in one program.
+    ``callback(Progress)``, if given, after each compiled chunk of iterations."""
     unit = covariance_unit(covariance_type)
     shared_data = X.ndim == 2
     n_boot = X.shape[0] if not shared_data else weights.shape[0]
@@ -177,6 +182,9 @@ def refit(
         iterations += chunk_iterations
         done = np.asarray(done)
         running = members[~done]
+        if callback is not None:
+            n_running = len(np.unique(running))  # padding repeats a stopped replicate
+            callback(Progress(iterations, int(settings.max_iter), n_running, n_boot, math.nan))
         if len(running) == 0 or iterations >= int(settings.max_iter):
             break
         if not in_turn and len(running) <= len(members) // 4 and len(members) > MIN_BATCH:
@@ -355,6 +363,7 @@ def bootstrap(
     random_state=None,
     tol: float = 1e-5,
     max_iter: int = 1000,
+    progress: bool = False,
 ) -> BootstrapResult:
     """Bootstrap replicates of a fitted :class:`jaxgmm.GaussianMixture`'s parameters, refitted
     from the model's parameters (as mclust's ``MclustBootstrap``, whose "bs", "wlbs" and "pb"
@@ -375,6 +384,8 @@ def bootstrap(
         model's: a refit starts at the model's optimum, and a loose tolerance (scikit-learn's
         1e-3) stops it after an iteration or two, near its start, which makes the standard
         errors too small (faithful, EEE, G = 3: 0.029 for a weight whose is 0.049).
+    progress : bool
+        Draw a progress bar of the refits on stderr.
 
     Returns
     -------
@@ -415,14 +426,16 @@ def bootstrap(
             data, weights = draw(key, params, model.covariance_type, n_boot, n_rows), None
         else:
             data, weights = Xc, row_weights(key, method, n_boot, n_rows, dtype)
-        fits = refit(
-            params,
-            data,
-            weights,
-            covariance_type=model.covariance_type,
-            settings=settings,
-            data_var=data_var,
-        )
+        with _progress_bar(f"{n_boot} {method} replicates", progress) as bar:
+            fits = refit(
+                params,
+                data,
+                weights,
+                covariance_type=model.covariance_type,
+                settings=settings,
+                data_var=data_var,
+                callback=bar,
+            )
         failed = fits.failed
 
         def kept(a):
@@ -501,6 +514,7 @@ def bootstrap_lrt(
     max_iter: int = 1000,
     reg_covar: float = 1e-6,
     prior: str | None = None,
+    progress: bool = False,
 ) -> BootstrapLRTResult:
     """mclust's bootstrap likelihood-ratio test for the number of components of a
     ``covariance_type`` mixture (``mclustBootstrapLRT``), every replicate of a test in one
@@ -516,7 +530,8 @@ def bootstrap_lrt(
     tested (mclust's ``maxG``).
 
     ``tol`` and ``max_iter`` are every fit's (``tol`` on the mean log-likelihood per row);
-    ``reg_covar`` and ``prior`` as in :func:`jaxgmm.fit`.
+    ``reg_covar`` and ``prior`` as in :func:`jaxgmm.fit`; ``progress`` draws a bar per
+    batch of refits on stderr.
     """
     unit = covariance_unit(covariance_type)
     n_boot = check_int(n_boot, "n_boot", 2)
@@ -560,7 +575,12 @@ def bootstrap_lrt(
             observed_statistic = 2.0 * (max(ll1, ll0) - ll0)
             data = draw(jax.random.fold_in(key, DRAWS + k), small, covariance_type, n_boot, n_rows)
             common = dict(covariance_type=covariance_type, settings=settings, data_var=data_var)
-            null, alternative = refit(small, data, **common), refit(large, data, **common)
+            fits = []
+            for start in (small, large):
+                label = f"{k} vs {k + 1}, fits of {start.means.shape[0]} components"
+                with _progress_bar(label, progress) as bar:
+                    fits.append(refit(start, data, callback=bar, **common))
+            null, alternative = fits
             failed = null.failed | alternative.failed
             replicate = 2.0 * (
                 np.maximum(alternative.log_likelihood, null.log_likelihood) - null.log_likelihood
@@ -590,6 +610,18 @@ def bootstrap_lrt(
             log_likelihoods=np.asarray(log_likelihoods),
             n_components=int(chosen),
         )
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, enabled: bool):
+    """A progress bar of replicates on stderr when ``enabled`` (else None), its line ended on
+    leaving."""
+    bar = ProgressBar(label, members="replicates") if enabled else None
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _log_likelihood(params: GMMParams, X, covariance_type: str) -> float:

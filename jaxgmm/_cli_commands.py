@@ -406,6 +406,7 @@ def run_bootstrap_lrt(args) -> int:
         max_iter=args.max_iter,
         reg_covar=args.reg_covar,
         prior=prior_of(args),
+        progress=show_progress(args),
     )
     print(result)
     tests = [f"{k} vs {k + 1}" for k in result.components]
@@ -443,6 +444,7 @@ def run_bootstrap(args) -> int:
         random_state=args.seed,
         tol=args.tol,
         max_iter=args.max_iter,
+        progress=show_progress(args),
     )
     print(result)
     errors, intervals = result.standard_errors(), result.intervals(args.level)

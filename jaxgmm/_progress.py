@@ -5,6 +5,7 @@ No dependency: a carriage return redraws the line after each compiled chunk of i
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
@@ -16,8 +17,15 @@ class ProgressBar:
     """Callable that draws ``label [#####.....] 40/100 iterations ...`` and, when closed, ends
     the line with the elapsed time."""
 
-    def __init__(self, label: str = "EM", stream: TextIO | None = None, width: int = 24):
+    def __init__(
+        self,
+        label: str = "EM",
+        stream: TextIO | None = None,
+        width: int = 24,
+        members: str = "restarts",
+    ):
         self.label = label
+        self.members = members
         self.stream = sys.stderr if stream is None else stream
         self.width = width
         self.start = time.perf_counter()
@@ -30,9 +38,10 @@ class ProgressBar:
         line = (
             f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
             f"{progress.iteration}/{progress.max_iter} iterations, "
-            f"{progress.running}/{progress.n_init} restarts running, "
-            f"best lower bound {progress.best_lower_bound:.6g}"
+            f"{progress.running}/{progress.n_init} {self.members} running"
         )
+        if math.isfinite(progress.best_lower_bound):
+            line += f", best lower bound {progress.best_lower_bound:.6g}"
         # pad over the remains of a longer previous line
         self.stream.write(line + " " * max(self.previous - len(line), 0))
         self.previous = len(line)

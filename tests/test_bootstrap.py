@@ -284,3 +284,13 @@ def test_figures_have_a_panel_per_test_and_per_parameter():
         assert sum(ax.get_visible() for ax in fig.axes) == count, what
     with pytest.raises(ValueError, match="what"):
         plot.bootstrap(result, what="precisions")
+
+
+def test_progress_bars_count_replicates(capsys):
+    model = jaxgmm.GaussianMixture(2, covariance_type="tied", random_state=0).fit(FAITHFUL)
+    jaxgmm.bootstrap(model, FAITHFUL, n_boot=8, progress=True, random_state=0)
+    err = capsys.readouterr().err
+    assert "8 nonparametric replicates [" in err and "/8 replicates running" in err
+    assert err.endswith(" s)\n") and "lower bound" not in err
+    jaxgmm.bootstrap_lrt(FAITHFUL, covariance_type="tied", max_components=1, n_boot=4)
+    assert capsys.readouterr().err == ""  # no bar unless asked for
