@@ -25,7 +25,11 @@ def run_module(*args: str) -> None:
 
 def test_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "r.md"
-    run_module("bench", "--quick", "--workloads", "lesson,restarts,select", "--out", str(out))
+    # jaxgmm-cores is jaxgmm's worker in another environment (the next test), and compiles
+    # every program again for two devices (20 s of the suite): left out here
+    peers = "sklearn64,gmmx"
+    workloads = "lesson,restarts,select"
+    run_module("bench", "--quick", "--workloads", workloads, "--peers", peers, "--out", str(out))
     assert out.exists() and out.with_suffix(".json").exists()
 
     result = json.loads(out.with_suffix(".json").read_text())
@@ -41,6 +45,16 @@ def test_bench_quick(tmp_path: Path) -> None:
     # jaxgmm and scikit-learn (always installed with the tests) on every fixed-iteration case
     fixed = [c for c in result["cases"] if c["spec"]["kind"] == "fixed"]
     assert fixed and measured >= 2 * len(fixed)
+
+
+def test_the_cores_variant_splits_the_cpu_and_keeps_other_xla_flags(monkeypatch) -> None:
+    from bench.peers import IMPLS
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    flags = IMPLS["jaxgmm-cores"].environment()["XLA_FLAGS"].split()
+    assert flags[0] == "--xla_backend_optimization_level=0"
+    assert flags[1].startswith("--xla_force_host_platform_device_count=")
+    assert IMPLS["jaxgmm"].environment()["XLA_FLAGS"] == "--xla_backend_optimization_level=0"
 
 
 def test_gpu_script_runs_end_to_end_at_tiny_sizes(tmp_path: Path) -> None:
