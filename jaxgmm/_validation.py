@@ -134,19 +134,23 @@ def checked_array(
         return X, dtype
     X = X.astype(dtype, copy=False)
     _first_non_finite(X, name, missing)
-    _check_range(X, name)
+    _check_range(X, name, missing)
     return X, dtype
 
 
-def _check_range(X: np.ndarray, name: str) -> None:
+def _check_range(X: np.ndarray, name: str, missing: bool) -> None:
     """Values so far apart that their squares, summed over the samples, overflow the dtype
     (above about 1e154 apart for float64, 1e19 for float32, fewer with many samples): every
-    variance would be infinite, and the fit would end in failed restarts for no visible reason."""
+    variance would be infinite, and the fit would end in failed restarts for no visible reason.
+    ``missing``: NaN may be among the values (else all are finite, checked before)."""
     if X.size == 0:
         return
-    with warnings.catch_warnings():  # a column of NaN only: refused where it matters
-        warnings.simplefilter("ignore", RuntimeWarning)
-        span = np.nan_to_num(np.nanmax(X, axis=0) - np.nanmin(X, axis=0))
+    if missing:
+        with warnings.catch_warnings():  # a column of NaN only: refused where it matters
+            warnings.simplefilter("ignore", RuntimeWarning)
+            span = np.nan_to_num(np.nanmax(X, axis=0) - np.nanmin(X, axis=0))
+    else:  # NumPy's nanmax copies the data: 6 ms of a 40 ms fit of 1e5 x 2
+        span = X.max(axis=0) - X.min(axis=0)
     limit = np.sqrt(np.finfo(X.dtype).max / max(X.shape[0], 1)) / 16
     if span.max() > limit:
         j = int(span.argmax())
