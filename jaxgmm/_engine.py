@@ -203,10 +203,12 @@ def each_restart(fn, in_turn: bool, *batched, when=None):
     single fit is, bit for bit. Small fits on the CPU run in turn (``jaxgmm._fit.run_restarts``)
     at the batched speed (2-core VM, 2026-12-06, the same selection again in a process,
     batched -> in turn: faithful, 14 models x K = 1..9, hc: 0.97 -> 0.96 s; iris: 1.05 ->
-    1.12 s; faithful, 4 types x K = 1..8, 4 restarts: 0.39 -> 0.40 s). Larger ones stay
-    batched: there a loop's body ran 1.5-2.5x slower than the same work batched (1e5 x 2,
-    K = 3, one restart: 34 -> 50 ms per 10 iterations; 5,000 x 8, K = 5, 16 restarts in
-    lockstep: 30 -> 76 ms), and an accelerator would idle on one restart at a time."""
+    1.12 s; faithful, 4 types x K = 1..8, 4 restarts: 0.39 -> 0.40 s), and so do grids of
+    several K on the CPU, whatever their size (see ``jaxgmm._fit.restarts_in_turn``). Larger
+    fits of one K stay batched: there a loop's body ran 1.5-2.5x slower than the same work
+    batched (1e5 x 2, K = 3, one restart: 34 -> 50 ms per 10 iterations; 5,000 x 8, K = 5,
+    16 restarts in lockstep: 30 -> 76 ms), and an accelerator would idle on one restart at a
+    time."""
     if not in_turn:
         return jax.vmap(fn)(*batched)
     n = jax.tree_util.tree_leaves(batched)[0].shape[0]

@@ -120,8 +120,21 @@ def test_programs_of_a_grid(monkeypatch):
     rng = np.random.default_rng(0)  # 3 x 100 x 24^2 > SMALL_WORK
     wide = np.concatenate([rng.normal(size=(100, 24)) + 3 * i for i in range(3)])
     types = ("diag", "spherical")
+    decisions = []
+    restarts_in_turn = _fit.restarts_in_turn
+
+    def deciding(*args, **kwargs):
+        decisions.append(restarts_in_turn(*args, **kwargs))
+        return decisions[-1]
+
+    monkeypatch.setattr(_fit, "restarts_in_turn", deciding)
     grid = jaxgmm.select(wide, [1, 2, 3], types, n_init=2, max_iter=4, random_state=0)
     assert calls == [("diag", 3, 6), ("spherical", 3, 6)]
+    # a grid of several K takes its restarts in turn on the CPU, not being small
+    assert decisions == [jax.default_backend() == "cpu"] * 2
+    decisions.clear()
+    GaussianMixture(2, covariance_type="diag", n_init=2, max_iter=4).fit(wide)
+    assert decisions == [False]  # one K, not small: batched
     assert len(kmeans_starts) == 1
     for t in types:
         alone = jaxgmm.select(wide, [1, 2, 3], t, n_init=2, max_iter=4, random_state=0)
