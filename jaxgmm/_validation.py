@@ -145,13 +145,14 @@ def _check_range(X: np.ndarray, name: str, missing: bool) -> None:
     ``missing``: NaN may be among the values (else all are finite, checked before)."""
     if X.size == 0:
         return
-    if missing:
-        with warnings.catch_warnings():  # a column of NaN only: refused where it matters
-            warnings.simplefilter("ignore", RuntimeWarning)
-            span = np.nan_to_num(np.nanmax(X, axis=0) - np.nanmin(X, axis=0))
-    else:  # NumPy's nanmax copies the data: 6 ms of a 40 ms fit of 1e5 x 2
-        span = X.max(axis=0) - X.min(axis=0)
     limit = np.sqrt(np.finfo(X.dtype).max / max(X.shape[0], 1)) / 16
+    # NumPy's column-wise and NaN-aware reductions are slow (6 ms of a 40 ms fit of 1e5 x 2):
+    # no column spans more than the whole array, whose span a flat reduction gives in 0.1 ms
+    with warnings.catch_warnings():  # inf - inf, or columns of NaN only: judged below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if not missing and X.max() - X.min() <= limit:
+            return
+        span = np.nan_to_num(np.nanmax(X, axis=0) - np.nanmin(X, axis=0))
     if span.max() > limit:
         j = int(span.argmax())
         scale = 10.0 ** np.floor(np.log10(span[j]))

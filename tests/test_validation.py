@@ -121,3 +121,15 @@ def test_values_whose_squares_overflow_are_refused():
         jaxgmm.GaussianMixture(2).fit(X)
     fine = np.random.default_rng(0).normal(size=(40, 2)) * 1e100  # squares 1e200: no overflow
     jaxgmm.GaussianMixture(2, random_state=0).fit(fine)
+
+
+@pytest.mark.usefixtures("x64")
+def test_each_column_is_judged_alone_for_overflow():
+    """Columns far apart from each other but narrow are fine; one wide column is named."""
+    from jaxgmm._validation import checked_array
+
+    z = np.random.default_rng(0).normal(size=(40, 2))
+    limit = np.sqrt(np.finfo(np.float64).max / 40) / 16  # about 7e152
+    checked_array(z + [-limit, limit])  # 2 x limit apart, each column narrow
+    with pytest.raises(ValueError, match=r"X spans .* in column 1"):
+        checked_array(z * [1.0, limit])
