@@ -182,9 +182,8 @@ def refit(
         iterations += chunk_iterations
         done = np.asarray(done)
         running = members[~done]
-        if callback is not None:
-            n_running = len(np.unique(running))  # padding repeats a stopped replicate
-            callback(Progress(iterations, int(settings.max_iter), n_running, n_boot, math.nan))
+        if callback is not None:  # padding repeats a stopped replicate: never among running
+            callback(Progress(iterations, int(settings.max_iter), len(running), n_boot, math.nan))
         if len(running) == 0 or iterations >= int(settings.max_iter):
             break
         if not in_turn and len(running) <= len(members) // 4 and len(members) > MIN_BATCH:
@@ -237,20 +236,25 @@ def row_weights(key, method: str, n_boot: int, n_rows: int, dtype) -> jax.Array:
     """``(n_boot, n_rows)`` row weights of the weight-based methods: multinomial counts of
     ``n_rows`` rows drawn with replacement ("nonparametric"), or flat Dirichlet weights scaled
     to sum to ``n_rows`` ("weighted")."""
-    zero = jnp.zeros((), dtype)  # carries the dtype into the program
-    return _row_weights(jax.random.key_data(key), zero, method=method, n_boot=n_boot, n_rows=n_rows)
+    return _row_weights(
+        jax.random.key_data(key),
+        method=method,
+        n_boot=n_boot,
+        n_rows=n_rows,
+        dtype=np.dtype(dtype).name,
+    )
 
 
-@program(static_argnames=("method", "n_boot", "n_rows"))
-def _row_weights(key_data, zero, *, method, n_boot, n_rows):
+@program(static_argnames=("method", "n_boot", "n_rows", "dtype"))
+def _row_weights(key_data, *, method, n_boot, n_rows, dtype):
     keys = jax.random.split(jax.random.wrap_key_data(key_data), n_boot)
     if method == "nonparametric":
 
         def counts(k):
             return jnp.bincount(jax.random.randint(k, (n_rows,), 0, n_rows), length=n_rows)
 
-        return jax.vmap(counts)(keys).astype(zero.dtype)
-    exponential = jax.vmap(lambda k: jax.random.exponential(k, (n_rows,), zero.dtype))(keys)
+        return jax.vmap(counts)(keys).astype(dtype)
+    exponential = jax.vmap(lambda k: jax.random.exponential(k, (n_rows,), dtype))(keys)
     return exponential * (n_rows / jnp.sum(exponential, axis=1, keepdims=True))
 
 

@@ -365,9 +365,9 @@ def pass_statistics(X, sample_weight, params, running, *, unit, form, blocks):
     """One pass over the data: every restart's statistics around its current means.
 
     In turn, each restart makes its own pass, in its own form ("auto": :class:`Auto` decides
-    from the restart's parameters; the fits that run in turn are small and name "exact" for
-    "auto", so this serves a form given by name), and one outside ``running`` makes none.
-    Batched, every block serves all restarts at once, in one form for the batch."""
+    from the restart's parameters), over the components it needs
+    (:func:`_pass_on_components`), and one outside ``running`` makes none. Batched, every
+    block serves all restarts at once, in one form for the batch."""
 
     def one_pass(params, form, batched):
         if batched:

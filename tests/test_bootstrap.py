@@ -83,18 +83,25 @@ def test_replicates_equal_separate_fits(covariance_type):
         assert not fits.failed.any()
 
 
-def test_repacking_the_batch_changes_no_replicate(monkeypatch):
-    """Replicates still running once most have stopped go on in a smaller batch: each one's
-    iterations and result are those of the whole batch run in lockstep (batched, as on a GPU
-    or large data; small data on the CPU takes the replicates in turn, below)."""
-    monkeypatch.setattr(_bootstrap, "restarts_in_turn", lambda small: False)
+def tied_replicates(n_boot: int):
+    """Faithful's tied K = 4 fit, ``n_boot`` data sets drawn from its K = 3 fit, and the rest of
+    :func:`_bootstrap.refit`'s arguments (the LRT's 3 vs 4 refits: some take hundreds of
+    iterations, most a few dozen)."""
     Xc, _, data_var = _bootstrap._centred(FAITHFUL)
     small, large = fitted(Xc, 3, "tied"), fitted(Xc, 4, "tied")
     settings = check_settings(
         n_components=1, covariance_type="tied", n_init=1, max_iter=1000, tol=1e-5, reg_covar=1e-6
     )[3]
-    drawn = _bootstrap.draw(jax.random.key(3), small, "tied", 64, len(Xc))
-    common = dict(covariance_type="tied", settings=settings, data_var=data_var)
+    drawn = _bootstrap.draw(jax.random.key(3), small, "tied", n_boot, len(Xc))
+    return large, drawn, dict(covariance_type="tied", settings=settings, data_var=data_var)
+
+
+def test_repacking_the_batch_changes_no_replicate(monkeypatch):
+    """Replicates still running once most have stopped go on in a smaller batch: each one's
+    iterations and result are those of the whole batch run in lockstep (batched, as on a GPU
+    or large data; small data on the CPU takes the replicates in turn, below)."""
+    monkeypatch.setattr(_bootstrap, "restarts_in_turn", lambda small: False)
+    large, drawn, common = tied_replicates(64)
     sizes = []
     advance = _bootstrap._advance
 
@@ -116,13 +123,7 @@ def test_repacking_the_batch_changes_no_replicate(monkeypatch):
 def test_replicates_in_turn_equal_the_batch(monkeypatch):
     """Small data on the CPU: replicates refitted one after another, each stopping on its own,
     equal those of the batch."""
-    Xc, _, data_var = _bootstrap._centred(FAITHFUL)
-    small, large = fitted(Xc, 3, "tied"), fitted(Xc, 4, "tied")
-    settings = check_settings(
-        n_components=1, covariance_type="tied", n_init=1, max_iter=1000, tol=1e-5, reg_covar=1e-6
-    )[3]
-    drawn = _bootstrap.draw(jax.random.key(3), small, "tied", 32, len(Xc))
-    common = dict(covariance_type="tied", settings=settings, data_var=data_var)
+    large, drawn, common = tied_replicates(32)
     in_turn = _bootstrap.refit(large, drawn, **common)
     monkeypatch.setattr(_bootstrap, "restarts_in_turn", lambda small: False)
     together = _bootstrap.refit(large, drawn, **common)

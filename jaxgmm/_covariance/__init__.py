@@ -56,7 +56,7 @@ MCLUST_ALIASES = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical
 # branches only where restarts run in turn (small fits on the CPU): under ``vmap`` a switch runs
 # every branch for every restart, and their loops then ran to their limit on the other models'
 # covariances (iris, 14 models x K = 1..6: 230 s). In turn, a restart runs its own branch only,
-# and a grid of mclust's 14 models compiles one program instead of six (faithful, cold, 2-core
+# and a grid of mclust's 14 models compiles 3 programs instead of 18 (faithful, cold, 2-core
 # VM, 2026-12-06: 11.5 -> 5.2 s); a single iterative model keeps a program of its own, which
 # compiles in half the time of all 14 (faithful, VEI: 1.7 s against 4.0 s).
 ANY_MODEL = AnyModel(tuple(COVARIANCE_TYPES[name] for name in DEFAULT_SELECTION))
