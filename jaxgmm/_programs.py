@@ -223,7 +223,11 @@ def _load(path: Path):
     _prepare_loading()
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        executable = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+        # Kept programs run on one device, the default one, as when compiled in this process;
+        # JAX would load an executable onto every device of the process otherwise.
+        executable = serialize_executable.deserialize_and_load(
+            payload, in_tree, out_tree, execution_devices=jax.devices()[:1]
+        )
     except Exception:  # a partial, stale or foreign file: compile instead (and overwrite it)
         return None
     os.utime(path)  # recently used: the last to go when the folder is trimmed

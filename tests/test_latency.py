@@ -165,6 +165,31 @@ def test_programs_are_loaded_from_disk_by_another_process(tmp_path):
     assert list((tmp_path / "programs").glob("*.jaxgmm-program"))
 
 
+def test_a_program_from_disk_runs_in_a_process_of_several_devices(tmp_path):
+    """A program kept on disk runs on one device, also where the process has several (JAX loads
+    a serialised executable onto every device unless told which: a second process of a
+    several-GPU machine could not run a single fit)."""
+    script = textwrap.dedent("""
+        import jax, jax.numpy as jnp
+        from jaxgmm import _programs
+        assert len(jax.devices()) == 4
+        double = _programs.Program(lambda x: 2 * x + 1)
+        print(double(jnp.arange(3.0)).tolist())
+    """)
+    flags = os.environ.get("XLA_FLAGS", "")
+    env = os.environ | {
+        "JAXGMM_CACHE_DIR": str(tmp_path),
+        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4",
+    }
+    for _ in range(2):  # the first compiles and stores, the second loads
+        run = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.split("\n")[0] == "[1.0, 3.0, 5.0]"
+    assert list(tmp_path.glob("*.jaxgmm-program"))
+
+
 def test_a_damaged_cache_file_is_compiled_again(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path))
     double = _programs.Program(lambda x: 2 * x + 1)
