@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FAITHFUL = ROOT / "bench" / "data" / "faithful.csv"
+FAITHFUL = ROOT / "jaxgmm" / "data" / "faithful.csv"
 
 JAXGMM = """
 import sys, time, json

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parent / "data"
+DATA = ROOT / "jaxgmm" / "data"
 DATASETS = ("faithful", "iris", "mixture-1e4x8")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latency.md"
 

@@ -2,7 +2,7 @@
 
     python -m bench.mclust_prior      # about 4 minutes on 2 shared cores (float64, CPU)
 
-For R's faithful and iris data (bench/data), each of the ten models that have a prior (all of
+For R's faithful and iris data (jaxgmm/data), each of the ten models that have a prior (all of
 mclust's but VEE, EVE, VVE and EVV) and K = 1..6, wherever mclust's own fit with the prior
 converged, jaxgmm's log-likelihood minus mclust's (recorded by tests/data/mclust/make_reference.R:
 ``me()`` from mclust's hierarchical-clustering start, ``priorControl()``, tolerance 1e-11 on
@@ -52,7 +52,7 @@ import jaxgmm
 from .machine import describe, header_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "bench" / "data"
+DATA = ROOT / "jaxgmm" / "data"
 MCLUST = ROOT / "tests" / "data" / "mclust"
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA_SETS = ("faithful", "iris")

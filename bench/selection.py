@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data"
+DATA = Path(__file__).resolve().parents[1] / "jaxgmm" / "data"
 DEFAULT_OUT = HERE / "results" / "selection.md"
 SKLEARN_TYPES = ("full", "tied", "diag", "spherical")
 MCLUST_NAMES = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII"}

@@ -3,7 +3,7 @@ a range of tolerances.
 
     python -m bench.tolerance      # about a minute on 2 cores (float64, CPU)
 
-For R's faithful and iris data (bench/data), jaxgmm's selection over mclust's 14 models and
+For R's faithful and iris data (jaxgmm/data), jaxgmm's selection over mclust's 14 models and
 K = 1..6 from mclust's start (``init_params="hc"``, one restart, ``reg_covar=0``: mclust has no
 regularisation), float64, once per ``tol`` (jaxgmm's stop: the change of the mean log-likelihood
 per row). Each row's BIC is compared with mclust's own table (``tests/data/mclust/

@@ -13,15 +13,15 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from helpers import read_matrix
 
 import jaxgmm
 from jaxgmm import _bootstrap
 from jaxgmm._fit import check_settings
+from jaxgmm.datasets import faithful, iris
 
 DATA = Path(__file__).parent / "data" / "mclust"
-FAITHFUL = read_matrix(Path(__file__).parents[1] / "bench" / "data" / "faithful.csv")
-IRIS = read_matrix(Path(__file__).parents[1] / "bench" / "data" / "iris.csv")
+FAITHFUL = faithful()
+IRIS = iris()
 
 pytestmark = pytest.mark.usefixtures("x64")
 

@@ -16,9 +16,10 @@ import pytest
 from helpers import read_matrix
 
 from jaxgmm._hc import _cut, _svd_scale, _vvv_merges, hc_partitions
+from jaxgmm.datasets import DATA_DIR
 
 DATA = Path(__file__).parent / "data" / "mclust"
-BENCH_DATA = Path(__file__).parents[1] / "bench" / "data"
+BENCH_DATA = DATA_DIR
 
 
 def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:

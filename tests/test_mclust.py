@@ -19,10 +19,11 @@ import jaxgmm
 from jaxgmm import reference
 from jaxgmm._covariance import covariance_unit
 from jaxgmm._params import params_from_covariances
+from jaxgmm.datasets import DATA_DIR
 from jaxgmm.estimator import fitted_model
 
 DATA = Path(__file__).parent / "data" / "mclust"
-BENCH_DATA = Path(__file__).parents[1] / "bench" / "data"
+BENCH_DATA = DATA_DIR
 CLOSED_FORM = ("EII", "VII", "EEI", "EVI", "VVI", "EEE", "EEV", "EVV", "VVV")
 # VVE is not compared: mclust 6's M-step leaves the volumes out of its orientation update, and
 # stops at other points (jaxgmm's log-likelihood is 0.07 to 24 higher at G = 2..4; see the

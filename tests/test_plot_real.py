@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 
 import jaxgmm
-from jaxgmm import plot
+from jaxgmm import datasets, plot
 
-DATA = Path(__file__).resolve().parents[1] / "bench" / "data"
-
-
-def load(name: str) -> np.ndarray:
-    return np.loadtxt(DATA / f"{name}.csv", delimiter=",", skiprows=1)
+WREATH = Path(__file__).resolve().parents[1] / "bench" / "data" / "wreath.csv"
 
 
 def fitted(X, k, covariance_type="full"):
@@ -25,7 +21,8 @@ def fitted(X, k, covariance_type="full"):
 
 @pytest.fixture(scope="module")
 def cases():
-    faithful, iris, wreath = load("faithful"), load("iris"), load("wreath")
+    faithful, iris = datasets.faithful(), datasets.iris()
+    wreath = np.loadtxt(WREATH, delimiter=",", skiprows=1)
     one = faithful[:, :1]
     return {
         "faithful": (fitted(faithful, 2), faithful),
@@ -80,7 +77,7 @@ def test_data_of_different_scales_fill_their_panel(cases):
 
 
 def test_selection_keeps_the_competitive_models_readable():
-    X = load("faithful")
+    X = datasets.faithful()
     result = jaxgmm.select(X, range(1, 6), random_state=0)
     fig = plot.selection(result)
     assert_nothing_cut(fig)

@@ -19,9 +19,10 @@ from helpers import read_matrix
 
 from jaxgmm import reference, reference_noise
 from jaxgmm._hc import hc_partitions
+from jaxgmm.datasets import DATA_DIR
 
 DATA = Path(__file__).parent / "data" / "mclust"
-BENCH_DATA = Path(__file__).parents[1] / "bench" / "data"
+BENCH_DATA = DATA_DIR
 
 
 def read_rows(name: str) -> list[dict[str, str]]:
