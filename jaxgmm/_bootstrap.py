@@ -395,6 +395,15 @@ def bootstrap(
     -------
     BootstrapResult
         With ``standard_errors()`` and ``intervals(level)``.
+
+    Examples
+    --------
+    >>> import jaxgmm
+    >>> X = jaxgmm.lesson_data()
+    >>> model = jaxgmm.GaussianMixture(2, random_state=0).fit(X)
+    >>> boot = jaxgmm.bootstrap(model, X, n_boot=99, random_state=0)
+    >>> boot.means.shape, boot.standard_errors()["means"].shape
+    ((99, 2, 2), (2, 2))
     """
     from .estimator import GaussianMixture
 
@@ -529,13 +538,46 @@ def bootstrap_lrt(
     starts), and ``n_boot`` replicate statistics from data sets of N rows drawn from the fitted
     K-component model, each fitted with K components and with K + 1, from the observed fits'
     parameters. The p-value is ``(1 + #{replicates >= observed} + #failed) / (n_boot + 1)``.
-    Without ``max_components`` the tests stop at the first that is not significant at
-    ``level`` (or at 9 components, as mclust); with it, every K up to ``max_components`` is
-    tested (mclust's ``maxG``).
 
-    ``tol`` and ``max_iter`` are every fit's (``tol`` on the mean log-likelihood per row);
-    ``reg_covar`` and ``prior`` as in :func:`jaxgmm.fit`; ``progress`` draws a bar per
-    batch of refits on stderr.
+    Parameters
+    ----------
+    X : (N, D) array-like
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
+    max_components : int, optional
+        Test every K up to ``max_components`` (mclust's ``maxG``). Without it the tests stop
+        at the first that is not significant at ``level`` (or at 9 components, as mclust).
+    n_boot : int
+        Replicates per test.
+    level : float
+        The significance level of the sequential procedure.
+    n_init : int
+        k-means starts of the observed fits, besides mclust's hierarchical start.
+    random_state : int, numpy Generator or None
+    tol, max_iter : float, int
+        Every fit's (``tol`` on the mean log-likelihood per row).
+    reg_covar : float
+    prior : {None, "default"}
+        As in :func:`jaxgmm.fit`.
+    progress : bool
+        Draw a bar per batch of refits on stderr.
+
+    Returns
+    -------
+    BootstrapLRTResult
+        The observed statistics, the replicates', the p-values and the chosen K.
+
+    Examples
+    --------
+    >>> import jaxgmm
+    >>> from jaxgmm.datasets import faithful
+
+    The observed statistics are mclust's (299.22 and 27.72 with its ``mclustBootstrapLRT``):
+
+    >>> lrt = jaxgmm.bootstrap_lrt(faithful(), covariance_type="EEE", max_components=2,
+    ...                            n_boot=19, random_state=0)
+    >>> lrt.boot.shape, [round(float(s), 1) for s in lrt.statistic]
+    ((19, 2), [299.2, 27.7])
     """
     unit = covariance_unit(covariance_type)
     n_boot = check_int(n_boot, "n_boot", 2)

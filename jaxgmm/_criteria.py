@@ -27,7 +27,26 @@ def n_parameters(
     covariance_type: str, n_components: int, n_features: int, noise: bool = False
 ) -> int:
     """Free parameters, as scikit-learn and mclust count them: (K - 1) weights, K D means and
-    the covariance parameters, and with a noise component mclust's 2 more (``jaxgmm._noise``)."""
+    the covariance parameters, and with a noise component mclust's 2 more (``jaxgmm._noise``).
+
+    Parameters
+    ----------
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
+    n_components : int
+    n_features : int
+    noise : bool
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> import jaxgmm
+    >>> jaxgmm.n_parameters("full", 3, 2), jaxgmm.n_parameters("EEE", 3, 2)
+    (17, 11)
+    """
     covariances = covariance_unit(covariance_type).n_parameters(n_components, n_features)
     extra = NOISE_PARAMETERS if noise else 0
     return (n_components - 1) + n_components * n_features + covariances + extra

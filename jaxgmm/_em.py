@@ -103,7 +103,33 @@ def component_log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> 
 @with_matmul_precision
 @partial(jax.jit, static_argnames=("covariance_type",))
 def log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> Array:
-    """Log density of the mixture at each sample, ``(N,)``."""
+    """Log density of the mixture at each sample.
+
+    Parameters
+    ----------
+    X : (N, D) array
+    params : GMMParams
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
+
+    Returns
+    -------
+    (N,) array
+        ``log sum_k weight_k N(x_n | mean_k, covariance_k)`` (with a noise component, its
+        density too).
+
+    Examples
+    --------
+    Two components at -1 and 1 with unit variance, in float32 (float64 needs JAX's 64-bit
+    mode):
+
+    >>> import numpy as np, jaxgmm
+    >>> params = jaxgmm.params_from_covariances(
+    ...     np.float32([0.5, 0.5]), np.float32([[-1], [1]]), np.ones((2, 1, 1), np.float32),
+    ...     covariance_type="full")
+    >>> np.asarray(jaxgmm.log_prob(np.float32([[0], [1]]), params, covariance_type="full")).round(4)
+    array([-1.4189, -1.4852], dtype=float32)
+    """
     unit = covariance_unit(covariance_type)
     return _by_rows(
         lambda x: logsumexp(_weighted_log_prob(x, params, unit)), X, params.means.shape[0]
@@ -342,8 +368,39 @@ def em_step(
 ) -> tuple[GMMParams, Array]:
     """One EM iteration: the E-step and ``m_step(previous=params)``, fused into one pass.
 
-    Returns the new parameters and the lower bound computed in the E-step from ``params`` (so the
-    lower bound belongs to the parameters passed in, as in scikit-learn).
+    Parameters
+    ----------
+    X : (N, D) array
+    params : GMMParams
+        The current parameters.
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
+    reg_covar : float
+        Added to the diagonal of every covariance.
+    sample_weight : (N,) array, optional
+
+    Returns
+    -------
+    params : GMMParams
+        The new parameters.
+    lower_bound : () array
+        The lower bound computed in the E-step from ``params``: it belongs to the parameters
+        passed in, as in scikit-learn.
+
+    Examples
+    --------
+    Ten EM iterations by hand, from :func:`jaxgmm.initialize`'s start (``lax.scan`` or
+    ``jit`` of a loop work the same way); the lower bound never decreases:
+
+    >>> import jax, numpy as np, jaxgmm
+    >>> X = jaxgmm.lesson_data().astype(np.float32)
+    >>> params = jax.tree.map(lambda a: a[0], jaxgmm.initialize(jax.random.key(0), X, 2))
+    >>> bounds = []
+    >>> for _ in range(10):
+    ...     params, lower_bound = jaxgmm.em_step(X, params, covariance_type="full")
+    ...     bounds.append(float(lower_bound))
+    >>> bool(np.all(np.diff(bounds) >= -1e-6)), np.asarray(params.weights).round(2)
+    (True, array([0.5, 0.5], dtype=float32))
     """
     unit = covariance_unit(covariance_type)
     w = jnp.ones(X.shape[0], X.dtype) if sample_weight is None else sample_weight

@@ -524,7 +524,19 @@ def best_restart(
 ) -> Array:
     """Index of the restart with the highest final lower bound among those that did not fail,
     and, when ``prefer_nondegenerate`` and any exists, among those that are not degenerate.
-    ``xp=numpy`` computes it on the host."""
+
+    Parameters
+    ----------
+    lower_bound, failed, degenerate : (n_init,) arrays
+        As in :class:`RestartOutcome`.
+    prefer_nondegenerate : bool
+    xp : module
+        ``jax.numpy`` (default), or ``numpy`` to compute it on the host.
+
+    Returns
+    -------
+    () int array
+    """
     candidates = ~failed
     if prefer_nondegenerate:
         preferred = candidates & ~degenerate

@@ -229,8 +229,26 @@ def initialize(
     reg_covar: float = 1e-6,
     sample_weight=None,
 ) -> GMMParams:
-    """The starting parameters :func:`fit` would use for each restart, with a leading ``n_init``
-    axis (restart i from ``fold_in(key, i)``). See :func:`fit` for the arguments."""
+    """The starting parameters :func:`fit` would use for each restart.
+
+    Parameters
+    ----------
+    key : PRNG key
+    X : (N, D) array
+    n_components : int
+    covariance_type : str
+    n_init : int
+    init : {"kmeans", "k-means++", "random", "random_from_data", "hc"}
+    reg_covar : float
+    sample_weight : (N,) array, optional
+        All as in :func:`fit`.
+
+    Returns
+    -------
+    GMMParams
+        With a leading ``n_init`` axis on every field: restart i's start is that of
+        :func:`fit`'s restart i with the same key.
+    """
     unit, n_components, n_init, settings = check_settings(
         n_components=n_components,
         covariance_type=covariance_type,
@@ -769,14 +787,6 @@ def fit(
         (``jaxgmm._missing``): each row's density is its marginal over its observed values, and
         the M-step takes the missing ones in expectation. Rows missing every value are left
         out, with a warning. "error" (default) refuses NaN.
-    matmul_precision : {"highest", "high", "default"}, optional
-        Precision of float32 matrix products (``jaxgmm._matmul_precision``). None (default)
-        means "highest", full float32 on every device; "high" and "default" let NVIDIA GPUs
-        use TF32 and TPUs bfloat16 passes: faster, but about three decimal digits less
-        accurate (figures in bench/README.md). The same on a CPU; float64 is unaffected.
-
-    A first Ctrl-C during the fit stops it after the running chunk of iterations and returns
-    the best result so far, with ``interrupted`` set; a second one aborts.
 
     Returns
     -------
@@ -789,6 +799,21 @@ def fit(
     ValueError
         On invalid input, or when every restart failed (outside JAX transformations; under them
         check ``result.restarts.failed``).
+
+    Notes
+    -----
+    A first Ctrl-C during the fit stops it after the running chunk of iterations and returns
+    the best result so far, with ``interrupted`` set; a second one aborts.
+
+    Examples
+    --------
+    >>> import jax, numpy as np, jaxgmm
+    >>> X = jaxgmm.lesson_data().astype(np.float32)
+    >>> result = jaxgmm.fit(jax.random.key(0), X, 2, n_init=4)
+    >>> result.params.means.shape, result.restarts.lower_bound.shape
+    ((2, 2), (4,))
+    >>> bool(result.converged), int(result.best_restart) in range(4)
+    (True, True)
     """
     unit, n_components, n_init, settings = check_settings(
         n_components=n_components,

@@ -76,10 +76,23 @@ def _draw_index(u: Array, p: Array, row_shards: int) -> Array:
 
 @with_matmul_precision
 def kmeans_plusplus(key: Array, X: Array, n_clusters: int, sample_weight=None) -> Array:
-    """Greedy k-means++ centres ``(n_clusters, D)``: each new centre is the best of
-    ``2 + log(K)`` candidates drawn with probability proportional to weight times squared
-    distance to the nearest centre so far (Arthur and Vassilvitskii; scikit-learn's trial
-    count). The draws come from ``key`` as those of restart 0 of :func:`jaxgmm.fit`."""
+    """Greedy k-means++ centres: each new centre is the best of ``2 + log(K)`` candidates
+    drawn with probability proportional to weight times squared distance to the nearest centre
+    so far (Arthur and Vassilvitskii; scikit-learn's trial count).
+
+    Parameters
+    ----------
+    key : PRNG key
+        The draws come from it as those of restart 0 of :func:`jaxgmm.fit`.
+    X : (N, D) array
+    n_clusters : int
+    sample_weight : (N,) array, optional
+
+    Returns
+    -------
+    (n_clusters, D) array
+        The centres, rows of ``X``.
+    """
     uniforms = uniform_table(key, np.zeros(1, np.int32), n_clusters, X.dtype)[0]
     return _kmeans_plusplus(uniforms, X, n_clusters, sample_weight)
 

@@ -80,4 +80,33 @@ def with_matmul_precision(fun):
     tail = [p for p in parameters if p.kind == inspect.Parameter.VAR_KEYWORD]
     head = [p for p in parameters if p.kind != inspect.Parameter.VAR_KEYWORD]
     wrapper.__signature__ = signature.replace(parameters=[*head, keyword, *tail])
+    wrapper.__doc__ = documented(fun.__doc__)
     return wrapper
+
+
+PARAMETER_DOC = """\
+matmul_precision : {"highest", "high", "default"}, optional
+    Precision of float32 matrix products (``jaxgmm._matmul_precision``). None (default)
+    means "highest", full float32 on every device; "high" and "default" let NVIDIA GPUs
+    use TF32 and TPUs bfloat16 passes: faster, but about three decimal digits less
+    accurate (figures in bench/README.md). The same on a CPU; float64 is unaffected."""
+
+
+def documented(doc: str | None) -> str | None:
+    """``doc`` with ``matmul_precision`` last in its numpydoc Parameters section, if it has one:
+    the one description of the parameter that every decorated function adds."""
+    if not doc or "\n    Parameters\n    ----------\n" not in doc:
+        return doc
+    lines = doc.split("\n")
+    start = lines.index("    Parameters") + 2
+    end = next(
+        (i for i in range(start, len(lines) - 1) if set(lines[i + 1].strip()) == {"-"}),
+        len(lines),
+    )
+    names = [line for line in lines[start:end] if line.startswith("    ") and line[4] != " "]
+    if any("matmul_precision" in line for line in names):  # described with others
+        return doc
+    while lines[end - 1].strip() == "":  # after the last parameter, before the blank line
+        end -= 1
+    entry = [f"    {line}" for line in PARAMETER_DOC.split("\n")]
+    return "\n".join(lines[:end] + entry + lines[end:])

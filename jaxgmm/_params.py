@@ -20,14 +20,14 @@ class GMMParams(NamedTuple):
 
     Shapes follow scikit-learn's ``GaussianMixture`` attributes:
 
-    ===================== ========== ========= ======== ===========
-    field                 full       tied      diag     spherical
-    ===================== ========== ========= ======== ===========
-    ``weights``           (K,)       (K,)      (K,)     (K,)
-    ``means``             (K, D)     (K, D)    (K, D)   (K, D)
-    ``covariances``       (K, D, D)  (D, D)    (K, D)   (K,)
-    ``precisions_cholesky`` same shape as ``covariances``
-    ===================== ========== ========= ======== ===========
+    ========================= ========== ========= ======== ===========
+    field                     full       tied      diag     spherical
+    ========================= ========== ========= ======== ===========
+    ``weights``               (K,)       (K,)      (K,)     (K,)
+    ``means``                 (K, D)     (K, D)    (K, D)   (K, D)
+    ``covariances``           (K, D, D)  (D, D)    (K, D)   (K,)
+    ``precisions_cholesky``   (K, D, D)  (D, D)    (K, D)   (K,)
+    ========================= ========== ========= ======== ===========
 
     ``precisions_cholesky`` is scikit-learn's factor: an upper-triangular ``U`` with
     ``U @ U.T`` equal to the precision (inverse covariance) for full and tied, and ``1/sqrt`` of the
@@ -119,7 +119,21 @@ class FitResult(NamedTuple):
 
 
 def params_from_covariances(weights, means, covariances, *, covariance_type: str) -> GMMParams:
-    """Parameters from weights, means and covariances, with the matching precision factor."""
+    """Parameters from weights, means and covariances, with the matching precision factor.
+
+    Parameters
+    ----------
+    weights : (K,) array
+    means : (K, D) array
+    covariances : array
+        In the shapes of ``covariance_type``'s family (full: (K, D, D), diag: (K, D), ...).
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
+
+    Returns
+    -------
+    GMMParams
+    """
     unit = covariance_unit(covariance_type)
     covariances = jnp.asarray(covariances)
     return GMMParams(
@@ -129,7 +143,21 @@ def params_from_covariances(weights, means, covariances, *, covariance_type: str
 
 def params_from_precisions(weights, means, precisions, *, covariance_type: str) -> GMMParams:
     """Parameters from weights, means and precisions (inverse covariances), as scikit-learn's
-    ``precisions_init``; the covariances are obtained from the factor by triangular solves."""
+    ``precisions_init``; the covariances are obtained from the factor by triangular solves.
+
+    Parameters
+    ----------
+    weights : (K,) array
+    means : (K, D) array
+    precisions : array
+        In the shapes of ``covariance_type``'s family, as ``covariances``.
+    covariance_type : str
+        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
+
+    Returns
+    -------
+    GMMParams
+    """
     unit = covariance_unit(covariance_type)
     prec_chol = unit.factor_from_precisions(jnp.asarray(precisions))
     return GMMParams(

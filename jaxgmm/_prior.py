@@ -62,8 +62,18 @@ class Prior(NamedTuple):
 
 
 def default_prior(X, sample_weight=None) -> Prior:
-    """mclust's ``defaultPrior`` for data ``X`` (weights count as repeated rows), in the
-    data's dtype."""
+    """mclust's ``defaultPrior`` for data ``X``, in the data's dtype.
+
+    Parameters
+    ----------
+    X : (N, D) array
+    sample_weight : (N,) array, optional
+        Weights count as repeated rows.
+
+    Returns
+    -------
+    Prior
+    """
     X = jnp.asarray(X)
     dtype = X.dtype
     w = jnp.ones(X.shape[0], dtype) if sample_weight is None else jnp.asarray(sample_weight, dtype)

@@ -198,19 +198,53 @@ def select(
     noise=False,
     missing: str = "error",
 ) -> SelectionResult:
-    """Fit a grid of Gaussian mixtures (every K in ``n_components`` for every covariance type
-    of ``covariance_types``: by default scikit-learn's four, "full", "tied", "diag" and
-    "spherical"; "all" for every one of ``jaxgmm.COVARIANCE_TYPES``) and rank them
-    by ``criterion`` ("bic", "aic" or "icl"; lower is better).
+    """Fit a grid of Gaussian mixtures, every K with every covariance type, and rank them.
 
-    ``X`` is what :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
-    float64). The other arguments are as in :class:`GaussianMixture` (``progress`` draws a bar
-    per covariance type on stderr; ``devices`` shards the rows; ``matmul_precision`` as in
-    :func:`jaxgmm.fit`; ``prior="default"`` is mclust's conjugate prior, with which "all" means
-    the models that have one; ``noise`` adds mclust's noise component to every model, from
-    one initial noise mask; ``missing="em"`` fits data with missing values, NaN, as
-    :func:`jaxgmm.fit` does). Returns a
-    :class:`SelectionResult` with the table and the fitted models.
+    Parameters
+    ----------
+    X : (N, D) array-like
+        What :class:`GaussianMixture` accepts (float32 stays float32; float64 is fitted in
+        float64).
+    n_components : iterable of int
+        The values of K.
+    covariance_types : sequence of str, or "all", optional
+        Names of ``jaxgmm.COVARIANCE_TYPES``; by default scikit-learn's four, "full", "tied",
+        "diag" and "spherical"; "all" for every one (with ``prior``, those that have one).
+    n_init : int
+        Restarts per model; each row is the best of its restarts.
+    criterion : {"bic", "aic", "icl"}
+        What ranks the models; lower is better.
+    random_state : int, numpy Generator or None
+    max_iter, tol, reg_covar, init_params, prefer_nondegenerate
+        As in :class:`GaussianMixture`.
+    sample_weight : (N,) array, optional
+    progress : bool
+        Draw a progress bar per covariance type on stderr.
+    devices : jax.sharding.Mesh or list of devices, optional
+        Shard the rows over these devices, as :func:`jaxgmm.fit`.
+    prior : {None, "default"}
+        mclust's conjugate prior (:func:`jaxgmm.default_prior`).
+    noise : bool or (N,) bool array
+        Add mclust's noise component to every model, from one initial noise mask.
+    missing : {"error", "em"}
+        "em" fits data with values missing at random (NaN), as :func:`jaxgmm.fit` does.
+
+    Returns
+    -------
+    SelectionResult
+        The table (log-likelihood, parameters, BIC, AIC, ICL per model), the fitted models
+        and the best one.
+
+    Examples
+    --------
+    >>> import jaxgmm
+    >>> result = jaxgmm.select(jaxgmm.lesson_data(), [1, 2, 3], ["full", "diag"],
+    ...                        random_state=0)
+    >>> best = result.best
+    >>> best.covariance_type, best.n_components
+    ('diag', 2)
+    >>> [(row["covariance_type"], row["n_components"]) for row in result.top(2)]
+    [('diag', 2), ('full', 2)]
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")

@@ -217,6 +217,9 @@ def fit_stream(
         as they are.
     block_size : int
         Rows moved to the device at a time.
+    subsample : int
+        Rows of the uniform random subsample, drawn in the first pass, on which ``init``'s
+        method runs.
     callback : callable, optional
         Called with a :class:`jaxgmm.Progress` after every iteration.
     prior : {None, "default"}
@@ -230,10 +233,23 @@ def fit_stream(
 
     Returns
     -------
-    FitResult, as :func:`jaxgmm.fit` (sample weights are not supported here).
+    FitResult
+        As :func:`jaxgmm.fit`'s (sample weights are not supported here).
 
+    Notes
+    -----
     Passes over the data: one to check them and compute their mean, variance and subsample,
     then one per EM iteration.
+
+    Examples
+    --------
+    >>> import jax, numpy as np, tempfile, os, jaxgmm
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, jaxgmm.lesson_data().astype(np.float32))
+    >>> result = jaxgmm.fit_stream(jax.random.key(0), np.load(path, mmap_mode="r"), 2)
+    >>> means = np.asarray(result.params.means)
+    >>> np.allclose(means[means[:, 0].argsort()], [[-2, 0], [2, 1]], atol=0.1)
+    True
     """
     unit, n_components, n_init, settings = check_settings(
         n_components=n_components,

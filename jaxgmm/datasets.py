@@ -17,10 +17,22 @@ DATA_DIR = Path(__file__).with_name("data")
 
 
 def lesson_data(n_per_cluster: int = 100, seed: int = 42, *, return_labels: bool = False):
-    """The lesson's data: ``2 * n_per_cluster`` points in 2-D, half from a Gaussian at (-2, 0),
-    half from one at (2, 1), both with covariance 0.6 I, drawn with ``numpy.random`` ``seed``.
+    """The lesson's data: points in 2-D, half from a Gaussian at (-2, 0), half from one at
+    (2, 1), both with covariance 0.6 I.
 
-    Returns ``X (200, 2)`` float64, and the true labels ``(200,)`` when ``return_labels``.
+    Parameters
+    ----------
+    n_per_cluster : int
+    seed : int
+        Of ``numpy.random.default_rng``.
+    return_labels : bool
+        Also return the true labels.
+
+    Returns
+    -------
+    X : (2 n_per_cluster, 2) float64 array
+    labels : (2 n_per_cluster,) int array
+        Only with ``return_labels``.
 
     Examples
     --------
@@ -56,8 +68,11 @@ def iris(*, return_labels: bool = False):
     """Fisher's (Anderson's) irises: ``(150, 4)`` float64, sepal length, sepal width, petal
     length and petal width (cm), R's ``iris`` without its species column.
 
-    With ``return_labels``, also the species ``(150,)``: 0 setosa, 1 versicolor, 2 virginica
-    (50 each, in that order).
+    Parameters
+    ----------
+    return_labels : bool
+        Also return the species ``(150,)``: 0 setosa, 1 versicolor, 2 virginica (50 each, in
+        that order).
 
     Examples
     --------

@@ -119,7 +119,8 @@ class GaussianMixture(EstimatorParams):
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-    lower_bounds_ : (n_iter_,) ndarray
+    lower_bounds_ : ndarray
+        Of shape ``(n_iter_,)``.
     restarts_ : RestartOutcome
         Every restart's final lower bound, trace, n_iter, converged, failed, degenerate and
         parameters, as NumPy arrays.
@@ -132,8 +133,22 @@ class GaussianMixture(EstimatorParams):
         its log density ``-log V``. ``predict_proba`` then has a last column for it, and
         ``predict`` labels its points -1.
     n_features_in_ : int
-    feature_names_in_ : (n_features_in_,) ndarray, only when fitted on a DataFrame with
-        string column names.
+    feature_names_in_ : ndarray
+        Of shape ``(n_features_in_,)``, only when fitted on a DataFrame with string column
+        names.
+
+    Examples
+    --------
+    >>> import numpy as np, jaxgmm
+    >>> X = jaxgmm.lesson_data()
+    >>> gm = jaxgmm.GaussianMixture(2, n_init=4, random_state=0).fit(X)
+    >>> means = gm.means_[gm.means_[:, 0].argsort()]  # the lesson's truth: (-2, 0) and (2, 1)
+    >>> np.allclose(means, [[-2, 0], [2, 1]], atol=0.1)
+    True
+    >>> gm.converged_, gm.predict(X[:1]) == gm.predict(X[:2])[0]
+    (True, array([ True]))
+    >>> round(gm.bic(X), 1) < jaxgmm.GaussianMixture(3, random_state=0).fit(X).bic(X)
+    True
     """
 
     def __init__(
@@ -669,12 +684,24 @@ def fitted_model(
 
 
 def load(path) -> GaussianMixture:
-    """Read a model written by ``GaussianMixture.save``; returns a fitted ``GaussianMixture``.
+    """Read a model written by ``GaussianMixture.save``.
 
-    Raises :class:`ModelFileError` naming the file and the problem for a missing, corrupt or
-    truncated file, a missing entry, a newer format version, or parameters that are not a valid
-    mixture (non-finite, weights not summing to 1, covariances not symmetric positive definite).
-    An older format version loads with a warning.
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    GaussianMixture
+        Fitted.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file and the problem, for a missing, corrupt or truncated file, a missing
+        entry, a newer format version, or parameters that are not a valid mixture (non-finite,
+        weights not summing to 1, covariances not symmetric positive definite). An older
+        format version loads with a warning.
     """
     metadata, arrays = _model_file.read(path)
     defaults = GaussianMixture().get_params()

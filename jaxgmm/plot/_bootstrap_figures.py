@@ -29,7 +29,18 @@ def bootstrap_lrt(result: BootstrapLRTResult, *, figsize=None) -> Figure:
     """One panel per test of K against K + 1 components: a histogram of the replicates'
     statistics, the observed statistic as a red line, and the p-value (mclust's
     ``plot.mclustBootstrapLRT``). Failed replicates are left out of the histogram and counted
-    in the title."""
+    in the title.
+
+    Parameters
+    ----------
+    result : BootstrapLRTResult
+    figsize : (float, float), optional
+        Inches; by default from the number of panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     n_tests = len(result.components)
     fig, axes = _grid(n_tests, 3, figsize)
     for ax, j in zip(axes, range(n_tests), strict=False):
@@ -60,7 +71,19 @@ def bootstrap(result: BootstrapResult, *, what: str = "weights", figsize=None) -
     """Histograms of the replicates of one kind of parameter (``what``: "weights", "means" or
     "covariances"), one panel per scalar, with the model's value as a line and the 95%
     percentile interval shaded (mclust's ``plot.MclustBootstrap``). Covariances in the model's
-    own shapes (a tied model has one matrix; its lower triangle is shown)."""
+    own shapes (a tied model has one matrix; its lower triangle is shown).
+
+    Parameters
+    ----------
+    result : BootstrapResult
+    what : {"weights", "means", "covariances"}
+    figsize : (float, float), optional
+        Inches; by default from the number of panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     if what not in _TITLES:
         raise ValueError(f"what must be one of {list(_TITLES)}, got {what!r}")
     replicates = getattr(result, what)

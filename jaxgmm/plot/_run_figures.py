@@ -162,6 +162,15 @@ def exercises(result: SelectionResult, X, *, like=None, figsize=None) -> Figure:
     With ``like`` (a fitted model), each component takes the colour of its nearest component
     of ``like``, as in that model's own figures.
 
+    Parameters
+    ----------
+    result : SelectionResult
+    X : array-like of shape (N, D)
+        The data the models were fitted to.
+    like : GaussianMixture, optional
+    figsize : (float, float), optional
+        Inches; by default from the numbers of covariance types and K.
+
     Returns
     -------
     matplotlib.figure.Figure

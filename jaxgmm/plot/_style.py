@@ -89,7 +89,18 @@ NOISE_COLOR = (0.5, 0.5, 0.5, 1.0)  # a noise component's points: grey, no compo
 
 
 def component_colors(k: int) -> np.ndarray:
-    """(K, 4) RGBA colours: tab10 (component 0 blue, 1 orange, ...), tab20 beyond 10."""
+    """The colours of components in every figure: tab10 (component 0 blue, 1 orange, ...),
+    tab20 beyond 10.
+
+    Parameters
+    ----------
+    k : int
+        The number of components.
+
+    Returns
+    -------
+    (k, 4) RGBA array
+    """
     import matplotlib
 
     name = "tab10" if k <= 10 else "tab20"
