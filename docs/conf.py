@@ -17,7 +17,7 @@ from pathlib import Path
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4"]
 ).strip()
-os.environ.setdefault("COLUMNS", "100")  # argparse's help wraps to this width
+os.environ["COLUMNS"] = "80"  # argparse's help wraps to this width: the page's code blocks
 
 import jaxgmm  # noqa: E402
 import jaxgmm.datasets  # noqa: E402
@@ -203,5 +203,6 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "show_memory": False,
+    "capture_repr": (),  # printed output only, not the repr of a block's last expression
     "reference_url": {"jaxgmm": None},
 }

@@ -12,6 +12,8 @@ machine with several GPUs this is all it takes; several hosts join with
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from matplotlib.figure import Figure
 
 import jaxgmm
 
@@ -22,6 +24,7 @@ rng = np.random.default_rng(0)
 X = np.vstack(
     [rng.normal(loc, 1.0, size=(20_000, 3)) for loc in ((0, 0, 0), (4, 0, 2), (0, 5, -2))]
 ).astype(np.float32)
+X = X[rng.permutation(len(X))]  # each device's rows then hold every cluster
 
 one = jaxgmm.fit(jax.random.key(0), X, 3, n_init=2)
 sharded = jaxgmm.fit(jax.random.key(0), X, 3, n_init=2, devices=devices)
@@ -35,3 +38,18 @@ print(
 # The estimator and :func:`jaxgmm.select` take the same ``devices=``.
 model = jaxgmm.GaussianMixture(3, devices=devices, random_state=0).fit(X)
 print(model.means_.round(2))
+
+# %%
+# Where the rows live: ``jax.device_put`` of the data with a sharding over the devices gives
+# each device a contiguous block of rows (this is what ``devices=`` does inside the fit).
+mesh = Mesh(np.array(devices), ("rows",))
+sharded_X = jax.device_put(X, NamedSharding(mesh, PartitionSpec("rows")))
+figure = Figure(figsize=(6, 4.5), layout="constrained")
+ax = figure.add_subplot()
+for shard in sharded_X.addressable_shards:
+    rows = np.arange(len(X))[shard.index[0]]
+    ax.scatter(X[rows[::20], 0], X[rows[::20], 1], s=4, label=f"rows on {shard.device}")
+ax.scatter(*model.means_[:, :2].T, marker="x", s=120, color="k", label="fitted means")
+ax.set_xlabel("feature 0")
+ax.set_ylabel("feature 1")
+ax.legend(loc="upper right", fontsize=8)
