@@ -34,6 +34,11 @@ from ._covariance import without_lapack
 # 4,096 rows (D = 8, 32 restarts) to 131,072 (D = 2) ran fastest, 1.1-1.5x faster than 4,096 at
 # most. A GPU wants far more work per step.
 _BLOCKS = {"cpu": (1 << 19, 512, 4096), "gpu": (1 << 26, 4096, 1 << 20)}
+# Restarts in turn (one restart's intermediates at a time, on the CPU) ran faster in longer
+# exact blocks than 4,096 rows, at the same target: a grid of 4 types x K = 1..9 x 4 restarts on
+# 1e5 x 8 took 7.27 s again in a process with 4,096 rows (K = 9: its starts 2.17 s) and 6.37 s
+# with 8,192 (1.55 s); a target of 2^20 or 2^21 rows x K x D was slower (2-core VM, 2026-12-06).
+_IN_TURN_LARGEST = 1 << 17
 _EXPANDED_BLOCKS = {"cpu": (1 << 20, 512, 1 << 17), "gpu": (1 << 26, 4096, 1 << 20)}
 
 
@@ -44,17 +49,21 @@ def default_block_size(
     n_batch: int = 1,
     platform: str | None = None,
     expanded_width: int = 0,
+    in_turn: bool = False,
 ) -> int:
     """Rows per block for these shapes on this platform (all the rows when they are fewer).
 
     ``expanded_width``: for the expanded statistics, the width of a row's features
-    ``(x, q(x))``; 0 for the exact ones."""
+    ``(x, q(x))``; 0 for the exact ones. ``in_turn``: the restarts take their passes one after
+    another (``n_batch`` is then 1)."""
     platform = platform or jax.default_backend()
     if expanded_width:
         target, smallest, largest = _EXPANDED_BLOCKS.get(platform, _EXPANDED_BLOCKS["gpu"])
         per_row = expanded_width + n_batch * n_components
     else:
         target, smallest, largest = _BLOCKS.get(platform, _BLOCKS["gpu"])
+        if in_turn:
+            largest = max(largest, _IN_TURN_LARGEST)
         per_row = max(n_batch * n_components * max(n_features, 4), 1)
     # a power of two: a block of 104,857 rows ran 1.8x slower than one of 131,072 (bench notes)
     block = 1 << max(round(math.log2(target / per_row)), 0)
@@ -125,6 +134,17 @@ def shard_rows(X, sample_weight, mesh: Mesh, noise_mask=None):
         return jax.device_put(X, rows), jax.device_put(w, rows)
     noise_mask = jnp.pad(jnp.asarray(noise_mask), (0, pad))
     return jax.device_put(X, rows), jax.device_put(w, rows), jax.device_put(noise_mask, rows)
+
+
+def for_distances(blocks: Blocks, n_samples: int, n_components: int, n_features: int) -> Blocks:
+    """``blocks`` for a pass that holds only a row and its K distances (Lloyd's k-means), in
+    turn: longer blocks than the exact statistics' (K x D per row). One Lloyd iteration over
+    1e5 x 8, K = 9 took 4.5 ms in blocks of 4,096 rows and 1.35 ms in blocks of 65,536 (2-core
+    VM, 2026-12-06). Batched, the restarts multiply every block's intermediates: unchanged."""
+    if not blocks.in_turn:
+        return blocks
+    size = default_block_size(n_samples, n_components, 1, expanded_width=n_features)
+    return blocks._replace(size=max(blocks.size, size))
 
 
 def as_blocks(blocks: Blocks | int) -> Blocks:

@@ -573,32 +573,54 @@ def _degenerate(params, models, data_var, settings, unit):
     return jax.vmap(one)(params, models)
 
 
-def _scores(params, Xc, sample_weight, unit, blocks, missing: bool, width: int = 0):
+def _scores(params, Xc, sample_weight, unit, blocks, missing: bool, width: int = 0, when=None):
     """Every restart's log-likelihood, responsibilities' entropy and hard-label cost
-    (``jaxgmm._criteria``), summed over samples (of the observed values, with ``missing``)."""
+    (``jaxgmm._criteria``), summed over samples (of the observed values, with ``missing``).
+
+    In turn, each restart in the mask ``when`` (all without it) makes its own pass over the
+    components it needs (:func:`_pass_on_components`); the others get zeros, at no cost.
+    Batched, every block serves all restarts at once."""
+
+    def block_of_one(xb, wb, rows, p):
+        if missing:
+            log_density = marginal_log_densities(xb, p, unit, width or None)
+        else:
+            log_density = log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
+        weighted = log_density + jnp.log(p.weights)[:, None]
+        noise = noise_term(p)
+        if noise is not None:  # its column joins the responsibilities, as in mclust's z
+            weighted = jnp.concatenate([weighted, jnp.full((1, xb.shape[0]), noise)])
+        log_norm = logsumexp(weighted, axis=0)
+        log_resp = weighted - log_norm
+        plogp = jnp.where(jnp.isfinite(log_resp), jnp.exp(log_resp) * log_resp, 0.0)
+        return (
+            jnp.sum(wb * log_norm),
+            -jnp.sum(wb * jnp.sum(plogp, axis=0)),
+            -jnp.sum(wb * jnp.max(log_resp, axis=0)),
+        )
+
+    if blocks.in_turn:
+
+        def one_pass(p):
+            return blockwise_sum(block_of_one, Xc, sample_weight, blocks, p)
+
+        own_pass = partial(_pass_on_components, one_pass, unit, blocks)
+        return each_restart(own_pass, True, params, when=when)
 
     def block(xb, wb, rows, params):
-        def one(p):
-            if missing:
-                log_density = marginal_log_densities(xb, p, unit, width or None)
-            else:
-                log_density = log_gaussian(differences(xb, p.means), p.precisions_cholesky, unit)
-            weighted = log_density + jnp.log(p.weights)[:, None]
-            noise = noise_term(p)
-            if noise is not None:  # its column joins the responsibilities, as in mclust's z
-                weighted = jnp.concatenate([weighted, jnp.full((1, xb.shape[0]), noise)])
-            log_norm = logsumexp(weighted, axis=0)
-            log_resp = weighted - log_norm
-            plogp = jnp.where(jnp.isfinite(log_resp), jnp.exp(log_resp) * log_resp, 0.0)
-            return (
-                jnp.sum(wb * log_norm),
-                -jnp.sum(wb * jnp.sum(plogp, axis=0)),
-                -jnp.sum(wb * jnp.max(log_resp, axis=0)),
-            )
-
-        return each_restart(one, blocks.in_turn, params)
+        return jax.vmap(lambda p: block_of_one(xb, wb, rows, p))(params)
 
     return blockwise_sum(block, Xc, sample_weight, blocks, params)
+
+
+def _chosen_of_groups(state, degenerate, prefer_nondegenerate: bool, group: int) -> Array:
+    """The mask of the restart :func:`best_restart` chooses in each run of ``group``
+    consecutive restarts (the restarts of one model of a grid)."""
+    n = state.lower_bound.shape[0]
+    best = jax.vmap(partial(best_restart, prefer_nondegenerate=prefer_nondegenerate))(
+        *(a.reshape(n // group, group) for a in (state.lower_bound, state.failed, degenerate))
+    )
+    return (jnp.arange(group)[None, :] == best[:, None]).reshape(n)
 
 
 _FINISH_STATIC = ("unit", "blocks", "prefer_nondegenerate", "scores")
@@ -616,14 +638,20 @@ def finish(
     unit,
     blocks,
     prefer_nondegenerate,
-    scores=False,
+    scores: int = 0,
 ) -> Finished:
-    """The outcome of a finished batch of restarts (see :class:`Finished`); ``scores`` adds a
-    pass over the data for the criteria of every restart."""
+    """The outcome of a finished batch of restarts (see :class:`Finished`). ``scores`` adds a
+    pass over the data for the criteria: 1 (or True) of every restart; ``g`` > 1 only of the
+    restart chosen in each run of ``g`` consecutive restarts (one model's, in a grid: the only
+    ones read), the others' NaN."""
     unit = blocks.factoring(unit)
     degenerate = _degenerate(state.params, state.model, data_var, settings, unit)
     log_likelihood = entropy = hard_cost = None
     if scores:
+        group = int(scores)
+        when = None
+        if group > 1:
+            when = _chosen_of_groups(state, degenerate, prefer_nondegenerate, group)
         log_likelihood, entropy, hard_cost = _scores(
             state.params,
             Xc,
@@ -632,7 +660,12 @@ def finish(
             blocks,
             settings.statistics == Missing.name,
             settings.missing_width,
+            when,
         )
+        if when is not None:
+            log_likelihood, entropy, hard_cost = (
+                jnp.where(when, a, jnp.nan) for a in (log_likelihood, entropy, hard_cost)
+            )
     params = state.params._replace(
         means=state.params.means + centre[None, None, :],
         covariances=unit.symmetrize(state.params.covariances),

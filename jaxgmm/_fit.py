@@ -386,7 +386,7 @@ def run_models(
             checkpoint=checkpoint,
             interruptible=interruptible,
             prefer_nondegenerate=prefer_nondegenerate,
-            scores=scores,
+            scores=n_init if scores else 0,  # only each model's chosen restart is read
             noise_mask=noise_mask,
             shared_starts=shared_starts,
         )
@@ -513,7 +513,7 @@ def run_restarts(
     checkpoint=None,
     interruptible: bool = False,
     prefer_nondegenerate: bool = True,
-    scores: bool = False,
+    scores: int = 0,
     noise_mask=None,
     shared_starts: dict | None = None,
 ):
@@ -551,7 +551,12 @@ def run_restarts(
         # restarts in turn hold one restart's intermediates at a time
         batch = 1 if in_turn else n_init
         size = block_size or default_block_size(
-            rows, n_components, features, batch, expanded_width=form.row_width(unit, n_features)
+            rows,
+            n_components,
+            features,
+            batch,
+            expanded_width=form.row_width(unit, n_features),
+            in_turn=in_turn,
         )
         return Blocks(int(size), mesh, in_turn, component_sizes)
 

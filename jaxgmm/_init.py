@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from ._blocks import as_blocks, blockwise_sum
+from ._blocks import as_blocks, blockwise_sum, for_distances
 from ._em import maximize
 from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
@@ -180,7 +180,7 @@ def lloyd(
     ``1e-4`` times the mean feature variance (at most 100 iterations), reading the data in
     blocks. An empty cluster keeps its centre; centres outside the mask ``active`` take no
     points."""
-    blocks = blocks or X.shape[0]
+    blocks = for_distances(as_blocks(blocks or X.shape[0]), *X.shape[:1], *centres.shape)
     w = _weights(X, sample_weight)
     mean = (w @ X) / jnp.sum(w)
     tol = _LLOYD_RTOL * jnp.mean((w @ jnp.square(X - mean)) / jnp.sum(w))
