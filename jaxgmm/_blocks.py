@@ -35,10 +35,11 @@ from ._covariance import without_lapack
 # most. A GPU wants far more work per step.
 _BLOCKS = {"cpu": (1 << 19, 512, 4096), "gpu": (1 << 26, 4096, 1 << 20)}
 # Restarts in turn (one restart's intermediates at a time, on the CPU) ran faster in longer
-# exact blocks than 4,096 rows, at the same target: a grid of 4 types x K = 1..9 x 4 restarts on
-# 1e5 x 8 took 7.27 s again in a process with 4,096 rows (K = 9: its starts 2.17 s) and 6.37 s
-# with 8,192 (1.55 s); a target of 2^20 or 2^21 rows x K x D was slower (2-core VM, 2026-12-06).
-_IN_TURN_LARGEST = 1 << 17
+# blocks. A grid of 4 types x K = 1..9 x 4 restarts on 1e5 x 8, again in a process (2-core VM,
+# 2026-12-06): exact blocks of 4,096 rows -> 8,192 (the target above, uncapped), its starts
+# 2.17 -> 1.55 s (targets of 2^20 and 2^21 were slower); expanded blocks of 16,384 -> 65,536
+# (a target of 2^22), its iterations 3.26 -> 2.51 s (2^23 and 2^24: 2.55 s).
+_IN_TURN_BLOCKS = {"exact": (1 << 19, 512, 1 << 17), "expanded": (1 << 22, 512, 1 << 17)}
 _EXPANDED_BLOCKS = {"cpu": (1 << 20, 512, 1 << 17), "gpu": (1 << 26, 4096, 1 << 20)}
 
 
@@ -62,9 +63,9 @@ def default_block_size(
         per_row = expanded_width + n_batch * n_components
     else:
         target, smallest, largest = _BLOCKS.get(platform, _BLOCKS["gpu"])
-        if in_turn:
-            largest = max(largest, _IN_TURN_LARGEST)
         per_row = max(n_batch * n_components * max(n_features, 4), 1)
+    if in_turn and platform == "cpu":
+        target, smallest, largest = _IN_TURN_BLOCKS["expanded" if expanded_width else "exact"]
     # a power of two: a block of 104,857 rows ran 1.8x slower than one of 131,072 (bench notes)
     block = 1 << max(round(math.log2(target / per_row)), 0)
     return int(min(max(block, smallest), largest, n_samples))
