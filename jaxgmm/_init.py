@@ -108,8 +108,8 @@ def _kmeans_plusplus(
     """k-means++ from a table of uniform numbers ``(n_clusters, C)``: the first centre draws
     with ``uniforms[0, 0]``, candidate ``t`` of centre ``i`` with ``uniforms[i, t]``.
 
-    With ``n_active`` (a traced int), only the first ``n_active`` centres count; the rest are
-    placeholders, and the active ones equal those of an unpadded call with ``n_active``
+    With ``n_active`` (a traced int), only the first ``n_active`` centres are drawn (the rest
+    are zeros, placeholders), and they equal those of an unpadded call with ``n_active``
     centres. ``row_shards``: into how many equal parts the rows of ``X`` are sharded across
     devices (the draws then sum per part; the same draws up to rounding).
     """
@@ -138,11 +138,10 @@ def _kmeans_plusplus(
         if trial_used is not None:
             potentials = jnp.where(trial_used, potentials, jnp.inf)
         best = jnp.argmin(potentials)
-        if n_active is not None:  # placeholders must not shape the draws of later centres
-            trial_closest = jnp.where(i < n_active, trial_closest, closest[None, :])
         return centres.at[i].set(X[candidates[best]]), trial_closest[best]
 
-    centres, _ = lax.fori_loop(1, n_clusters, add_centre, (centres, closest))
+    last = n_clusters if n_active is None else jnp.minimum(n_active, n_clusters)
+    centres, _ = lax.fori_loop(1, last, add_centre, (centres, closest))
     return centres
 
 
