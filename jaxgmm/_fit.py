@@ -536,6 +536,12 @@ def run_restarts(
     small = mesh is None and is_small(rows, n_features)  # its time is compilation
     ks = None if layout is None else np.asarray(layout.n_active)
     in_turn = restarts_in_turn(small, grid=mesh is None and ks is not None and len(set(ks)) > 1)
+    # The programs a grid runs once (k-means start, start, finish) compile with the CPU options
+    # of small fits, in about half the time, and ran as fast: 4 types x K = 1..9 x 4 restarts,
+    # cold 11.7 -> 9.9 s (1e4 x 8) and 18.0 -> 16.4 s (1e5 x 8), again 0.75 -> 0.74 and 6.0 ->
+    # 5.9 s (2-core VM, 2026-12-06). Its iterations keep XLA's defaults (with the small
+    # options: again 0.87 and 6.7 s).
+    run_once = small or in_turn
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
     component_sizes = ()
@@ -612,7 +618,7 @@ def run_restarts(
             n_init=n_init,
             blocks=start_blocks,
             missing=missing,
-            small=small,
+            small=run_once,
         )
         Xc, centre, data_var, state = _engine.start(
             key,
@@ -628,7 +634,7 @@ def run_restarts(
             n_init=n_init,
             init=start_init,
             blocks=start_blocks,
-            small=small,
+            small=run_once,
             quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly
         )
         traces = np.zeros((0, n_init), X.dtype)
@@ -690,7 +696,7 @@ def run_restarts(
         blocks=start_blocks,
         prefer_nondegenerate=bool(prefer_nondegenerate),
         scores=scores,
-        small=small,
+        small=run_once,
     )
     return state, traces, finished, interrupted
 

@@ -125,7 +125,8 @@ QUICK_OPTIONS = {"xla_backend_optimization_level": 0}
 # anywhere from 22% faster to 35% slower (this 2-core VM, 2026-12-05, bench/README.md's
 # workloads: compilation 2.8 -> 1.5 s on small-2d, 5.4 -> 3.4 s on mid-16; per iteration
 # mid-16 full 98 -> 77 ms, mid-16 diag 19 -> 25 ms, big-2d 70 -> 85 ms). Small fits, whose
-# iterations take microseconds and whose time is compilation, use them. Only the CPU backend
+# iterations take microseconds and whose time is compilation, use them, and so do the programs
+# a grid runs once (``jaxgmm._fit.run_restarts``). Only the CPU backend
 # reads the option (others ignore it); with a jaxlib that does not know it, programs compile
 # with that jaxlib's default emitters.
 CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
