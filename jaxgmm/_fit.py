@@ -538,8 +538,8 @@ def run_restarts(
     in_turn = restarts_in_turn(small, grid=mesh is None and ks is not None and len(set(ks)) > 1)
     # The programs a grid runs once (k-means start, start, finish) compile with the CPU options
     # of small fits, in about half the time, and ran as fast: 4 types x K = 1..9 x 4 restarts,
-    # cold 11.7 -> 9.9 s (1e4 x 8) and 18.0 -> 16.4 s (1e5 x 8), again 0.75 -> 0.74 and 6.0 ->
-    # 5.9 s (2-core VM, 2026-12-06). Its iterations keep XLA's defaults (with the small
+    # cold 11.7 -> 9.4 s (1e4 x 8) and 18.0 -> 15.8 s (1e5 x 8), again 0.75 and 6.0 s before
+    # and after (2-core VM, 2026-12-06). Its iterations keep XLA's defaults (with the small
     # options: again 0.87 and 6.7 s).
     run_once = small or in_turn
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
