@@ -117,7 +117,7 @@ def _finish(state, X, weights, data_var, settings, *, unit, blocks, shared_data,
             unit=unit,
             blocks=blocks,
             prefer_nondegenerate=False,
-            scores=True,
+            scores=1,
         )
         return finished.chosen, finished.log_likelihood[0], finished.degenerate[0]
 

@@ -107,10 +107,8 @@ def log_prob(X: Array, params: GMMParams, *, covariance_type: str) -> Array:
 
     Parameters
     ----------
-    X : (N, D) array
-    params : GMMParams
-    covariance_type : str
-        A name of ``jaxgmm.COVARIANCE_TYPES`` (or an mclust alias of one).
+    X, params, covariance_type
+        As in :func:`component_log_prob`.
 
     Returns
     -------

@@ -641,7 +641,7 @@ def finish(
     scores: int = 0,
 ) -> Finished:
     """The outcome of a finished batch of restarts (see :class:`Finished`). ``scores`` adds a
-    pass over the data for the criteria: 1 (or True) of every restart; ``g`` > 1 only of the
+    pass over the data for the criteria: 1 of every restart; ``g`` > 1 only of the
     restart chosen in each run of ``g`` consecutive restarts (one model's, in a grid: the only
     ones read), the others' NaN."""
     unit = blocks.factoring(unit)

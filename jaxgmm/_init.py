@@ -179,7 +179,7 @@ def lloyd(
     ``1e-4`` times the mean feature variance (at most 100 iterations), reading the data in
     blocks. An empty cluster keeps its centre; centres outside the mask ``active`` take no
     points."""
-    blocks = for_distances(as_blocks(blocks or X.shape[0]), *X.shape[:1], *centres.shape)
+    blocks = for_distances(as_blocks(blocks or X.shape[0]), X.shape[0], *centres.shape)
     w = _weights(X, sample_weight)
     mean = (w @ X) / jnp.sum(w)
     tol = _LLOYD_RTOL * jnp.mean((w @ jnp.square(X - mean)) / jnp.sum(w))

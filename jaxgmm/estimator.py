@@ -140,13 +140,14 @@ class GaussianMixture(EstimatorParams):
     Examples
     --------
     >>> import numpy as np, jaxgmm
-    >>> X = jaxgmm.lesson_data()
+    >>> X, labels = jaxgmm.lesson_data(return_labels=True)
     >>> gm = jaxgmm.GaussianMixture(2, n_init=4, random_state=0).fit(X)
     >>> means = gm.means_[gm.means_[:, 0].argsort()]  # the lesson's truth: (-2, 0) and (2, 1)
     >>> np.allclose(means, [[-2, 0], [2, 1]], atol=0.1)
     True
-    >>> gm.converged_, gm.predict(X[:1]) == gm.predict(X[:2])[0]
-    (True, array([ True]))
+    >>> agreement = np.mean(gm.predict(X) == labels)  # up to the components' order
+    >>> bool(gm.converged_), bool(max(agreement, 1 - agreement) > 0.95)
+    (True, True)
     >>> round(gm.bic(X), 1) < jaxgmm.GaussianMixture(3, random_state=0).fit(X).bic(X)
     True
     """
