@@ -81,6 +81,7 @@ API_SECTIONS = {
         "NotFittedError",
         "ConvergenceWarning",
     ],
+    "Variational Bayes": ["BayesianGaussianMixture"],
     "Model selection": ["select", "SelectionResult", "n_parameters"],
     "Bootstrap inference": ["bootstrap", "bootstrap_lrt", "BootstrapResult", "BootstrapLRTResult"],
     "The functional core": [

@@ -19,6 +19,7 @@ from ._params import (
 from ._prior import Prior, default_prior
 from ._select import SelectionResult, select
 from ._stream import fit_stream
+from .bayesian import BayesianGaussianMixture
 from .datasets import lesson_data
 from .estimator import GaussianMixture, load
 
@@ -45,6 +46,7 @@ __all__ = [
     "bootstrap_lrt",
     "BootstrapLRTResult",
     "BootstrapResult",
+    "BayesianGaussianMixture",
     "e_step",
     "em_step",
     "fit",

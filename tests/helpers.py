@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import types
 
 import numpy as np
 from scipy.special import logsumexp
@@ -70,3 +71,28 @@ def read_matrix(path) -> np.ndarray:
     with open(path) as f:
         rows = list(csv.reader(f))
     return np.array(rows[1:], dtype=np.float64)
+
+
+def collect_sklearn_tests(source, estimator: str, not_applicable, expected_failures, namespace):
+    """scikit-learn's test module ``source`` with its ``from sklearn.mixture import
+    <estimator>`` swapped for jaxgmm's, its tests put in ``namespace`` (a test module's
+    globals): skipped where ``not_applicable`` names them, strict expected failures where
+    ``expected_failures`` does (each with its reason)."""
+    import pytest
+
+    text = source.read_text()
+    original = f"from sklearn.mixture import {estimator}\n"
+    assert original in text, "scikit-learn's test module changed: update this loader"
+    text = text.replace(original, f"from jaxgmm import {estimator}\n")
+    module = types.ModuleType(f"sklearn_{source.stem}_on_jaxgmm")
+    module.__file__ = str(source)
+    exec(compile(text, str(source), "exec"), module.__dict__)
+    for name, test in vars(module).items():
+        if not (name.startswith("test_") and callable(test)):
+            continue
+        if name in not_applicable:
+            test = pytest.mark.skip(reason=f"not applicable: {not_applicable[name]}")(test)
+        elif name in expected_failures:
+            test = pytest.mark.xfail(strict=True, reason=expected_failures[name])(test)
+        namespace[name] = test
+    return module

@@ -9,13 +9,14 @@ it starts passing, the mark must go).
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
+
+from helpers import collect_sklearn_tests  # noqa: E402
 
 SOURCE = Path(sklearn.__file__).parent / "mixture" / "tests" / "test_gaussian_mixture.py"
 
@@ -57,26 +58,7 @@ EXPECTED_FAILURES: dict[str, str] = {
 }
 
 
-def _load_module() -> types.ModuleType:
-    text = SOURCE.read_text()
-    original = "from sklearn.mixture import GaussianMixture\n"
-    assert original in text, "scikit-learn's test module changed: update this loader"
-    text = text.replace(original, "from jaxgmm import GaussianMixture\n")
-    module = types.ModuleType("sklearn_test_gaussian_mixture_on_jaxgmm")
-    module.__file__ = str(SOURCE)
-    exec(compile(text, str(SOURCE), "exec"), module.__dict__)
-    return module
-
-
-_module = _load_module()
-for _name, _test in vars(_module).items():
-    if not (_name.startswith("test_") and callable(_test)):
-        continue
-    if _name in NOT_APPLICABLE:
-        _test = pytest.mark.skip(reason=f"not applicable: {NOT_APPLICABLE[_name]}")(_test)
-    elif _name in EXPECTED_FAILURES:
-        _test = pytest.mark.xfail(strict=True, reason=EXPECTED_FAILURES[_name])(_test)
-    globals()[_name] = _test
+collect_sklearn_tests(SOURCE, "GaussianMixture", NOT_APPLICABLE, EXPECTED_FAILURES, globals())
 
 
 @pytest.fixture

@@ -1,0 +1,395 @@
+"""``BayesianGaussianMixture``: scikit-learn's variational estimator, on jaxgmm's engine.
+
+The shell is :class:`jaxgmm.GaussianMixture`'s (validation, inference, sampling); the fit is
+``jaxgmm._variational``'s. Inference reads the variational E-step: ``predict_proba``,
+``predict`` and ``score_samples`` are those of a mixture with unnormalised weights
+``exp(E[log w_k] + ...)`` (``jaxgmm._variational.e_step_params``), as scikit-learn's are, and
+``sample`` draws from ``weights_``, ``means_`` and ``covariances_``, as scikit-learn does.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _variational
+from ._covariance import covariance_unit
+from ._fit import initialize
+from ._init import INIT_METHODS
+from ._matmul_precision import check_matmul_precision, matmul_precision_scope
+from ._params import GMMParams
+from ._progress import ProgressBar
+from ._sklearn_api import check_number, convergence_warning, key_from, precision_context
+from .estimator import GaussianMixture
+
+
+def _not_variational(name: str):
+    def absent(self):
+        raise AttributeError(
+            f"{type(self).__name__} has no {name}: criteria of one fitted likelihood do not "
+            "apply to a variational posterior (compare lower_bound_ instead)"
+        )
+
+    return property(absent)
+
+
+class BayesianGaussianMixture(GaussianMixture):
+    """Variational Bayesian Gaussian mixture, with scikit-learn's parameters, attributes and
+    definitions (``sklearn.mixture.BayesianGaussianMixture``), fitted in JAX.
+
+    The weights have a Dirichlet-process prior (stick-breaking, truncated at ``n_components``)
+    or a Dirichlet-distribution prior; each component's mean and precision a Gaussian-Wishart
+    prior. Components the data do not need end with weights near zero.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The most components (the truncation level).
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Convergence threshold on the change of the lower bound (a total over the samples, as
+        scikit-learn's). A change within the bound's rounding (16 eps times its size) counts
+        as converged too: in float32 that exceeds 1e-3 from a few thousand samples.
+    reg_covar : float, default=1e-6
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts, run together in one compiled program; the highest lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        The starting responsibilities (as :class:`jaxgmm.GaussianMixture`'s).
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, \
+default="dirichlet_process"
+    weight_concentration_prior : float, optional
+        Default ``1 / n_components``.
+    mean_precision_prior : float, optional
+        Default 1.
+    mean_prior : (n_features,) array, optional
+        Default the data's mean.
+    degrees_of_freedom_prior : float, optional
+        Default ``n_features``; must exceed ``n_features - 1``.
+    covariance_prior : float or array, optional
+        Full and tied ``(n_features, n_features)``, diag ``(n_features,)``, spherical a float.
+        Default the data's covariance (unbiased), its diagonal, or the diagonal's mean.
+    random_state : None, int, numpy RandomState/Generator or JAX key
+    warm_start : bool, default=False
+        Continue from the current posterior (one restart) when already fitted.
+    verbose : int, default=0
+        1 prints each restart's final lower bound.
+    verbose_interval : int, default=10
+        Kept for scikit-learn's signature.
+    progress : bool, default=False
+        Draw a progress bar on stderr while fitting.
+    matmul_precision : {"highest", "high", "default"}, default="highest"
+        As :class:`jaxgmm.GaussianMixture`'s.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        scikit-learn's meanings: the expected weights, the posterior's means, and the inverse
+        of the expected precisions.
+    weight_concentration_ : ndarray or tuple of two ndarrays
+        The weights' posterior: Dirichlet parameters, or the sticks' Beta parameters.
+    mean_precision_, degrees_of_freedom_ : ndarray
+    weight_concentration_prior_, mean_precision_prior_, degrees_of_freedom_prior_ : float
+    mean_prior_, covariance_prior_ : ndarray or float
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        scikit-learn's lower bound (up to its constant), of the chosen restart.
+    lower_bounds_ : ndarray
+        Its trace, one value per iteration.
+    restart_lower_bounds_ : ndarray
+        Every restart's final lower bound.
+    best_restart_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray
+        Only when fitted on a DataFrame with string column names.
+
+    Examples
+    --------
+    The lesson's two clusters, offered ten components: the data keep two.
+
+    >>> import numpy as np, jaxgmm
+    >>> X = jaxgmm.lesson_data()
+    >>> bgm = jaxgmm.BayesianGaussianMixture(n_components=10, max_iter=500, random_state=0)
+    >>> bgm = bgm.fit(X)
+    >>> int(np.sum(bgm.weights_ > 0.05))
+    2
+    """
+
+    missing = "error"  # read by the shared validation; no missing values here
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weight_concentration_prior_type: str = "dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        progress: bool = False,
+        matmul_precision: str = "highest",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.progress = progress
+        self.matmul_precision = matmul_precision
+
+    bic = _not_variational("bic")
+    aic = _not_variational("aic")
+    icl = _not_variational("icl")
+    criteria = _not_variational("criteria")
+    impute = _not_variational("impute")
+    save = _not_variational("save")
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _check_parameters(self) -> None:
+        check_number(self.n_components, "n_components", integer=True, minimum=1)
+        if self.covariance_type not in _variational.COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {_variational.COVARIANCE_TYPES}, got "
+                f"{self.covariance_type!r}"
+            )
+        check_number(self.tol, "tol", integer=False, minimum=0.0)
+        check_number(self.reg_covar, "reg_covar", integer=False, minimum=0.0)
+        check_number(self.max_iter, "max_iter", integer=True, minimum=0)
+        check_number(self.n_init, "n_init", integer=True, minimum=1)
+        check_number(self.verbose, "verbose", integer=True, minimum=0)
+        check_number(self.verbose_interval, "verbose_interval", integer=True, minimum=1)
+        if self.init_params not in INIT_METHODS or self.init_params == "hc":
+            methods = tuple(m for m in INIT_METHODS if m != "hc")
+            raise ValueError(f"init_params must be one of {methods}, got {self.init_params!r}")
+        if self.weight_concentration_prior_type not in _variational.WEIGHT_PRIORS:
+            raise ValueError(
+                "weight_concentration_prior_type must be one of "
+                f"{_variational.WEIGHT_PRIORS}, got {self.weight_concentration_prior_type!r}"
+            )
+        for name in ("weight_concentration_prior", "mean_precision_prior"):
+            if getattr(self, name) is not None:
+                check_number(getattr(self, name), name, integer=False, minimum=0.0)
+                if getattr(self, name) <= 0:
+                    raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        check_matmul_precision(self.matmul_precision)
+
+    def _prior(self, X: np.ndarray) -> _variational.Prior:
+        """The prior on ``X`` (float64, on the host): the given parts checked, the rest
+        scikit-learn's defaults."""
+        n_features = X.shape[1]
+        X64 = np.asarray(X, np.float64)
+        concentration = self.weight_concentration_prior
+        if concentration is None:
+            concentration = 1.0 / self.n_components
+        mean_precision = 1.0 if self.mean_precision_prior is None else self.mean_precision_prior
+        if self.mean_prior is None:
+            mean = X64.mean(axis=0)
+        else:
+            mean = np.asarray(self.mean_prior, np.float64)
+            if mean.shape != (n_features,):
+                raise ValueError(f"mean_prior must have shape ({n_features},), got {mean.shape}")
+        dof = self.degrees_of_freedom_prior
+        if dof is None:
+            dof = float(n_features)
+        elif not dof > n_features - 1.0:
+            raise ValueError(
+                "The parameter 'degrees_of_freedom_prior' should be greater than "
+                f"{n_features - 1}, but got {dof:.3f}."
+            )
+        return _variational.Prior(
+            np.float64(concentration),
+            np.float64(mean_precision),
+            mean,
+            np.float64(dof),
+            self._covariance_prior(X64),
+        )
+
+    def _covariance_prior(self, X64: np.ndarray) -> np.ndarray:
+        n_features = X64.shape[1]
+        kind = self.covariance_type
+        if self.covariance_prior is None:
+            variances = np.var(X64, axis=0, ddof=1)
+            if kind in ("full", "tied"):
+                return np.atleast_2d(np.cov(X64.T))
+            return variances if kind == "diag" else np.float64(variances.mean())
+        given = np.asarray(self.covariance_prior, np.float64)
+        expected = {"full": (n_features,) * 2, "tied": (n_features,) * 2, "diag": (n_features,)}
+        shape = expected.get(kind, ())
+        if given.shape != shape:
+            raise ValueError(
+                f"covariance_prior for {kind} covariances must have shape {shape}, got "
+                f"{given.shape}"
+            )
+        if given.ndim == 2:
+            symmetric = np.allclose(given, given.T)
+            if not symmetric or np.any(np.linalg.eigvalsh((given + given.T) / 2) <= 0):
+                raise ValueError(
+                    f"covariance_prior for {kind} covariances must be symmetric, positive-definite"
+                )
+        elif np.any(given <= 0):
+            raise ValueError(f"covariance_prior for {kind} covariances must be positive")
+        return given
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Fit the variational posterior (``n_init`` restarts, the best kept). Returns
+        ``self``."""
+        self._fit(X, fit_only=True)
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit, then label each sample with its most probable component (a final E-step, so the
+        labels equal ``fit(X).predict(X)``)."""
+        return self._fit(X, fit_only=False)
+
+    def _fit(self, X, *, fit_only: bool):
+        self._check_parameters()
+        X, dtype = self._validate_X(X, reset=True, min_samples=2)
+        self._warn_about_data(X)
+        prior = self._prior(np.asarray(X))
+        with precision_context(dtype), matmul_precision_scope(self.matmul_precision):
+            key = key_from(self.random_state)
+            warm = self.warm_start and hasattr(self, "weight_concentration_")
+            if warm:
+                start = self._posterior(dtype)
+            else:
+                start = initialize(
+                    key,
+                    X,
+                    self.n_components,
+                    covariance_type=self.covariance_type,
+                    n_init=self.n_init,
+                    init=self.init_params,
+                    reg_covar=self.reg_covar,
+                )
+            bar = ProgressBar(f"fit K={self.n_components}") if self.progress else None
+            result = _variational.fit_variational(
+                X,
+                start,
+                prior,
+                covariance_type=self.covariance_type,
+                weight_type=self.weight_concentration_prior_type,
+                reg_covar=self.reg_covar,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                start_lower_bound=self.lower_bound_ if warm else -np.inf,
+                callback=bar,
+            )
+            if bar is not None:
+                bar.close()
+            self._set_posterior(result, prior, dtype)
+            labels = None if fit_only else self._labels(self._densities(X)[0])
+        if self.verbose:
+            for i, bound in enumerate(result.restart_lower_bounds):
+                print(f"Initialization {i}: lower bound {float(bound):.6f}")
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                convergence_warning(),
+                stacklevel=3,
+            )
+        return labels
+
+    def _set_posterior(self, result, prior: _variational.Prior, dtype) -> None:
+        unit = covariance_unit(self.covariance_type)
+
+        def host(a):
+            return np.asarray(a).astype(dtype)
+
+        post = result.posterior
+        concentration = host(post.weight_concentration)
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            a, b = concentration.astype(np.float64)
+            sticks = a / (a + b) * np.concatenate([[1.0], np.cumprod(b / (a + b))[:-1]])
+            self.weight_concentration_ = (concentration[0], concentration[1])
+        else:
+            sticks = concentration.astype(np.float64)
+            self.weight_concentration_ = concentration
+        self.weights_ = (sticks / sticks.sum()).astype(dtype)
+        self.mean_precision_ = host(post.mean_precision)
+        self.means_ = host(post.means)
+        self.degrees_of_freedom_ = host(post.degrees_of_freedom)
+        self.covariances_ = host(post.covariances)
+        self.precisions_cholesky_ = host(post.precisions_cholesky)
+        self.precisions_ = unit.precisions(self.precisions_cholesky_)
+        self.weight_concentration_prior_ = float(prior.weight_concentration)
+        self.mean_precision_prior_ = float(prior.mean_precision)
+        self.mean_prior_ = prior.mean.astype(dtype)
+        self.degrees_of_freedom_prior_ = float(prior.degrees_of_freedom)
+        self.covariance_prior_ = (
+            prior.covariance.astype(dtype) if prior.covariance.ndim else float(prior.covariance)
+        )
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = float(result.lower_bound)
+        self.lower_bounds_ = host(result.lower_bounds)
+        self.restart_lower_bounds_ = host(result.restart_lower_bounds)
+        self.best_restart_ = result.best_restart
+        self.interrupted_ = result.interrupted
+        self.noise_weight_ = None
+
+    def _posterior(self, dtype) -> _variational.Posterior:
+        """The fitted posterior, from the public attributes (a warm start's)."""
+        concentration = self.weight_concentration_
+        if isinstance(concentration, tuple):
+            concentration = np.stack(concentration)
+        post = _variational.Posterior(
+            concentration,
+            self.mean_precision_,
+            self.means_,
+            self.degrees_of_freedom_,
+            self.covariances_,
+            self.precisions_cholesky_,
+        )
+        return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype)[None], post)
+
+    # -- inference -------------------------------------------------------------------------
+
+    def _host_params(self, dtype) -> GMMParams:
+        """The mixture whose E-step is the variational one (unscaled weights, so that
+        ``score_samples`` is scikit-learn's)."""
+        post = jax.tree_util.tree_map(lambda a: a[0], self._posterior(np.float64))
+        with precision_context(np.float64):
+            log_weights = _variational.e_step_log_weights(
+                jax.tree_util.tree_map(jnp.asarray, post), self.weight_concentration_prior_type
+            )
+        return GMMParams(
+            np.exp(np.asarray(log_weights)).astype(dtype),
+            *(
+                np.asarray(a, dtype)
+                for a in (post.means, post.covariances, post.precisions_cholesky)
+            ),
+        )
+
+
+__all__ = ["BayesianGaussianMixture"]
