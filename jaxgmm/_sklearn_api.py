@@ -101,6 +101,14 @@ def check_number(value, name: str, *, integer: bool, minimum) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
 
 
+def check_learning_rate(learning_offset, learning_decay) -> None:
+    """``partial_fit``'s step sizes (``jaxgmm._online``): Robbins-Monro's conditions."""
+    check_number(learning_offset, "learning_offset", integer=False, minimum=0.0)
+    check_number(learning_decay, "learning_decay", integer=False, minimum=0.0)
+    if not 0.5 < learning_decay <= 1.0:
+        raise ValueError(f"learning_decay must be in (0.5, 1], got {learning_decay}")
+
+
 class EstimatorParams:
     """scikit-learn's parameter protocol, read from the subclass's ``__init__`` signature.
 

@@ -15,14 +15,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _variational
+from . import _online, _variational
 from ._covariance import covariance_unit
 from ._fit import initialize
 from ._init import INIT_METHODS
 from ._matmul_precision import check_matmul_precision, matmul_precision_scope
 from ._params import GMMParams
 from ._progress import ProgressBar
-from ._sklearn_api import check_number, convergence_warning, key_from, precision_context
+from ._sklearn_api import (
+    check_learning_rate,
+    check_number,
+    convergence_warning,
+    key_from,
+    precision_context,
+)
 from .estimator import GaussianMixture
 
 
@@ -83,6 +89,13 @@ default="dirichlet_process"
         Draw a progress bar on stderr while fitting.
     matmul_precision : {"highest", "high", "default"}, default="highest"
         As :class:`jaxgmm.GaussianMixture`'s.
+    learning_offset : float, default=10.0
+    learning_decay : float, default=0.7
+        :meth:`partial_fit`'s step sizes, ``(t + learning_offset) ** -learning_decay`` after
+        ``t`` mini-batches; ``learning_decay`` in (0.5, 1].
+    total_samples : float, optional
+        The size of the data :meth:`partial_fit` reads in batches (the ``N`` of stochastic
+        variational inference); by default the rows seen so far.
 
     Attributes
     ----------
@@ -103,6 +116,8 @@ default="dirichlet_process"
     restart_lower_bounds_ : ndarray
         Every restart's final lower bound.
     best_restart_ : int
+    n_steps_ : int
+        Mini-batches :meth:`partial_fit` has folded in.
     n_features_in_ : int
     feature_names_in_ : ndarray
         Only when fitted on a DataFrame with string column names.
@@ -143,6 +158,9 @@ default="dirichlet_process"
         verbose_interval: int = 10,
         progress: bool = False,
         matmul_precision: str = "highest",
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
+        total_samples=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -163,6 +181,9 @@ default="dirichlet_process"
         self.verbose_interval = verbose_interval
         self.progress = progress
         self.matmul_precision = matmul_precision
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
+        self.total_samples = total_samples
 
     bic = _not_variational("bic")
     aic = _not_variational("aic")
@@ -200,6 +221,9 @@ default="dirichlet_process"
                 if getattr(self, name) <= 0:
                     raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         check_matmul_precision(self.matmul_precision)
+        check_learning_rate(self.learning_offset, self.learning_decay)
+        if self.total_samples is not None:
+            check_number(self.total_samples, "total_samples", integer=False, minimum=1.0)
 
     def _prior(self, X: np.ndarray) -> _variational.Prior:
         """The prior on ``X`` (float64, on the host): the given parts checked, the rest
@@ -271,6 +295,45 @@ default="dirichlet_process"
         labels equal ``fit(X).predict(X)``)."""
         return self._fit(X, fit_only=False)
 
+    def partial_fit(self, X, y=None):
+        """Fold one mini-batch into the posterior by stochastic variational inference
+        (natural-gradient steps, ``jaxgmm._online``): the first batch fits the posterior (as
+        :meth:`fit`) unless it is fitted already, and sets the running statistics; each later
+        one moves them by a decaying step. ``lower_bound_`` is then the batch's mean log
+        normaliser of the variational E-step. Returns ``self``."""
+        fitted = hasattr(self, "weight_concentration_")
+        if not fitted:
+            self._fit(X, fit_only=True)
+        self._check_parameters()
+        X, dtype = self._validate_X(X, reset=False, min_samples=1)
+        prior = self._fitted_prior()
+        with precision_context(dtype), matmul_precision_scope(self.matmul_precision):
+            self._running, post, log_norm = _online.online_update(
+                getattr(self, "_running", None),
+                self._host_params(dtype),
+                X,
+                unit=covariance_unit(self.covariance_type),
+                reg_covar=self.reg_covar,
+                learning_offset=self.learning_offset,
+                learning_decay=self.learning_decay,
+                weight_type=self.weight_concentration_prior_type,
+                prior=prior,
+                total_samples=self.total_samples,
+            )
+        self._set_posterior_only(post, dtype)
+        self.lower_bound_ = log_norm
+        self.n_steps_ = self._running.steps
+        return self
+
+    def _fitted_prior(self) -> _variational.Prior:
+        return _variational.Prior(
+            np.float64(self.weight_concentration_prior_),
+            np.float64(self.mean_precision_prior_),
+            np.asarray(self.mean_prior_, np.float64),
+            np.float64(self.degrees_of_freedom_prior_),
+            np.asarray(self.covariance_prior_, np.float64),
+        )
+
     def _fit(self, X, *, fit_only: bool):
         self._check_parameters()
         X, dtype = self._validate_X(X, reset=True, min_samples=2)
@@ -321,12 +384,31 @@ default="dirichlet_process"
         return labels
 
     def _set_posterior(self, result, prior: _variational.Prior, dtype) -> None:
+        self._set_posterior_only(result.posterior, dtype)
+        self.weight_concentration_prior_ = float(prior.weight_concentration)
+        self.mean_precision_prior_ = float(prior.mean_precision)
+        self.mean_prior_ = prior.mean.astype(dtype)
+        self.degrees_of_freedom_prior_ = float(prior.degrees_of_freedom)
+        self.covariance_prior_ = (
+            prior.covariance.astype(dtype) if prior.covariance.ndim else float(prior.covariance)
+        )
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = float(result.lower_bound)
+        self.lower_bounds_ = np.asarray(result.lower_bounds).astype(dtype)
+        self.restart_lower_bounds_ = np.asarray(result.restart_lower_bounds).astype(dtype)
+        self.best_restart_ = result.best_restart
+        self.interrupted_ = result.interrupted
+        self.noise_weight_ = None
+        self.__dict__.pop("_running", None)  # a new fit: partial_fit starts again
+
+    def _set_posterior_only(self, post: _variational.Posterior, dtype) -> None:
+        """The posterior's attributes (and ``weights_``, scikit-learn's expected weights)."""
         unit = covariance_unit(self.covariance_type)
 
         def host(a):
             return np.asarray(a).astype(dtype)
 
-        post = result.posterior
         concentration = host(post.weight_concentration)
         if self.weight_concentration_prior_type == "dirichlet_process":
             a, b = concentration.astype(np.float64)
@@ -342,21 +424,6 @@ default="dirichlet_process"
         self.covariances_ = host(post.covariances)
         self.precisions_cholesky_ = host(post.precisions_cholesky)
         self.precisions_ = unit.precisions(self.precisions_cholesky_)
-        self.weight_concentration_prior_ = float(prior.weight_concentration)
-        self.mean_precision_prior_ = float(prior.mean_precision)
-        self.mean_prior_ = prior.mean.astype(dtype)
-        self.degrees_of_freedom_prior_ = float(prior.degrees_of_freedom)
-        self.covariance_prior_ = (
-            prior.covariance.astype(dtype) if prior.covariance.ndim else float(prior.covariance)
-        )
-        self.converged_ = result.converged
-        self.n_iter_ = result.n_iter
-        self.lower_bound_ = float(result.lower_bound)
-        self.lower_bounds_ = host(result.lower_bounds)
-        self.restart_lower_bounds_ = host(result.restart_lower_bounds)
-        self.best_restart_ = result.best_restart
-        self.interrupted_ = result.interrupted
-        self.noise_weight_ = None
 
     def _posterior(self, dtype) -> _variational.Posterior:
         """The fitted posterior, from the public attributes (a warm start's)."""

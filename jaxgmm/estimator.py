@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _model_file
+from . import _model_file, _online
 from ._covariance import ANY_MODEL, covariance_unit
 from ._criteria import entropy, from_sums, hard_label_cost, n_parameters
 from ._em import responsibilities
@@ -34,6 +34,7 @@ from ._progress import ProgressBar
 from ._shapes import dense_params, is_small, pad_rows, padded_components, padded_rows
 from ._sklearn_api import (
     EstimatorParams,
+    check_learning_rate,
     check_number,
     convergence_warning,
     feature_names_of,
@@ -132,6 +133,8 @@ class GaussianMixture(EstimatorParams):
         With ``noise``: the noise component's weight (``weights_`` then sum to 1 less it) and
         its log density ``-log V``. ``predict_proba`` then has a last column for it, and
         ``predict`` labels its points -1.
+    n_steps_ : int
+        Mini-batches :meth:`partial_fit` has folded in.
     n_features_in_ : int
     feature_names_in_ : ndarray
         Of shape ``(n_features_in_,)``, only when fitted on a DataFrame with string column
@@ -177,6 +180,8 @@ class GaussianMixture(EstimatorParams):
         prior: str | None = None,
         noise=False,
         missing: str = "error",
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -200,6 +205,8 @@ class GaussianMixture(EstimatorParams):
         self.prior = prior
         self.noise = noise
         self.missing = missing
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
 
     # -- validation ------------------------------------------------------------------------
 
@@ -217,6 +224,7 @@ class GaussianMixture(EstimatorParams):
         check_matmul_precision(self.matmul_precision)
         check_prior(self.prior, covariance_unit(self.covariance_type))
         check_missing(self.missing)
+        check_learning_rate(self.learning_offset, self.learning_decay)
 
     def _check_init_arrays(self, n_features: int, dtype) -> dict[str, np.ndarray]:
         """The given initial weights, means and precisions, checked and cast to ``dtype``."""
@@ -350,6 +358,38 @@ class GaussianMixture(EstimatorParams):
         labels equal ``fit(X).predict(X)``)."""
         return self._fit(X, sample_weight, fit_only=False)
 
+    def partial_fit(self, X, y=None):
+        """Fold one mini-batch into the model by online EM (``jaxgmm._online``): the first
+        batch fits the model (as :meth:`fit`) unless it is fitted already, and sets the running
+        statistics; each later one moves them by a decaying step. Data read once in batches
+        reach about the full fit's likelihood at a fraction of its cost. Returns ``self``."""
+        if self.prior is not None or self.noise is not False or self.missing != "error":
+            raise ValueError("partial_fit fits plain mixtures: no prior, noise or missing values")
+        if covariance_unit(self.covariance_type).name not in _online.TYPES:
+            raise ValueError(f"partial_fit fits the covariance types {_online.TYPES}")
+        fitted = hasattr(self, "weights_")
+        if not fitted:
+            self._fit(X, None, fit_only=True)
+        self._check_parameters()
+        X, dtype = self._validate_X(X, reset=False, min_samples=1)
+        with precision_context(dtype), matmul_precision_scope(self.matmul_precision):
+            self._running, params, log_lik = _online.online_update(
+                getattr(self, "_running", None),
+                self._host_params(dtype),
+                X,
+                unit=covariance_unit(self.covariance_type),
+                reg_covar=self.reg_covar,
+                learning_offset=self.learning_offset,
+                learning_decay=self.learning_decay,
+            )
+        unit = covariance_unit(self.covariance_type)
+        for name in ("weights", "means", "covariances", "precisions_cholesky"):
+            setattr(self, f"{name}_", np.asarray(getattr(params, name)).astype(dtype))
+        self.precisions_ = unit.precisions(self.precisions_cholesky_)
+        self.lower_bound_ = log_lik
+        self.n_steps_ = self._running.steps
+        return self
+
     def _fit(self, X, sample_weight, *, fit_only: bool):
         self._check_parameters()
         X, dtype = self._validate_X(X, reset=True, min_samples=2)
@@ -467,6 +507,7 @@ class GaussianMixture(EstimatorParams):
             params=jax.tree_util.tree_map(host, outcome.params),
         )
         self.n_features_in_ = self.means_.shape[1]
+        self.__dict__.pop("_running", None)  # a new fit: partial_fit starts again
         if feature_names is not None:
             self.feature_names_in_ = np.asarray([str(n) for n in feature_names], dtype=object)
 
