@@ -39,27 +39,40 @@ def run_fit(args) -> int:
 
     if args.stream:
         return _run_fit_stream(args)
+    if args.bayesian:
+        _check_bayesian_options(args)
     out = output_dir(args)  # before anything slow
     timings = {}
     start = time.perf_counter()
     X, names, source = read_data(args)
     timings["reading"] = round(time.perf_counter() - start, 3)
-    print(f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {source}.")
-    model = GaussianMixture(
-        args.n_components,
-        covariance_type=args.covariance_type,
-        tol=args.tol,
-        reg_covar=args.reg_covar,
-        max_iter=args.max_iter,
-        n_init=args.n_init,
-        init_params=args.init,
-        random_state=args.seed,
-        progress=show_progress(args),
-        checkpoint=args.checkpoint,
-        matmul_precision=args.matmul_precision,
-        prior=prior_of(args),
-        noise=args.noise,
-        missing=args.missing,
+    if args.bayesian:
+        model = _bayesian_model(args)
+        print(
+            f"Fitting a Bayesian mixture of at most K={args.n_components} components "
+            f"({args.covariance_type} covariances, {args.bayesian} prior) to {source}."
+        )
+    else:
+        print(f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {source}.")
+    model = (
+        model
+        if args.bayesian
+        else GaussianMixture(
+            args.n_components,
+            covariance_type=args.covariance_type,
+            tol=args.tol,
+            reg_covar=args.reg_covar,
+            max_iter=args.max_iter,
+            n_init=args.n_init,
+            init_params=args.init,
+            random_state=args.seed,
+            progress=show_progress(args),
+            checkpoint=args.checkpoint,
+            matmul_precision=args.matmul_precision,
+            prior=prior_of(args),
+            noise=args.noise,
+            missing=args.missing,
+        )
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -74,10 +87,50 @@ def run_fit(args) -> int:
     # the files first: a reader of the printout that goes away (| head) must not lose them
     written = save_model_outputs(model, X, names, source, out, timings, not args.no_plots)
     print_model(model, names)
-    scores = model.criteria(X)
-    print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
+    if args.bayesian:
+        kept = int(np.sum(model.weights_ > 0.01))
+        print(f"{kept} of {args.n_components} components kept (expected weight over 1%)")
+    else:
+        scores = model.criteria(X)
+        print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
     print_written(written)
     return EXIT_INTERRUPTED if model.interrupted_ else 0
+
+
+def _check_bayesian_options(args) -> None:
+    refused = {
+        "--stream": args.stream,
+        "--checkpoint": args.checkpoint,
+        "--noise": args.noise,
+        "--prior default": args.prior != "none",
+        "--missing em": args.missing != "error",
+        "--init hc": args.init == "hc",
+    }
+    given = [option for option, on in refused.items() if on]
+    if given:
+        raise CommandError(f"--bayesian does not combine with {', '.join(given)}")
+    if args.covariance_type not in ("full", "tied", "diag", "spherical"):
+        raise CommandError(
+            "--bayesian fits scikit-learn's covariance types: full, tied, diag, spherical"
+        )
+
+
+def _bayesian_model(args):
+    from . import BayesianGaussianMixture
+
+    return BayesianGaussianMixture(
+        n_components=args.n_components,
+        covariance_type=args.covariance_type,
+        weight_concentration_prior_type=args.bayesian.replace("-", "_"),
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        init_params=args.init,
+        random_state=args.seed,
+        progress=show_progress(args),
+        matmul_precision=args.matmul_precision,
+    )
 
 
 def _run_fit_stream(args) -> int:

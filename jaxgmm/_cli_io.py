@@ -138,7 +138,8 @@ def versions() -> dict:
 
 def summary_of(model, X, names, source: str, timings: dict) -> dict:
     names = names or [f"x{j + 1}" for j in range(X.shape[1])]
-    scores = model.criteria(X)
+    # criteria of a likelihood; a Bayesian model's posterior has none (``jaxgmm.bayesian``)
+    scores = model.criteria(X) if hasattr(model, "criteria") else {}
     inits = ("weights_init", "means_init", "precisions_init")
     given = [name for name in inits if getattr(model, name, None) is not None]
     return {
@@ -163,7 +164,12 @@ def summary_of(model, X, names, source: str, timings: dict) -> dict:
         "interrupted": getattr(model, "interrupted_", False),
         "lower_bound": model.lower_bound_,
         "lower_bounds": [float(v) for v in model.lower_bounds_],
-        **{name: scores[name] for name in ("bic", "aic", "icl")},
+        **{name: scores[name] for name in ("bic", "aic", "icl") if name in scores},
+        **(
+            {"weight_concentration_prior_type": model.weight_concentration_prior_type}
+            if hasattr(model, "weight_concentration_")
+            else {}
+        ),
         "weights": model.weights_.tolist(),
         **(
             {"noise": {"weight": model.noise_weight_, "log_density": model.noise_log_density_}}
@@ -186,7 +192,15 @@ def summary_of(model, X, names, source: str, timings: dict) -> dict:
 
 # Every figure the command line may write: with --no-plots, those of an earlier run are removed,
 # so that a folder never mixes figures of another fit with this one's results.
-PLOTS = ("responsibilities", "lower_bound", "ellipses", "uncertainty", "selection", "exercises")
+PLOTS = (
+    "responsibilities",
+    "lower_bound",
+    "ellipses",
+    "uncertainty",
+    "weights",
+    "selection",
+    "exercises",
+)
 
 
 def remove_stale_plots(out: Path) -> None:
@@ -203,6 +217,11 @@ def model_plots(model, X, out: Path) -> list[Path]:
         ("lower_bound", lambda: plot.lower_bound_trace(model)),
         ("ellipses", lambda: plot.ellipses(model, X)),
         ("uncertainty", lambda: plot.uncertainty(model, X)),
+        *(
+            [("weights", lambda: plot.weights_posterior(model))]
+            if hasattr(model, "weight_concentration_")
+            else []
+        ),
     ):
         path = out / f"{name}.png"
         plot.save(figure(), path)
@@ -232,28 +251,36 @@ def print_model(model, names) -> None:
     names = names or [f"x{j + 1}" for j in range(model.means_.shape[1])]
     trace = model.lower_bounds_
     state = "converged" if model.converged_ else "did NOT converge"
+    variational = hasattr(model, "weight_concentration_")
     print(
-        f"EM {state} after {model.n_iter_} iterations "
-        f"(best of {len(model.restarts_.n_iter)} restarts)."
+        f"{'Variational inference' if variational else 'EM'} {state} after {model.n_iter_} "
+        f"iterations (best of {len(model.restarts_.n_iter)} restarts)."
     )
     if len(trace):
-        print(
-            f"lower bound (mean log-likelihood per point): {trace[0]:.5f} at iteration 1 "
-            f"-> {trace[-1]:.5f} at iteration {len(trace)}"
+        what = (
+            "variational lower bound (a total, up to a constant)"
+            if variational
+            else "lower bound (mean log-likelihood per point)"
         )
+        print(f"{what}: {trace[0]:.5f} at iteration 1 -> {trace[-1]:.5f} at iteration {len(trace)}")
+    order = np.argsort(model.means_[:, 0])
+    if variational:  # the components the data left keep the prior's mean: not worth a line
+        order = order[model.weights_[order] > 0.01]
     print(f"{'component':>9} {'weight':>7}  mean ({', '.join(names)})")
-    for k in np.argsort(model.means_[:, 0]):
+    for k in order:
         mean = ", ".join(f"{v:.3f}" for v in model.means_[k])
         print(f"{k:>9} {model.weights_[k]:>7.3f}  ({mean})")
     if has_noise(model):
         print(f"{'noise':>9} {model.noise_weight_:>7.3f}  (uniform, label -1)")
     from ._covariance import covariance_unit
 
-    k, d = model.means_.shape
-    if k * d * d > 64:  # a screenful at most; the files hold them all
+    d = model.means_.shape[1]
+    if len(order) < model.means_.shape[0]:
+        print(f"  ({model.means_.shape[0] - len(order)} components of weight under 1% not shown)")
+    if len(order) * d * d > 64:  # a screenful at most; the files hold them all
         print("  covariances: in summary.json and model.npz")
     elif not covariance_unit(model.covariance_type).shared:
-        for k in np.argsort(model.means_[:, 0]):
+        for k in order:
             cov = np.atleast_1d(model.covariances_[k])
             print(
                 f"  covariance {k}: {np.array2string(cov, precision=3, separator=', ')}".replace(

@@ -17,6 +17,12 @@ Format version 1 holds these entries:
                          weight, which the weights' sum leaves to 1
 ``noise_log_density``    () and its log density, -log V
 
+A :class:`jaxgmm.BayesianGaussianMixture` adds ``estimator`` ("BayesianGaussianMixture") and
+``priors`` (its ``weight_concentration_prior_``, ``mean_precision_prior_`` and
+``degrees_of_freedom_prior_``) to the metadata, and these entries (``VARIATIONAL``): its
+``weight_concentration`` ((2, K) for the Dirichlet process's sticks, else (K,)),
+``mean_precision``, ``degrees_of_freedom``, ``mean_prior`` and ``covariance_prior``.
+
 Files are written atomically (a temporary file in the same folder, then a rename), so a crash
 never leaves half a model behind. Reading checks everything and names the file and the problem;
 :func:`jaxgmm.load` turns what is read into a fitted estimator.
@@ -41,6 +47,14 @@ FORMAT_VERSION = 1
 PARAMETERS = ("weights", "means", "covariances", "precisions_cholesky")
 _ARRAYS = (*PARAMETERS, "lower_bounds")
 NOISE = ("noise_weight", "noise_log_density")
+VARIATIONAL = (
+    "weight_concentration",
+    "mean_precision",
+    "degrees_of_freedom",
+    "mean_prior",
+    "covariance_prior",
+)
+PRIORS = ("weight_concentration_prior", "mean_precision_prior", "degrees_of_freedom_prior")
 
 
 class ModelFileError(ValueError):
@@ -76,12 +90,22 @@ def write(model, path) -> None:
         "degenerate": bool(model.restarts_.degenerate[model.best_restart_]),
         "interrupted": bool(model.interrupted_),
     }
+    variational = {}
+    if hasattr(model, "weight_concentration_"):
+        metadata["estimator"] = type(model).__name__
+        metadata["priors"] = {name: float(getattr(model, name + "_")) for name in PRIORS}
+        variational = {
+            name: np.asarray(np.stack(value) if isinstance(value, tuple) else value)
+            for name in VARIATIONAL
+            for value in [getattr(model, name + "_")]
+        }
     buffer = io.BytesIO()
     np.savez(
         buffer,
         metadata=np.asarray(json.dumps(metadata)),
         **{name: np.asarray(getattr(model, name + "_")) for name in _ARRAYS},
         **_noise_arrays(model),
+        **variational,
     )
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -174,6 +198,17 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
             raise ModelFileError(f"{path}: missing the '{name}' entry")
         if arrays[name].dtype.kind != "f":
             raise ModelFileError(f"{path}: '{name}' is not floating point")
+    if metadata.get("estimator") == "BayesianGaussianMixture":
+        priors = metadata.get("priors")
+        if not isinstance(priors, dict) or any(
+            not isinstance(priors.get(name), int | float) for name in PRIORS
+        ):
+            raise ModelFileError(f"{path}: metadata lacks the Bayesian model's 'priors'")
+        for name in VARIATIONAL:
+            if name not in arrays:
+                raise ModelFileError(f"{path}: missing the '{name}' entry")
+            if not np.all(np.isfinite(arrays[name])):
+                raise ModelFileError(f"{path}: '{name}' is not finite")
     noise = [name for name in NOISE if name in arrays]
     if noise and len(noise) < len(NOISE):
         raise ModelFileError(f"{path}: has {noise[0]!r} but not the rest of the noise component")

@@ -36,7 +36,7 @@ from . import _engine, _host_loop
 from ._blocks import Blocks, default_block_size
 from ._em import _tiny, finalize
 from ._engine import EMSettings, active, each_restart, pass_statistics
-from ._params import GMMParams
+from ._params import GMMParams, RestartOutcome
 from ._programs import program
 from ._shapes import is_small
 from ._statistics import LOG_2PI, choose_form, named_form
@@ -86,7 +86,8 @@ class State(NamedTuple):
 
 class VariationalResult(NamedTuple):
     """The chosen restart's posterior (in the data's frame), its lower bound (scikit-learn's
-    ``lower_bound_``, a total over the samples), its trace, and every restart's outcome."""
+    ``lower_bound_``, a total over the samples), its trace, and every restart's outcome (no
+    restart is marked degenerate: a component the data leave is the prior's, by design)."""
 
     posterior: Posterior
     lower_bound: Array
@@ -94,7 +95,7 @@ class VariationalResult(NamedTuple):
     n_iter: int
     converged: bool
     best_restart: int
-    restart_lower_bounds: np.ndarray
+    restarts: RestartOutcome  # every restart's trace and end; ``params`` None
     interrupted: bool
 
 
@@ -425,6 +426,14 @@ def fit_variational(
         n_iter=int(host.n_iter[best]),
         converged=bool(host.converged[best]),
         best_restart=best,
-        restart_lower_bounds=host.lower_bound,
+        restarts=RestartOutcome(
+            lower_bound=host.lower_bound,
+            lower_bounds=traces.T,
+            n_iter=host.n_iter,
+            converged=host.converged,
+            failed=host.failed,
+            degenerate=np.zeros(n_init, bool),
+            params=None,
+        ),
         interrupted=bool(interrupted),
     )

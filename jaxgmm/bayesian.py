@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _online, _variational
+from . import _model_file, _online, _variational
 from ._covariance import covariance_unit
 from ._fit import initialize
 from ._init import INIT_METHODS
@@ -113,8 +113,9 @@ default="dirichlet_process"
         scikit-learn's lower bound (up to its constant), of the chosen restart.
     lower_bounds_ : ndarray
         Its trace, one value per iteration.
-    restart_lower_bounds_ : ndarray
-        Every restart's final lower bound.
+    restarts_ : RestartOutcome
+        Every restart's final lower bound, trace, n_iter, converged and failed (``params``
+        is None: only the chosen posterior is kept; none is marked degenerate).
     best_restart_ : int
     n_steps_ : int
         Mini-batches :meth:`partial_fit` has folded in.
@@ -190,7 +191,12 @@ default="dirichlet_process"
     icl = _not_variational("icl")
     criteria = _not_variational("criteria")
     impute = _not_variational("impute")
-    save = _not_variational("save")
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` atomically (``jaxgmm.load`` reads it back): the
+        posterior, the prior and the trace, in the format of ``GaussianMixture.save``."""
+        self._check_is_fitted()
+        _model_file.write(self, path)
 
     # -- validation ------------------------------------------------------------------------
 
@@ -372,7 +378,7 @@ default="dirichlet_process"
             self._set_posterior(result, prior, dtype)
             labels = None if fit_only else self._labels(self._densities(X)[0])
         if self.verbose:
-            for i, bound in enumerate(result.restart_lower_bounds):
+            for i, bound in enumerate(result.restarts.lower_bound):
                 print(f"Initialization {i}: lower bound {float(bound):.6f}")
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -396,7 +402,11 @@ default="dirichlet_process"
         self.n_iter_ = result.n_iter
         self.lower_bound_ = float(result.lower_bound)
         self.lower_bounds_ = np.asarray(result.lower_bounds).astype(dtype)
-        self.restart_lower_bounds_ = np.asarray(result.restart_lower_bounds).astype(dtype)
+        outcome = result.restarts
+        self.restarts_ = outcome._replace(
+            lower_bound=outcome.lower_bound.astype(dtype),
+            lower_bounds=outcome.lower_bounds.astype(dtype),
+        )
         self.best_restart_ = result.best_restart
         self.interrupted_ = result.interrupted
         self.noise_weight_ = None
@@ -460,3 +470,50 @@ default="dirichlet_process"
 
 
 __all__ = ["BayesianGaussianMixture"]
+
+
+def loaded(metadata: dict, arrays: dict) -> BayesianGaussianMixture:
+    """A fitted model from a checked file's entries (``jaxgmm.load``)."""
+    from ._params import RestartOutcome
+
+    defaults = BayesianGaussianMixture().get_params()
+    settings = {k: v for k, v in metadata["settings"].items() if k in defaults and v is not None}
+    model = BayesianGaussianMixture(**settings)
+    dtype = arrays["means"].dtype
+    model._set_posterior_only(
+        _variational.Posterior(
+            *(arrays[name] for name in _model_file.VARIATIONAL[:2]),
+            arrays["means"],
+            arrays["degrees_of_freedom"],
+            arrays["covariances"],
+            arrays["precisions_cholesky"],
+        ),
+        dtype,
+    )
+    for name, value in metadata["priors"].items():
+        setattr(model, name + "_", float(value))
+    model.mean_prior_ = arrays["mean_prior"]
+    prior = arrays["covariance_prior"]
+    model.covariance_prior_ = prior if prior.ndim else float(prior)
+    trace = arrays["lower_bounds"]
+    model.converged_ = bool(metadata.get("converged", False))
+    model.n_iter_ = int(metadata.get("n_iter", len(trace)))
+    model.lower_bound_ = float(metadata.get("lower_bound", np.nan))
+    model.lower_bounds_ = trace
+    one = np.ones(1, bool)
+    model.restarts_ = RestartOutcome(
+        np.array([model.lower_bound_], dtype),
+        trace[None],
+        np.array([model.n_iter_]),
+        one & model.converged_,
+        ~one,
+        ~one,
+        None,
+    )
+    model.best_restart_ = 0
+    model.interrupted_ = bool(metadata.get("interrupted", False))
+    model.noise_weight_ = None
+    model.n_features_in_ = model.means_.shape[1]
+    if metadata.get("feature_names"):
+        model.feature_names_in_ = np.asarray(metadata["feature_names"], dtype=object)
+    return model

@@ -201,6 +201,13 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, single_k: bool) -> None
     )
     if single_k:
         parser.add_argument(
+            "--bayesian",
+            choices=("dirichlet-process", "dirichlet-distribution"),
+            help="fit scikit-learn's variational Bayesian mixture with this prior on the "
+            "weights: -k is then the most components, and those the data do not need end with "
+            "weights near zero (plot: weights.png)",
+        )
+        parser.add_argument(
             "--stream",
             action="store_true",
             help="read a .npy file from disk in blocks, for data larger than memory",

@@ -726,7 +726,7 @@ def fitted_model(
 
 
 def load(path) -> GaussianMixture:
-    """Read a model written by ``GaussianMixture.save``.
+    """Read a model written by ``GaussianMixture.save`` (or ``BayesianGaussianMixture.save``).
 
     Parameters
     ----------
@@ -735,7 +735,7 @@ def load(path) -> GaussianMixture:
     Returns
     -------
     GaussianMixture
-        Fitted.
+        Fitted (a :class:`jaxgmm.BayesianGaussianMixture` for a Bayesian model's file).
 
     Raises
     ------
@@ -746,6 +746,10 @@ def load(path) -> GaussianMixture:
         format version loads with a warning.
     """
     metadata, arrays = _model_file.read(path)
+    if metadata.get("estimator") == "BayesianGaussianMixture":
+        from .bayesian import loaded
+
+        return loaded(metadata, arrays)
     defaults = GaussianMixture().get_params()
     settings = {k: v for k, v in metadata["settings"].items() if k in defaults and v is not None}
     settings["covariance_type"] = metadata["covariance_type"]

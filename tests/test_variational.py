@@ -256,3 +256,58 @@ def test_step_sizes_are_checked():
         jaxgmm.GaussianMixture(2, learning_decay=0.4).partial_fit(jaxgmm.lesson_data())
     with pytest.raises(ValueError, match="partial_fit fits plain mixtures"):
         jaxgmm.GaussianMixture(2, prior="default").partial_fit(jaxgmm.lesson_data())
+
+
+# -- saved models, plots and the command line ---------------------------------------------
+
+
+@pytest.mark.parametrize("weight_type", vb.WEIGHT_PRIORS)
+def test_a_saved_model_loads_as_it_was(tmp_path, weight_type):
+    X = jaxgmm.datasets.faithful()
+    model = jaxgmm.BayesianGaussianMixture(
+        n_components=5, weight_concentration_prior_type=weight_type, random_state=0
+    ).fit(X)
+    model.save(tmp_path / "model.npz")
+    loaded = jaxgmm.load(tmp_path / "model.npz")
+    assert type(loaded) is jaxgmm.BayesianGaussianMixture
+    assert loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    np.testing.assert_array_equal(loaded.covariance_prior_, model.covariance_prior_)
+    assert loaded.lower_bound_ == model.lower_bound_
+
+
+def test_a_bayesian_file_without_its_posterior_is_refused(tmp_path):
+    X = jaxgmm.datasets.faithful()
+    jaxgmm.BayesianGaussianMixture(n_components=3, random_state=0).fit(X).save(tmp_path / "m.npz")
+    entries = dict(np.load(tmp_path / "m.npz"))
+    del entries["mean_precision"]
+    np.savez(tmp_path / "broken.npz", **entries)
+    with pytest.raises(jaxgmm.ModelFileError, match="missing the 'mean_precision' entry"):
+        jaxgmm.load(tmp_path / "broken.npz")
+
+
+def test_weights_plot_marks_the_kept_components():
+    from jaxgmm import plot
+
+    X = jaxgmm.datasets.faithful()
+    model = jaxgmm.BayesianGaussianMixture(n_components=8, random_state=0, max_iter=300).fit(X)
+    figure = plot.weights_posterior(model)
+    kept = int(np.sum(model.weights_ > 0.01))
+    assert kept == 2
+    assert f"{kept} of 8 components kept" in figure.axes[0].get_title()
+    legend = [t.get_text() for t in plot.ellipses(model, X).legends[0].get_texts()]
+    assert legend[-1] == "6 of weight under 1%: not drawn" and len(legend) == kept + 1
+
+
+def test_command_line_fits_a_bayesian_mixture(tmp_path):
+    from jaxgmm import cli
+
+    out = tmp_path / "out"
+    data = str(jaxgmm.datasets.DATA_DIR / "faithful.csv")
+    code = cli.main(["fit", data, "-k", "6", "--bayesian", "dirichlet-process", "--out", str(out)])
+    assert code == 0
+    assert (out / "weights.png").exists() and (out / "model.npz").exists()
+    assert type(jaxgmm.load(out / "model.npz")) is jaxgmm.BayesianGaussianMixture
+    refused = ["fit", data, "--bayesian", "dirichlet-process", "--noise", "--out", str(out)]
+    assert cli.main(refused) == 2

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ._bootstrap_figures import bootstrap, bootstrap_lrt
 from ._geometry import MAX_POINTS, Projection, full_covariances, mixture_log_density, project
-from ._model_figures import ellipses, responsibilities, uncertainty
+from ._model_figures import ellipses, responsibilities, uncertainty, weights_posterior
 from ._run_figures import exercises, lower_bound_trace, selection
 from ._style import DPI, FIGSIZE, GRID_SIZE, SIGMAS, component_colors
 
@@ -52,6 +52,7 @@ __all__ = [
     "save",
     "selection",
     "uncertainty",
+    "weights_posterior",
 ]
 
 

@@ -135,6 +135,18 @@ def responsibilities(model: GaussianMixture, X, *, figsize=None) -> Figure:
     return fig
 
 
+KEPT_WEIGHT = 0.01  # a component with less expected weight is one the data left to the prior
+
+
+def _left_to_prior(model) -> np.ndarray:
+    """``(K,)``: the components a Bayesian model's data left (expected weight under
+    ``KEPT_WEIGHT``); none for a mixture fitted by EM."""
+    weights = np.asarray(model.weights_, np.float64)
+    if not hasattr(model, "weight_concentration_"):
+        return np.zeros(len(weights), bool)
+    return weights <= KEPT_WEIGHT
+
+
 def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
     """The data, each component's 1, 2 and 3 sigma ellipses, and the mixture's log density.
 
@@ -143,7 +155,8 @@ def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
     axis-aligned in the data's features). The filled contours are the log density of the
     mixture: from ``score_samples`` for two features, the exact marginal density on the plane
     when the data are projected. One feature: a histogram with the mixture density and the
-    weighted component densities.
+    weighted component densities. Of a :class:`jaxgmm.BayesianGaussianMixture`, the components
+    the data left (expected weight under 1%) are not drawn: they sit at the prior's mean.
 
     Parameters
     ----------
@@ -169,10 +182,15 @@ def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
         return _histogram(new_figure(figsize), model, X, colors, note)
 
     plane = project(model, X)
-    # Limits cover the data and every 3-sigma ellipse's bounding box.
-    half = 3 * np.sqrt(np.diagonal(plane.covariances, axis1=1, axis2=2))
-    lo, hi = plane_limits(plane.points, [plane.means - half, plane.means + half])
-    labels = [f"{j}: weight {weights[j]:.2f}" for j in range(k)]
+    # a Bayesian model's components the data left sit at the prior, drawn over each other
+    drawn = np.flatnonzero(~_left_to_prior(model))
+    shown = plane._replace(means=plane.means[drawn], covariances=plane.covariances[drawn])
+    # Limits cover the data and every drawn 3-sigma ellipse's bounding box.
+    half = 3 * np.sqrt(np.diagonal(shown.covariances, axis1=1, axis2=2))
+    lo, hi = plane_limits(plane.points, [shown.means - half, shown.means + half])
+    labels = [f"{j}: weight {weights[j]:.2f}" for j in drawn]
+    if len(drawn) < k:
+        labels.append(f"{k - len(drawn)} of weight under {KEPT_WEIGHT:.0%}: not drawn")
     fig = plane_figure(
         figsize, lo, hi, title_lines=2 + plane.projected, legend_rows=legend_rows(labels)
     )
@@ -206,11 +224,16 @@ def ellipses(model: GaussianMixture, X, *, figsize=None) -> Figure:
         plane.points[:, 0], plane.points[:, 1], color="0.15", zorder=2, **point_style(len(X))
     )
 
-    draw_ellipses(ax, plane, colors)
+    draw_ellipses(ax, shown, colors[drawn])
     setup_plane_axes(ax, plane, lo, hi)
 
     # The line styles are named in the title: a legend row for them would crowd out the data.
-    handles = [Line2D([], [], color=colors[j], lw=2.2, label=labels[j]) for j in range(k)]
+    handles = [
+        Line2D([], [], color=colors[j], lw=2.2, label=label)
+        for j, label in zip(drawn, labels, strict=False)
+    ]
+    if len(drawn) < k:
+        handles.append(Line2D([], [], color="none", label=labels[-1]))
     bottom_legend(fig, handles)
     title = model_title(model, "Components at 1σ (solid), 2σ (dashed), 3σ (dotted)", note)
     ax.set_title(plane_title(title, plane), fontsize=10)
@@ -328,4 +351,74 @@ def uncertainty(model: GaussianMixture, X, *, figsize=None) -> Figure:
     what = "Classification uncertainty (size and colour)"
     title = model_title(model, what, note) + f"; {summary}"
     ax.set_title(plane_title(title, plane), fontsize=10)
+    return fig
+
+
+def _weight_draws(model, n_draws: int, seed: int = 0) -> np.ndarray:
+    """Draws ``(n_draws, K)`` of the weights from a Bayesian model's posterior: Dirichlet, or
+    the Dirichlet process's sticks (Beta) broken in order."""
+    rng = np.random.default_rng(seed)
+    concentration = model.weight_concentration_
+    if isinstance(concentration, tuple):
+        sticks = rng.beta(
+            np.asarray(concentration[0], np.float64),
+            np.asarray(concentration[1], np.float64),
+            (n_draws, len(concentration[0])),
+        )
+        rest = np.cumprod(1.0 - sticks, axis=1)
+        return sticks * np.concatenate([np.ones((n_draws, 1)), rest[:, :-1]], axis=1)
+    return rng.dirichlet(np.asarray(concentration, np.float64), n_draws)
+
+
+def weights_posterior(model, *, level: float = 0.9, figsize=None) -> Figure:
+    """A Bayesian model's weights: each component's expected weight with its posterior
+    interval, those the data kept (expected weight over 1%) in their colours, the others grey.
+
+    Parameters
+    ----------
+    model : BayesianGaussianMixture
+        A fitted model.
+    level : float, default=0.9
+        The posterior intervals' probability (from 4,000 draws of the weights' posterior).
+    figsize : (float, float), optional
+        Inches; (6, 5) by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .._sklearn_api import not_fitted_error
+
+    if not hasattr(model, "weight_concentration_"):
+        raise not_fitted_error()(
+            "weights_posterior draws a fitted BayesianGaussianMixture's weights"
+        )
+    weights = np.asarray(model.weights_, np.float64)
+    k = len(weights)
+    draws = _weight_draws(model, 4000)
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    kept = ~_left_to_prior(model)
+    colors = np.where(kept[:, None], component_colors(k), np.array([0.7, 0.7, 0.7, 1.0]))
+    fig = new_figure(figsize)
+    ax = fig.add_subplot()
+    ax.bar(np.arange(k), weights, color=colors, edgecolor="0.3", linewidth=0.5)
+    # an interval, not error bars: a tiny expected weight may lie outside it (the draws' mass
+    # sits at zero)
+    ax.vlines(
+        np.arange(k), low, high, color="0.15", lw=1.6, label=f"{level:.0%} posterior interval"
+    )
+    ax.axhline(
+        KEPT_WEIGHT, color="0.5", ls=":", lw=1, label=f"kept: expected weight > {KEPT_WEIGHT:.0%}"
+    )
+    ax.set_xticks(np.arange(k))
+    ax.set_xlabel("component")
+    ax.set_ylabel("weight (expected, and interval)")
+    ax.set_ylim(0, max(1.05 * float(high.max()), 0.05))
+    ax.grid(axis="y", alpha=0.3)
+    prior = model.weight_concentration_prior_type.replace("_", " ")
+    ax.set_title(
+        f"Weights' posterior: {int(kept.sum())} of {k} components kept\n"
+        f"{prior} prior, {model.covariance_type} covariance"
+    )
+    ax.legend(loc="upper right", fontsize=9)
     return fig

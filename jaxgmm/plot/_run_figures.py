@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def lower_bound_trace(model: GaussianMixture, *, figsize=None) -> Figure:
-    """The lower bound (mean log-likelihood per sample) at every EM iteration of every restart.
+    """The lower bound (mean log-likelihood per sample) at every EM iteration of every restart
+    (of a :class:`jaxgmm.BayesianGaussianMixture`, its variational lower bound).
 
     Restarts are drawn faint, the chosen one bold; a failed restart is dashed red and ends in a
     cross at its last finite value; a degenerate one (a collapsed component) ends in a ring.
@@ -122,14 +123,20 @@ def lower_bound_trace(model: GaussianMixture, *, figsize=None) -> Figure:
                 label=once("degenerate (collapsed component)"),
             )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("EM iteration")
-    ax.set_ylabel("lower bound (mean log-likelihood per sample)")
+    variational = hasattr(model, "weight_concentration_")
+    ax.set_xlabel("variational iteration" if variational else "EM iteration")
+    ax.set_ylabel(
+        "variational lower bound (a total, up to a constant)"
+        if variational
+        else "lower bound (mean log-likelihood per sample)"
+    )
     ax.grid(alpha=0.3)
     n_failed = int(np.sum(outcome.failed))
     failed = f", {n_failed} failed" if n_failed else ""
     k = model.means_.shape[0]
     ax.set_title(
-        f"EM lower bound per iteration\nK={k}, {model.covariance_type} covariance, "
+        f"{'Variational' if variational else 'EM'} lower bound per iteration\n"
+        f"K={k}, {model.covariance_type} covariance, "
         f"{n_init} restart{'s' * (n_init > 1)}{failed}"
     )
     if labelled or len(finite):
