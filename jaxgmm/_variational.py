@@ -33,7 +33,7 @@ from jax import Array, lax
 from jax.scipy.special import betaln, digamma, gammaln
 
 from . import _engine, _host_loop
-from ._blocks import Blocks, default_block_size
+from ._blocks import Blocks, as_mesh, default_block_size, shard_rows
 from ._em import _tiny, finalize
 from ._engine import EMSettings, active, each_restart, pass_statistics
 from ._params import GMMParams, RestartOutcome
@@ -262,16 +262,13 @@ def _all_finite(tree) -> Array:
     )
 
 
-@program(static_argnames=("unit", "blocks", "n_steps", "weight_type"))
-def advance(state, X, sample_weight, settings, prior, *, unit, blocks, n_steps, weight_type):
-    """``n_steps`` variational iterations of every active restart (``jaxgmm._engine.advance``'s
-    contract: the new state, the lower bounds ``(n_steps, n_init)``, NaN where a restart was
-    not active, and whether all are done). Converged: the lower bound (a total, as
-    scikit-learn's) moved by less than ``tol``, or than its own rounding (``ROUNDING`` eps
-    times its size) where that is larger."""
-    unit = blocks.factoring(unit)
-    form = named_form(settings.statistics)
-    unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
+def update(state, stats, e_params, settings, prior, *, unit, weight_type, unit_weight, in_turn):
+    """The variational M-step of every active restart from the statistics of its E-step
+    (under ``e_params``), and the bookkeeping (``jaxgmm._engine.update``'s contract: a restart
+    whose bound or posterior is not finite is frozen and failed). Converged: the lower bound (a
+    total, as scikit-learn's) moved by less than ``tol``, or than its own rounding
+    (``ROUNDING`` eps times its size) where that is larger. Returns the new state and the
+    bounds (NaN where a restart was not active)."""
     one = partial(
         _iteration,
         settings=settings,
@@ -280,6 +277,37 @@ def advance(state, X, sample_weight, settings, prior, *, unit, blocks, n_steps, 
         weight_type=weight_type,
         unit_weight=unit_weight,
     )
+    running = active(state, settings.max_iter)
+    post, bound = each_restart(one, in_turn, stats, e_params, when=running)
+    ok = jnp.isfinite(bound) & _all_finite(post)
+    keep = running & ok
+    # the bound is a total: in float32 its rounding (up to 8 eps |bound| measured, 3e4 and
+    # 3e5 rows) outgrows a tol of 1e-3 from a few thousand rows, and no fit would stop
+    floor = jnp.maximum(settings.tol, ROUNDING * jnp.finfo(bound.dtype).eps * jnp.abs(bound))
+    posterior_ = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old),
+        post,
+        state.posterior,
+    )
+    new_state = State(
+        posterior=posterior_,
+        lower_bound=jnp.where(keep, bound, state.lower_bound),
+        n_iter=state.n_iter + running.astype(jnp.int32),
+        converged=state.converged | (keep & (jnp.abs(bound - state.lower_bound) < floor)),
+        failed=state.failed | (running & ~ok),
+    )
+    return new_state, jnp.where(running, bound, jnp.nan)
+
+
+@program(static_argnames=("unit", "blocks", "n_steps", "weight_type"))
+def advance(state, X, sample_weight, settings, prior, *, unit, blocks, n_steps, weight_type):
+    """``n_steps`` variational iterations of every active restart (``jaxgmm._engine.advance``'s
+    contract: the new state, the lower bounds ``(n_steps, n_init)``, NaN where a restart was
+    not active, and whether all are done): a pass over the data for the E-step's statistics,
+    then :func:`update`."""
+    unit = blocks.factoring(unit)
+    form = named_form(settings.statistics)
+    unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
 
     def iterate(state):
         running = active(state, settings.max_iter)
@@ -287,25 +315,17 @@ def advance(state, X, sample_weight, settings, prior, *, unit, blocks, n_steps, 
         stats = pass_statistics(
             X, sample_weight, e_params, running, unit=unit, form=form, blocks=blocks
         )
-        post, bound = each_restart(one, blocks.in_turn, stats, e_params, when=running)
-        ok = jnp.isfinite(bound) & _all_finite(post)
-        # the bound is a total: in float32 its rounding (up to 8 eps |bound| measured, 3e4 and
-        # 3e5 rows) outgrows a tol of 1e-3 from a few thousand rows, and no fit would stop
-        floor = jnp.maximum(settings.tol, ROUNDING * jnp.finfo(bound.dtype).eps * jnp.abs(bound))
-        keep = running & ok
-        posterior_ = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(keep.reshape(keep.shape + (1,) * (new.ndim - 1)), new, old),
-            post,
-            state.posterior,
+        return update(
+            state,
+            stats,
+            e_params,
+            settings,
+            prior,
+            unit=unit,
+            weight_type=weight_type,
+            unit_weight=unit_weight,
+            in_turn=blocks.in_turn,
         )
-        new_state = State(
-            posterior=posterior_,
-            lower_bound=jnp.where(keep, bound, state.lower_bound),
-            n_iter=state.n_iter + running.astype(jnp.int32),
-            converged=state.converged | (keep & (jnp.abs(bound - state.lower_bound) < floor)),
-            failed=state.failed | (running & ~ok),
-        )
-        return new_state, jnp.where(running, bound, jnp.nan)
 
     def skip(state):
         return state, jnp.full(state.lower_bound.shape, jnp.nan, state.lower_bound.dtype)
@@ -339,12 +359,14 @@ def fit_variational(
     statistics: str = "auto",
     callback=None,
     interruptible: bool = False,
+    devices=None,
 ) -> VariationalResult:
     """Variational iterations from ``start`` (a batch of restarts, leading axis ``n_init``):
     Gaussian estimates from starting responsibilities (``jaxgmm.initialize``'s parameters), or
     a posterior to continue (scikit-learn's ``warm_start``, whose first lower bound is then
     compared with ``start_lower_bound``). ``X`` is a checked JAX or NumPy array, ``prior`` in
-    the data's frame; the best restart is the one of highest lower bound that did not fail."""
+    the data's frame; the best restart is the one of highest lower bound that did not fail.
+    ``devices``: shard the rows over them (``jaxgmm._blocks.as_mesh``), as :func:`jaxgmm.fit`."""
     from ._covariance import covariance_unit
     from ._fit import restarts_in_turn
 
@@ -352,10 +374,14 @@ def fit_variational(
     X = jnp.asarray(X)
     n_samples, n_features = X.shape
     sample_weight = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
-    Xc, centre, _ = _engine.prepare(X, sample_weight)
+    mesh = as_mesh(devices)
+    if mesh is not None:  # padded with rows of weight zero
+        X, sample_weight = shard_rows(X, sample_weight, mesh)
+    rows = X.shape[0] // (1 if mesh is None else mesh.size)
+    Xc, centre, _ = _engine.prepare(X, sample_weight, mesh=mesh)
     prior = jax.tree_util.tree_map(lambda a: jnp.asarray(a, X.dtype), prior)
     prior_c = prior._replace(mean=prior.mean - centre)
-    small = is_small(n_samples, n_features)
+    small = mesh is None and is_small(n_samples, n_features)
     if isinstance(start, Posterior):
         post = jax.tree_util.tree_map(lambda a: jnp.asarray(a, X.dtype), start)
         post = post._replace(means=post.means - centre)
@@ -378,17 +404,17 @@ def fit_variational(
         converged=jnp.zeros((n_init,), bool),
         failed=jnp.zeros((n_init,), bool),
     )
-    form = choose_form(statistics, unit, rows=n_samples, n_features=n_features, traced=False)
+    form = choose_form(statistics, unit, rows=rows, n_features=n_features, traced=False)
     in_turn = restarts_in_turn(small)
     size = default_block_size(
-        n_samples,
+        rows,
         n_components,
         n_features,
         1 if in_turn else n_init,
         expanded_width=form.row_width(unit, n_features),
         in_turn=in_turn,
     )
-    blocks = Blocks(int(size), None, in_turn)
+    blocks = Blocks(int(size), mesh, in_turn)
     settings = EMSettings(reg_covar=reg_covar, tol=tol, max_iter=max_iter).with_form(form)
 
     def step(state, n_steps):

@@ -96,6 +96,9 @@ default="dirichlet_process"
     total_samples : float, optional
         The size of the data :meth:`partial_fit` reads in batches (the ``N`` of stochastic
         variational inference); by default the rows seen so far.
+    devices : jax.sharding.Mesh or list of devices, optional
+        Shard the data's rows over these devices while fitting (as
+        :class:`jaxgmm.GaussianMixture`'s; the start runs on one).
 
     Attributes
     ----------
@@ -162,6 +165,7 @@ default="dirichlet_process"
         learning_offset: float = 10.0,
         learning_decay: float = 0.7,
         total_samples=None,
+        devices=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -185,6 +189,7 @@ default="dirichlet_process"
         self.learning_offset = learning_offset
         self.learning_decay = learning_decay
         self.total_samples = total_samples
+        self.devices = devices
 
     bic = _not_variational("bic")
     aic = _not_variational("aic")
@@ -372,6 +377,7 @@ default="dirichlet_process"
                 max_iter=self.max_iter,
                 start_lower_bound=self.lower_bound_ if warm else -np.inf,
                 callback=bar,
+                devices=self.devices,
             )
             if bar is not None:
                 bar.close()
