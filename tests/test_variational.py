@@ -196,7 +196,7 @@ def test_bad_parameters_are_named(options, message):
 
 def test_criteria_of_a_likelihood_are_absent():
     model = jaxgmm.BayesianGaussianMixture(n_components=2, random_state=0).fit(jaxgmm.lesson_data())
-    for name in ("bic", "aic", "icl", "criteria", "impute", "save"):
+    for name in ("bic", "aic", "icl", "criteria", "impute"):
         assert not hasattr(model, name)
 
 
