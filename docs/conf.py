@@ -53,8 +53,11 @@ templates_path = ["_templates"]  # a class's page: its docstring and its methods
 
 
 def _skip_tuple_fields(app, what, name, obj, skip, options):
-    # a NamedTuple's fields are "Alias for field number i": its Attributes section says more
-    return True if (getattr(obj, "__doc__", None) or "").startswith("Alias for field") else None
+    # a NamedTuple's fields are "Alias for field number i": its Attributes section says more;
+    # a method a subclass removes (BayesianGaussianMixture's bic, ...) is a property of no doc
+    doc = getattr(obj, "__doc__", None) or ""
+    removed = isinstance(obj, property) and not doc
+    return True if doc.startswith("Alias for field") or removed else None
 
 
 def setup(app):

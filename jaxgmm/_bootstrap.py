@@ -321,6 +321,7 @@ class BootstrapResult:
 
     @property
     def n_boot(self) -> int:
+        """The number of replicates."""
         return self.weights.shape[0]
 
     def _fields(self) -> dict[str, np.ndarray]:
