@@ -556,7 +556,10 @@ def bootstrap_lrt(
         k-means starts of the observed fits, besides mclust's hierarchical start.
     random_state : int, numpy Generator or None
     tol, max_iter : float, int
-        Every fit's (``tol`` on the mean log-likelihood per row).
+        The fits' convergence settings. The observed fits stop once the mean log-likelihood
+        per row moves by less than ``tol``; the replicates' as mclust's, once the
+        log-likelihood moves by less than ``tol (1 + |logL|)``, ``logL`` the observed fit's
+        (on faithful 4x looser: the replicates are most of the work).
     reg_covar : float
     prior : {None, "default"}
         As in :func:`jaxgmm.fit`.
@@ -621,12 +624,16 @@ def bootstrap_lrt(
             (small, ll0), (large, ll1) = observed_fit(k), observed_fit(k + 1)
             observed_statistic = 2.0 * (max(ll1, ll0) - ll0)
             data = draw(jax.random.fold_in(key, DRAWS + k), small, covariance_type, n_boot, n_rows)
-            common = dict(covariance_type=covariance_type, settings=settings, data_var=data_var)
+            common = dict(covariance_type=covariance_type, data_var=data_var)
             fits = []
-            for start in (small, large):
+            for start, log_likelihood in ((small, ll0), (large, ll1)):
                 label = f"{k} vs {k + 1}, fits of {start.means.shape[0]} components"
+                # mclust's relative tolerance, |change| < tol (1 + |logL|), per row
+                relative = dataclasses.replace(
+                    settings, tol=tol * (1.0 + abs(log_likelihood)) / n_rows
+                )
                 with _progress_bar(label, progress) as bar:
-                    fits.append(refit(start, data, callback=bar, **common))
+                    fits.append(refit(start, data, callback=bar, **common, settings=relative))
             null, alternative = fits
             failed = null.failed | alternative.failed
             replicate = 2.0 * (
