@@ -377,6 +377,7 @@ default="dirichlet_process"
                 max_iter=self.max_iter,
                 start_lower_bound=self.lower_bound_ if warm else -np.inf,
                 callback=bar,
+                interruptible=True,
                 devices=self.devices,
             )
             if bar is not None:
@@ -386,7 +387,13 @@ default="dirichlet_process"
         if self.verbose:
             for i, bound in enumerate(result.restarts.lower_bound):
                 print(f"Initialization {i}: lower bound {float(bound):.6f}")
-        if not self.converged_ and self.max_iter > 0:
+        if self.interrupted_:
+            warnings.warn(
+                "Fit interrupted (Ctrl-C): the posterior is the best reached so far.",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
