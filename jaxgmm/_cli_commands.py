@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130
 
 
 def run_fit(args) -> int:
-    from . import GaussianMixture
+    from . import BayesianGaussianMixture, GaussianMixture
 
     if args.stream:
         return _run_fit_stream(args)
@@ -46,34 +46,35 @@ def run_fit(args) -> int:
     start = time.perf_counter()
     X, names, source = read_data(args)
     timings["reading"] = round(time.perf_counter() - start, 3)
+    common = dict(
+        n_components=args.n_components,
+        covariance_type=args.covariance_type,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        init_params=args.init,
+        random_state=args.seed,
+        progress=show_progress(args),
+        matmul_precision=args.matmul_precision,
+    )
     if args.bayesian:
-        model = _bayesian_model(args)
         print(
             f"Fitting a Bayesian mixture of at most K={args.n_components} components "
             f"({args.covariance_type} covariances, {args.bayesian} prior) to {source}."
         )
+        model = BayesianGaussianMixture(
+            weight_concentration_prior_type=args.bayesian.replace("-", "_"), **common
+        )
     else:
         print(f"Fitting K={args.n_components} ({args.covariance_type} covariances) to {source}.")
-    model = (
-        model
-        if args.bayesian
-        else GaussianMixture(
-            args.n_components,
-            covariance_type=args.covariance_type,
-            tol=args.tol,
-            reg_covar=args.reg_covar,
-            max_iter=args.max_iter,
-            n_init=args.n_init,
-            init_params=args.init,
-            random_state=args.seed,
-            progress=show_progress(args),
+        model = GaussianMixture(
             checkpoint=args.checkpoint,
-            matmul_precision=args.matmul_precision,
             prior=prior_of(args),
             noise=args.noise,
             missing=args.missing,
+            **common,
         )
-    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Fit interrupted")  # reported below
@@ -113,24 +114,6 @@ def _check_bayesian_options(args) -> None:
         raise CommandError(
             "--bayesian fits scikit-learn's covariance types: full, tied, diag, spherical"
         )
-
-
-def _bayesian_model(args):
-    from . import BayesianGaussianMixture
-
-    return BayesianGaussianMixture(
-        n_components=args.n_components,
-        covariance_type=args.covariance_type,
-        weight_concentration_prior_type=args.bayesian.replace("-", "_"),
-        tol=args.tol,
-        reg_covar=args.reg_covar,
-        max_iter=args.max_iter,
-        n_init=args.n_init,
-        init_params=args.init,
-        random_state=args.seed,
-        progress=show_progress(args),
-        matmul_precision=args.matmul_precision,
-    )
 
 
 def _run_fit_stream(args) -> int:

@@ -9,8 +9,6 @@ The shell is :class:`jaxgmm.GaussianMixture`'s (validation, inference, sampling)
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +23,6 @@ from ._progress import ProgressBar
 from ._sklearn_api import (
     check_learning_rate,
     check_number,
-    convergence_warning,
     key_from,
     precision_context,
 )
@@ -387,19 +384,7 @@ default="dirichlet_process"
         if self.verbose:
             for i, bound in enumerate(result.restarts.lower_bound):
                 print(f"Initialization {i}: lower bound {float(bound):.6f}")
-        if self.interrupted_:
-            warnings.warn(
-                "Fit interrupted (Ctrl-C): the posterior is the best reached so far.",
-                UserWarning,
-                stacklevel=3,
-            )
-        elif not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
-                convergence_warning(),
-                stacklevel=3,
-            )
+        self._warn_about_outcome("posterior's parameters")
         return labels
 
     def _set_posterior(self, result, prior: _variational.Prior, dtype) -> None:

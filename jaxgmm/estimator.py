@@ -450,20 +450,25 @@ class GaussianMixture(EstimatorParams):
             self._set_fitted(result, dtype)
             labels = None if fit_only else self._labels(self._densities(X)[0])
         self._report(result)
+        self._warn_about_outcome("parameters")
+        return labels
+
+    def _warn_about_outcome(self, what: str) -> None:
+        """A fit stopped by Ctrl-C, or whose best restart did not converge, warns (from the
+        caller of ``fit``)."""
         if self.interrupted_:
             warnings.warn(
-                "Fit interrupted (Ctrl-C): the parameters are the best reached so far.",
+                f"Fit interrupted (Ctrl-C): the {what} are the best reached so far.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         elif not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 convergence_warning(),
-                stacklevel=3,
+                stacklevel=4,
             )
-        return labels
 
     def _initial_params(self, key, X, inits, n_init, sample_weight) -> GMMParams:
         """Initial parameters of every restart, on the host: from ``init_params``, with

@@ -15,6 +15,7 @@ os.environ.setdefault(
 )
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
@@ -46,3 +47,18 @@ def x64():
         yield
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+# scikit-learn's fixtures, which its test modules run here read (test_sklearn_*suite.py)
+
+
+@pytest.fixture
+def global_dtype():
+    """scikit-learn's fixture: float64 by default."""
+    return np.float64
+
+
+@pytest.fixture
+def global_random_seed():
+    """scikit-learn's fixture: 42 by default."""
+    return 42

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
@@ -27,15 +26,3 @@ EXPECTED_FAILURES: dict[str, str] = {}
 collect_sklearn_tests(
     SOURCE, "BayesianGaussianMixture", NOT_APPLICABLE, EXPECTED_FAILURES, globals()
 )
-
-
-@pytest.fixture
-def global_dtype():
-    """scikit-learn's fixture: float64 by default."""
-    return np.float64
-
-
-@pytest.fixture
-def global_random_seed():
-    """scikit-learn's fixture: 42 by default."""
-    return 42

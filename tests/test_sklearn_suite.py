@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
@@ -59,15 +58,3 @@ EXPECTED_FAILURES: dict[str, str] = {
 
 
 collect_sklearn_tests(SOURCE, "GaussianMixture", NOT_APPLICABLE, EXPECTED_FAILURES, globals())
-
-
-@pytest.fixture
-def global_dtype():
-    """scikit-learn's fixture: float64 by default."""
-    return np.float64
-
-
-@pytest.fixture
-def global_random_seed():
-    """scikit-learn's fixture: 42 by default."""
-    return 42
