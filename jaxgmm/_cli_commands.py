@@ -37,10 +37,10 @@ EXIT_INTERRUPTED = 130
 def run_fit(args) -> int:
     from . import BayesianGaussianMixture, GaussianMixture
 
-    if args.stream:
-        return _run_fit_stream(args)
     if args.bayesian:
         _check_bayesian_options(args)
+    if args.stream:
+        return _run_fit_stream(args)
     out = output_dir(args)  # before anything slow
     timings = {}
     start = time.perf_counter()
@@ -88,19 +88,22 @@ def run_fit(args) -> int:
     # the files first: a reader of the printout that goes away (| head) must not lose them
     written = save_model_outputs(model, X, names, source, out, timings, not args.no_plots)
     print_model(model, names)
-    if args.bayesian:
-        kept = int(np.sum(model.weights_ > 0.01))
-        print(f"{kept} of {args.n_components} components kept (expected weight over 1%)")
-    else:
-        scores = model.criteria(X)
-        print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
+    _print_scores(model, {} if args.bayesian else model.criteria(X), args.n_components)
     print_written(written)
     return EXIT_INTERRUPTED if model.interrupted_ else 0
 
 
+def _print_scores(model, scores: dict, n_components: int) -> None:
+    """The criteria of a fit by EM; how many components a Bayesian model kept."""
+    if scores:
+        print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
+    else:
+        kept = int(np.sum(model.weights_ > 0.01))
+        print(f"{kept} of {n_components} components kept (expected weight over 1%)")
+
+
 def _check_bayesian_options(args) -> None:
     refused = {
-        "--stream": args.stream,
         "--checkpoint": args.checkpoint,
         "--noise": args.noise,
         "--prior default": args.prior != "none",
@@ -120,7 +123,7 @@ def _run_fit_stream(args) -> int:
     """``fit --stream``: EM over a .npy file read in blocks from disk (never all in memory)."""
     import jax
 
-    from . import fit_stream
+    from . import BayesianGaussianMixture, fit_stream
     from ._criteria import entropy, from_sums, hard_label_cost, n_parameters
     from ._files import DataFileError
     from ._stream import DEFAULT_BLOCK_ROWS, read_blocks
@@ -160,10 +163,20 @@ def _run_fit_stream(args) -> int:
     start = time.perf_counter()
     context = jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext()
     with context:
-        result = fit_stream(jax.random.key(args.seed), blocks, init=args.init, **settings)
-        model = fitted_model(
-            result, dtype, settings=settings | {"init_params": args.init, "random_state": args.seed}
-        )
+        if args.bayesian:
+            model = BayesianGaussianMixture(
+                weight_concentration_prior_type=args.bayesian.replace("-", "_"),
+                init_params=args.init,
+                random_state=args.seed,
+                **{k: v for k, v in settings.items() if k not in ("prior", "missing")},
+            ).fit_stream(blocks)
+        else:
+            result = fit_stream(jax.random.key(args.seed), blocks, init=args.init, **settings)
+            model = fitted_model(
+                result,
+                dtype,
+                settings=settings | {"init_params": args.init, "random_state": args.seed},
+            )
         fitted = time.perf_counter() - start
         # a second pass: labels, and the log-likelihood, entropy and hard-label cost for the
         # criteria
@@ -178,13 +191,15 @@ def _run_fit_stream(args) -> int:
             lines.append(csv_text(None, labels_rows(proba)))
     header = csv_text(labels_header(args.n_components), [])
     write_text(out / "labels.csv", header + "".join(lines))
-    scores = from_sums(
-        log_l,
-        total_entropy,
-        hard_cost,
-        n_parameters(args.covariance_type, args.n_components, data.shape[1]),
-        data.shape[0],
-    )
+    scores = {}  # criteria of a likelihood; a Bayesian model's posterior has none
+    if not args.bayesian:
+        scores = from_sums(
+            log_l,
+            total_entropy,
+            hard_cost,
+            n_parameters(args.covariance_type, args.n_components, data.shape[1]),
+            data.shape[0],
+        )
     model.save(out / "model.npz")
     summary = {
         "data": str(args.data),
@@ -195,9 +210,7 @@ def _run_fit_stream(args) -> int:
         "converged": model.converged_,
         "lower_bound": model.lower_bound_,
         "lower_bounds": [float(v) for v in model.lower_bounds_],
-        "bic": scores["bic"],
-        "aic": scores["aic"],
-        "icl": scores["icl"],
+        **{name: scores[name] for name in ("bic", "aic", "icl") if name in scores},
         "weights": model.weights_.tolist(),
         "means": model.means_.tolist(),
         "covariances": np.asarray(model.covariances_).tolist(),
@@ -206,7 +219,7 @@ def _run_fit_stream(args) -> int:
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print_model(model, None)
-    print(f"BIC {scores['bic']:.3f}   AIC {scores['aic']:.3f}   ICL {scores['icl']:.3f}")
+    _print_scores(model, scores, args.n_components)
     print_written([out / "summary.json", out / "model.npz", out / "labels.csv"])
     return 0
 

@@ -181,6 +181,88 @@ def _stream_update(state, stats, settings, *, unit):
     return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0, in_turn=False)
 
 
+class Start(NamedTuple):
+    """A streamed fit's start: the settings, the first pass, the statistics' form, every
+    restart's initial parameters (centred, leading axis ``n_init``), the centre and the pass."""
+
+    unit: object
+    settings: object
+    first: FirstPass
+    form: object
+    params: GMMParams
+    centre: jax.Array
+    passes: _Pass
+
+
+def _start(
+    key,
+    data,
+    n_components,
+    *,
+    covariance_type,
+    n_init,
+    max_iter,
+    tol,
+    reg_covar,
+    init,
+    block_size,
+    subsample,
+    missing="error",
+) -> Start:
+    """The first pass over the data, and the restarts' initial parameters from its
+    subsample (see :func:`fit_stream`)."""
+    unit, n_components, n_init, settings = check_settings(
+        n_components=n_components,
+        covariance_type=covariance_type,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+    )
+    block_size = check_int(block_size, "block_size", 1)
+    seed = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
+    first = _first_pass(
+        data, block_size, check_int(subsample, "subsample", 1), seed, check_missing(missing)
+    )
+    n_rows, n_features, dtype, mean, variance = first[:5]
+    sample = first.sample
+    form = Exact
+    if first.missing_width:
+        form = Missing(first.missing_width)
+        settings = dataclasses.replace(
+            settings, statistics=Missing.name, missing_width=first.missing_width
+        )
+        sample = np.where(np.isnan(sample), mean, sample)
+        block_size = min(block_size, default_block_size(n_rows, n_components, n_features**2))
+    if n_components > n_rows:
+        raise ValueError(
+            f"n_components={n_components} is larger than the number of samples (N={n_rows})"
+        )
+    init_name, params = check_init(
+        init,
+        n_components=n_components,
+        n_features=n_features,
+        unit=unit,
+        dtype=dtype,
+        n_init=n_init,
+    )
+    if params is None:
+        params = initialize(
+            key,
+            sample.astype(dtype),
+            n_components,
+            covariance_type=unit.name,
+            n_init=n_init,
+            init=init_name,
+            reg_covar=settings.reg_covar,
+        )
+    centre = jax.device_put(mean.astype(dtype))
+    params = _engine.batched(params, n_init)
+    params = params._replace(means=params.means - centre)
+    passes = _Pass(min(block_size, n_rows), n_features, dtype)
+    return Start(unit, settings, first, form, params, centre, passes)
+
+
 @with_matmul_precision
 def fit_stream(
     key,
@@ -251,29 +333,22 @@ def fit_stream(
     >>> np.allclose(means[means[:, 0].argsort()], [[-2, 0], [2, 1]], atol=0.1)
     True
     """
-    unit, n_components, n_init, settings = check_settings(
-        n_components=n_components,
+    start = _start(
+        key,
+        data,
+        n_components,
         covariance_type=covariance_type,
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
         reg_covar=reg_covar,
+        init=init,
+        block_size=block_size,
+        subsample=subsample,
+        missing=missing,
     )
-    block_size = check_int(block_size, "block_size", 1)
-    seed = int(np.asarray(jax.random.key_data(key)).ravel()[-1])
-    first = _first_pass(
-        data, block_size, check_int(subsample, "subsample", 1), seed, check_missing(missing)
-    )
-    n_rows, n_features, dtype, mean, variance = first[:5]
-    sample = first.sample
-    form = Exact
-    if first.missing_width:
-        form = Missing(first.missing_width)
-        settings = dataclasses.replace(
-            settings, statistics=Missing.name, missing_width=first.missing_width
-        )
-        sample = np.where(np.isnan(sample), mean, sample)
-        block_size = min(block_size, default_block_size(n_rows, n_components, n_features**2))
+    unit, settings, first, form, params, centre, passes = start
+    n_features, dtype, variance = first.n_features, first.dtype, first.variance
     if check_prior(prior, unit) is not None:  # the data's, around their mean: mean zero
         settings = dataclasses.replace(
             settings,
@@ -284,32 +359,7 @@ def fit_stream(
                 covariance=jnp.asarray(first.covariance, dtype),
             ),
         )
-    if n_components > n_rows:
-        raise ValueError(
-            f"n_components={n_components} is larger than the number of samples (N={n_rows})"
-        )
-    init_name, params = check_init(
-        init,
-        n_components=n_components,
-        n_features=n_features,
-        unit=unit,
-        dtype=dtype,
-        n_init=n_init,
-    )
-    if params is None:
-        params = initialize(
-            key,
-            sample.astype(dtype),
-            n_components,
-            covariance_type=unit.name,
-            n_init=n_init,
-            init=init_name,
-            reg_covar=settings.reg_covar,
-        )
-    centre = jax.device_put(mean.astype(dtype))
-    params = _engine.batched(params, n_init)
-    state = _engine.initial_state(params._replace(means=params.means - centre))
-    passes = _Pass(min(block_size, n_rows), n_features, dtype)
+    state = _engine.initial_state(params)
 
     def one_pass(state, n_steps):
         carry = None
@@ -360,3 +410,88 @@ def fit_stream(
     )
     check_failures(fitted.result)
     return jax.device_put(fitted.result)
+
+
+def fit_stream_variational(
+    key,
+    data,
+    n_components: int,
+    *,
+    covariance_type: str,
+    weight_type: str,
+    prior_of,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    init: str = "kmeans",
+    block_size: int = DEFAULT_BLOCK_ROWS,
+    subsample: int = DEFAULT_SUBSAMPLE,
+    callback: Callable | None = None,
+):
+    """Variational Bayes (``jaxgmm._variational``) over data read in blocks, one pass per
+    iteration, as :func:`fit_stream` runs EM: the same first pass and start, the variational
+    E-step's statistics summed over the blocks. ``prior_of(first)`` makes the prior (in the
+    data's frame) from the :class:`FirstPass` (its mean and covariance are the data's). Returns
+    the ``VariationalResult`` and the prior."""
+    from . import _variational
+
+    start = _start(
+        key,
+        data,
+        n_components,
+        covariance_type=covariance_type,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        init=init,
+        block_size=block_size,
+        subsample=subsample,
+    )
+    unit, settings, first, form, params, centre, passes = start
+    prior = prior_of(first)
+    dtype = first.dtype
+    prior_c = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), prior)
+    prior_c = prior_c._replace(mean=prior_c.mean - centre)
+    posterior = _variational._start(
+        params, jnp.asarray(first.n_rows, dtype), prior_c, unit=unit, weight_type=weight_type
+    )
+    state = _variational.State(
+        posterior=posterior,
+        lower_bound=jnp.full((n_init,), -np.inf, dtype),
+        n_iter=jnp.zeros((n_init,), jnp.int32),
+        converged=jnp.zeros((n_init,), bool),
+        failed=jnp.zeros((n_init,), bool),
+    )
+
+    def one_pass(state, n_steps):
+        e_params = _variational.e_step_batch(state.posterior, weight_type=weight_type)
+        carry = None
+        for xb, wb, row_ids in passes(data):
+            if carry is None:
+                shapes = jax.eval_shape(
+                    partial(_engine.restart_statistics, unit=unit, form=form),
+                    xb,
+                    wb,
+                    row_ids,
+                    e_params,
+                )
+                zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                carry = (zero, zero)
+            carry = _block_sums(carry, xb, wb, row_ids, centre, e_params, unit=unit, form=form)
+        state, bounds = _variational.streamed_update(
+            state, carry[0], e_params, settings, prior_c, unit=unit, weight_type=weight_type
+        )
+        done = not np.asarray(_engine.active(state, settings.max_iter)).any()
+        return state, np.asarray(bounds)[None, :], done
+
+    state, traces, interrupted = iterate(
+        state,
+        one_pass,
+        np.zeros((0, n_init), dtype),
+        max_iter=settings.max_iter,
+        chunk_iterations=1,
+        callback=callback,
+    )
+    return _variational.result(state, traces, centre, interrupted), prior

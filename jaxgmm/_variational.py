@@ -439,6 +439,14 @@ def fit_variational(
         callback=callback,
         interruptible=interruptible,
     )
+    return result(state, traces, centre, interrupted)
+
+
+def result(state: State, traces: np.ndarray, centre, interrupted: bool) -> VariationalResult:
+    """The :class:`VariationalResult` of a finished state (centred) and its traces
+    ``(T, n_init)``: the restart of highest lower bound that did not fail, in the data's
+    frame."""
+    n_init = traces.shape[1]
     host = jax.device_get(state)
     bounds = np.where(host.failed, -np.inf, host.lower_bound)
     best = int(np.argmax(bounds))
@@ -462,4 +470,26 @@ def fit_variational(
             params=None,
         ),
         interrupted=bool(interrupted),
+    )
+
+
+@partial(jax.jit, static_argnames=("weight_type",))
+def e_step_batch(posterior, *, weight_type):
+    """Every restart's E-step mixture (leading axis ``n_init``)."""
+    return jax.vmap(partial(e_step_params, weight_type=weight_type))(posterior)
+
+
+@partial(jax.jit, static_argnames=("unit", "weight_type"))
+def streamed_update(state, stats, e_params, settings, prior, *, unit, weight_type):
+    """:func:`update` after a pass over data read in blocks (restarts batched)."""
+    return update(
+        state,
+        stats,
+        e_params,
+        settings,
+        prior,
+        unit=unit,
+        weight_type=weight_type,
+        unit_weight=1.0,
+        in_turn=False,
     )

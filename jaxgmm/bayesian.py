@@ -236,14 +236,18 @@ default="dirichlet_process"
     def _prior(self, X: np.ndarray) -> _variational.Prior:
         """The prior on ``X`` (float64, on the host): the given parts checked, the rest
         scikit-learn's defaults."""
-        n_features = X.shape[1]
         X64 = np.asarray(X, np.float64)
+        return self._prior_from(X64.mean(axis=0), np.atleast_2d(np.cov(X64.T)))
+
+    def _prior_from(self, data_mean: np.ndarray, data_cov: np.ndarray) -> _variational.Prior:
+        """The prior of data of this mean and (unbiased) covariance."""
+        n_features = len(data_mean)
         concentration = self.weight_concentration_prior
         if concentration is None:
             concentration = 1.0 / self.n_components
         mean_precision = 1.0 if self.mean_precision_prior is None else self.mean_precision_prior
         if self.mean_prior is None:
-            mean = X64.mean(axis=0)
+            mean = np.asarray(data_mean, np.float64)
         else:
             mean = np.asarray(self.mean_prior, np.float64)
             if mean.shape != (n_features,):
@@ -261,16 +265,16 @@ default="dirichlet_process"
             np.float64(mean_precision),
             mean,
             np.float64(dof),
-            self._covariance_prior(X64),
+            self._covariance_prior(np.asarray(data_cov, np.float64)),
         )
 
-    def _covariance_prior(self, X64: np.ndarray) -> np.ndarray:
-        n_features = X64.shape[1]
+    def _covariance_prior(self, data_cov: np.ndarray) -> np.ndarray:
+        n_features = data_cov.shape[0]
         kind = self.covariance_type
         if self.covariance_prior is None:
-            variances = np.var(X64, axis=0, ddof=1)
+            variances = np.diag(data_cov).copy()
             if kind in ("full", "tied"):
-                return np.atleast_2d(np.cov(X64.T))
+                return data_cov
             return variances if kind == "diag" else np.float64(variances.mean())
         given = np.asarray(self.covariance_prior, np.float64)
         expected = {"full": (n_features,) * 2, "tied": (n_features,) * 2, "diag": (n_features,)}
@@ -331,6 +335,52 @@ default="dirichlet_process"
         self._set_posterior_only(post, dtype)
         self.lower_bound_ = log_norm
         self.n_steps_ = self._running.steps
+        return self
+
+    def fit_stream(self, data, *, block_size: int = 65_536, subsample: int = 100_000):
+        """Fit to data that need not fit in memory, read in blocks, one pass per iteration
+        (as :func:`jaxgmm.fit_stream` runs EM): a NumPy memmap (``numpy.load(path,
+        mmap_mode="r")``), an HDF5 dataset, or a function that starts a fresh pass each time
+        it is called and yields 2-D arrays. The first pass checks the data and gives their
+        mean and covariance (the default prior's) and a uniform subsample of ``subsample`` rows,
+        which ``init_params`` starts from. Returns ``self``."""
+        from ._stream import fit_stream_variational
+
+        self._check_parameters()
+        dtypes = {}
+
+        def prior_of(first):
+            dtypes["data"] = first.dtype
+            return self._prior_from(first.mean, np.atleast_2d(first.covariance))
+
+        with matmul_precision_scope(self.matmul_precision):
+            key = key_from(self.random_state)
+            probe = next(iter(data() if callable(data) else [np.asarray(data[:1])]))
+            dtype = np.promote_types(np.asarray(probe).dtype, np.float32)
+            with precision_context(dtype):
+                bar = ProgressBar(f"fit K={self.n_components}") if self.progress else None
+                result, prior = fit_stream_variational(
+                    key,
+                    data,
+                    self.n_components,
+                    covariance_type=self.covariance_type,
+                    weight_type=self.weight_concentration_prior_type,
+                    prior_of=prior_of,
+                    n_init=self.n_init,
+                    max_iter=self.max_iter,
+                    tol=self.tol,
+                    reg_covar=self.reg_covar,
+                    init=self.init_params,
+                    block_size=block_size,
+                    subsample=subsample,
+                    callback=bar,
+                )
+                if bar is not None:
+                    bar.close()
+        self._set_posterior(result, prior, dtypes["data"])
+        self.n_features_in_ = self.means_.shape[1]
+        self.__dict__.pop("feature_names_in_", None)
+        self._warn_about_outcome("posterior's parameters")
         return self
 
     def _fitted_prior(self) -> _variational.Prior:

@@ -311,3 +311,36 @@ def test_command_line_fits_a_bayesian_mixture(tmp_path):
     assert type(jaxgmm.load(out / "model.npz")) is jaxgmm.BayesianGaussianMixture
     refused = ["fit", data, "--bayesian", "dirichlet-process", "--noise", "--out", str(out)]
     assert cli.main(refused) == 2
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fit_stream_equals_the_fit_in_memory(x64, tmp_path, covariance_type):
+    """From a memmap read in blocks of 64 rows (the subsample all the rows, so the same start):
+    the in-memory fit's iterations, posterior and prior."""
+    X, _ = _data()
+    np.save(tmp_path / "x.npy", X)
+    options = dict(n_components=4, covariance_type=covariance_type, n_init=2, random_state=0)
+    ours = jaxgmm.BayesianGaussianMixture(**options).fit(X)
+    streamed = jaxgmm.BayesianGaussianMixture(**options).fit_stream(
+        np.load(tmp_path / "x.npy", mmap_mode="r"), block_size=64
+    )
+    assert streamed.n_iter_ == ours.n_iter_
+    for name in ("means_", "covariances_", "weights_", "covariance_prior_", "mean_prior_"):
+        np.testing.assert_allclose(
+            getattr(streamed, name), getattr(ours, name), rtol=1e-10, atol=1e-12
+        )
+    np.testing.assert_allclose(streamed.lower_bound_, ours.lower_bound_, rtol=1e-12)
+
+
+def test_command_line_streams_a_bayesian_fit(tmp_path):
+    from jaxgmm import cli
+
+    np.save(tmp_path / "x.npy", jaxgmm.datasets.faithful())
+    out = tmp_path / "out"
+    argv = ["fit", str(tmp_path / "x.npy"), "-k", "5", "--stream", "--bayesian",
+            "dirichlet-distribution", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    model = jaxgmm.load(out / "model.npz")
+    assert type(model) is jaxgmm.BayesianGaussianMixture
+    assert np.sum(model.weights_ > 0.01) == 2
+    assert "bic" not in (out / "summary.json").read_text()
