@@ -38,7 +38,7 @@ from ._em import _tiny, finalize
 from ._engine import EMSettings, active, each_restart, pass_statistics
 from ._params import GMMParams, RestartOutcome
 from ._programs import program
-from ._shapes import is_small
+from ._shapes import is_small, pad_rows, padded_rows
 from ._statistics import LOG_2PI, choose_form, named_form
 
 WEIGHT_PRIORS = ("dirichlet_process", "dirichlet_distribution")
@@ -375,18 +375,20 @@ def fit_variational(
     n_samples, n_features = X.shape
     sample_weight = None if sample_weight is None else jnp.asarray(sample_weight, X.dtype)
     mesh = as_mesh(devices)
+    small = mesh is None and is_small(n_samples, n_features)
     if mesh is not None:  # padded with rows of weight zero
         X, sample_weight = shard_rows(X, sample_weight, mesh)
+    elif small:  # padded too, to a few sizes: a new N compiles nothing
+        X, sample_weight = pad_rows(X, sample_weight, padded_rows(n_samples))
     rows = X.shape[0] // (1 if mesh is None else mesh.size)
     Xc, centre, _ = _engine.prepare(X, sample_weight, mesh=mesh)
     prior = jax.tree_util.tree_map(lambda a: jnp.asarray(a, X.dtype), prior)
     prior_c = prior._replace(mean=prior.mean - centre)
-    small = mesh is None and is_small(n_samples, n_features)
     if isinstance(start, Posterior):
         post = jax.tree_util.tree_map(lambda a: jnp.asarray(a, X.dtype), start)
         post = post._replace(means=post.means - centre)
     else:
-        total = n_samples if sample_weight is None else jnp.sum(sample_weight)
+        total = n_samples if sample_weight is None else jnp.sum(sample_weight)  # padding: 0
         start = start._replace(means=start.means - centre)
         post = _start(
             start,

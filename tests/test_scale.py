@@ -559,7 +559,9 @@ def test_sharded_variational_fit_equals_one_device():
         X = np.concatenate([rng.normal(size=(101, 3)) + c
                             for c in ([0, 0, 0], [4, 4, 0], [0, 5, 5])])
         worst = 0.0
-        for ct in ("full", "tied", "diag", "spherical"):
+        # a dense and a shared covariance; diag's and spherical's statistics are summed over
+        # devices by the same pass (test_sharded_fit_equals_one_device)
+        for ct in ("full", "tied"):
             kw = dict(n_components=5, covariance_type=ct, n_init=2, random_state=0, tol=1e-8,
                       max_iter=300)
             one = jaxgmm.BayesianGaussianMixture(**kw).fit(X)
