@@ -2,8 +2,9 @@
 to a result by pure, jitted pieces. ``fit``, ``fit_stream`` and ``select`` all drive it:
 
 ``start``    centre the data, initialise every restart (:func:`each_restart`), the first state;
-``advance``  a chunk of EM iterations of every restart in one ``lax.scan``; a restart that
-             converged or failed is frozen, and an iteration is skipped once all are;
+``advance``  a chunk of EM iterations of every restart: batched, in one ``lax.scan`` (a
+             restart that converged or failed is frozen, an iteration is skipped once all
+             are); in turn, each restart's own loop, which ends when it is done;
 ``update``   the M-step of every restart from its statistics, and the bookkeeping (``advance``
              uses it after each pass; ``fit_stream`` after each pass over data on disk);
 ``outcome``  per-restart parameters in the data's frame, and which restarts are degenerate;
@@ -361,39 +362,50 @@ def restart_statistics(xb, wb, rows, params, *, unit, form):
     return jax.vmap(lambda p: form.block(xb, wb, p, unit))(params)
 
 
-def pass_statistics(X, sample_weight, params, running, *, unit, form, blocks):
-    """One pass over the data: every restart's statistics around its current means.
+def restart_pass(X, sample_weight, params, *, unit, form, blocks):
+    """One pass over the data for one restart (``params`` without the restart axis): its
+    statistics around its current means, in its own form ("auto": :class:`Auto` decides from
+    its parameters), over the components it needs (:func:`_pass_on_components`)."""
 
-    In turn, each restart makes its own pass, in its own form ("auto": :class:`Auto` decides
-    from the restart's parameters), over the components it needs
-    (:func:`_pass_on_components`), and one outside ``running`` makes none. Batched, every
-    block serves all restarts at once, in one form for the batch."""
-
-    def one_pass(params, form, batched):
-        if batched:
-            block = partial(restart_statistics, unit=unit, form=form)
-        else:
-            block = lambda xb, wb, rows, p: form.block(xb, wb, p, unit)  # noqa: E731
+    def one_pass(params, form):
+        block = lambda xb, wb, rows, p: form.block(xb, wb, p, unit)  # noqa: E731
         stats = blockwise_sum(block, X, sample_weight, blocks, params)
-        finish = partial(form.finish, unit=unit)
-        return jax.vmap(finish)(stats, params.means) if batched else finish(stats, params.means)
+        return form.finish(stats, params.means, unit=unit)
 
-    def chosen_pass(params, batched):
+    def chosen_pass(params):
         if form is not Auto:
-            return one_pass(params, form, batched)
-        accurate = partial(Auto.expanded_accurate, unit=unit)
-        expanded = jnp.all(jax.vmap(accurate)(params)) if batched else accurate(params)
+            return one_pass(params, form)
         return lax.cond(
-            expanded,
-            partial(one_pass, form=Expanded, batched=batched),
-            partial(one_pass, form=Exact, batched=batched),
+            Auto.expanded_accurate(params, unit=unit),
+            partial(one_pass, form=Expanded),
+            partial(one_pass, form=Exact),
             params,
         )
 
+    return _pass_on_components(chosen_pass, unit, blocks, params)
+
+
+def pass_statistics(X, sample_weight, params, running, *, unit, form, blocks):
+    """One pass over the data: every restart's statistics around its current means.
+
+    In turn, each restart makes its own pass (:func:`restart_pass`), and one outside
+    ``running`` makes none. Batched, every block serves all restarts at once, in one form for
+    the batch."""
     if blocks.in_turn:
-        own_pass = partial(_pass_on_components, partial(chosen_pass, batched=False), unit, blocks)
+        own_pass = partial(restart_pass, X, sample_weight, unit=unit, form=form, blocks=blocks)
         return each_restart(own_pass, True, params, when=running)
-    return chosen_pass(params, batched=True)
+
+    def one_pass(params, form):
+        block = partial(restart_statistics, unit=unit, form=form)
+        stats = blockwise_sum(block, X, sample_weight, blocks, params)
+        return jax.vmap(partial(form.finish, unit=unit))(stats, params.means)
+
+    if form is not Auto:
+        return one_pass(params, form)
+    expanded = jnp.all(jax.vmap(partial(Auto.expanded_accurate, unit=unit))(params))
+    return lax.cond(
+        expanded, partial(one_pass, form=Expanded), partial(one_pass, form=Exact), params
+    )
 
 
 def _pass_on_components(one_pass, unit, blocks, params):
@@ -427,56 +439,39 @@ def active(state: State, max_iter) -> Array:
     return ~(state.converged | state.failed) & (state.n_iter < max_iter)
 
 
-def _per_restart(mask: Array, leaf: Array) -> Array:
-    return mask.reshape(mask.shape + (1,) * (leaf.ndim - 1))
-
-
 def _all_finite(params: GMMParams) -> Array:
-    leaves = jax.tree_util.tree_leaves(params)
-    return jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]),
-        axis=0,
-    )
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(params)]))
 
 
-def update(state: State, stats, settings: EMSettings, *, unit, unit_weight, in_turn):
-    """The M-step of every active restart from its statistics, and the bookkeeping: a restart
-    whose lower bound or new parameters are not finite is frozen and marked failed; one whose
-    lower bound moved by less than ``tol`` has converged. Returns the new state and this
-    iteration's lower bounds (NaN where a restart was not active)."""
-
-    def m_step(stats, params, model):
-        return finalize(
-            stats,
-            params.means,
-            unit=unit.bound(model),
-            reg_covar=settings.reg_covar,
-            unit_weight=unit_weight,
-            fallback_means=params.means,
-            fallback_cov=params.covariances,
-            previous_weights=params.weights,
-            prior=settings.prior,
-            noise=params.noise,
-        )
-
-    def log_prior(params, model):
-        on = params.weights > 0
-        offsets = params.means - settings.prior.mean
-        return unit.bound(model).log_prior(offsets, params.covariances, settings.prior, on)
-
+def _update_one(state: State, stats, settings: EMSettings, *, unit, unit_weight):
+    """:func:`update` of one restart (fields without the restart axis)."""
     running = active(state, settings.max_iter)
-    new_params = each_restart(m_step, in_turn, stats, state.params, state.model, when=running)
+    model_unit = unit.bound(state.model)
+    params = state.params
+    new_params = finalize(
+        stats,
+        params.means,
+        unit=model_unit,
+        reg_covar=settings.reg_covar,
+        unit_weight=unit_weight,
+        fallback_means=params.means,
+        fallback_cov=params.covariances,
+        previous_weights=params.weights,
+        prior=settings.prior,
+        noise=params.noise,
+    )
     lower_bound = stats.log_lik / stats.weight
     if settings.prior is not None:  # EM climbs the log posterior
-        log_priors = each_restart(log_prior, in_turn, state.params, state.model)
-        lower_bound = lower_bound + log_priors / stats.weight
+        on = params.weights > 0
+        offsets = params.means - settings.prior.mean
+        log_prior = model_unit.log_prior(offsets, params.covariances, settings.prior, on)
+        lower_bound = lower_bound + log_prior / stats.weight
     ok = jnp.isfinite(lower_bound) & _all_finite(new_params)
     keep = running & ok
-    params = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(_per_restart(keep, new), new, old), new_params, state.params
-    )
     new_state = state._replace(
-        params=params,
+        params=jax.tree_util.tree_map(
+            lambda new, old: jnp.where(keep, new, old), new_params, params
+        ),
         lower_bound=jnp.where(running & jnp.isfinite(lower_bound), lower_bound, state.lower_bound),
         n_iter=state.n_iter + running.astype(jnp.int32),
         converged=state.converged
@@ -486,30 +481,62 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight, in_t
     return new_state, jnp.where(running, lower_bound, jnp.nan)
 
 
+def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
+    """The M-step of every active restart from its statistics, and the bookkeeping: a restart
+    whose lower bound or new parameters are not finite is frozen and marked failed; one whose
+    lower bound moved by less than ``tol`` has converged. Returns the new state and this
+    iteration's lower bounds (NaN where a restart was not active)."""
+    one = partial(_update_one, settings=settings, unit=unit, unit_weight=unit_weight)
+    return jax.vmap(one)(state, stats)
+
+
 @program(static_argnames=("unit", "blocks", "n_steps"))
 def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
-    """``n_steps`` EM iterations of every active restart, in the form ``settings.statistics``;
-    returns the new state, the lower bounds ``(n_steps, n_init)`` (NaN where a restart was not
-    active) and whether all are done.
+    """Up to ``n_steps`` EM iterations of every active restart, in the form
+    ``settings.statistics``; returns the new state, the lower bounds ``(n_steps, n_init)`` (NaN
+    where a restart was not active) and whether all are done.
 
-    One iteration is one pass over the data in ``blocks`` (on each device) for the batch, or
-    one per restart when ``blocks.in_turn`` (:func:`pass_statistics`), then the M-step of each
-    restart."""
+    Batched, one iteration is one pass over the data in ``blocks`` (on each device) for the
+    whole batch, then the M-step of each restart, in one ``lax.scan`` (an iteration is skipped
+    once all are done). ``blocks.in_turn``: each restart in turn runs its own iterations
+    (pass, M-step) until it is done or has made ``n_steps``, so that a restart that has
+    stopped costs nothing and the others do not wait for it. (Against the batch's lockstep of
+    passes in turn: the 14 models x K = 1..9 of iris, again in a process, 0.48 -> 0.47 s, and
+    its program compiled in 1.0 s instead of 1.25 s; 2-core VM, 2026-12-06.)"""
     unit = blocks.factoring(unit)
     form = named_form(settings.statistics, settings.missing_width)
     unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
+    nan_trace = jnp.full((n_steps,) + state.lower_bound.shape, jnp.nan, state.lower_bound.dtype)
+
+    if blocks.in_turn:
+        own_pass = partial(restart_pass, X, sample_weight, unit=unit, form=form, blocks=blocks)
+        own_update = partial(_update_one, settings=settings, unit=unit, unit_weight=unit_weight)
+
+        def going(carry):
+            state, step, _ = carry
+            return (step < n_steps) & active(state, settings.max_iter)
+
+        def iterate_one(carry):
+            state, step, trace = carry
+            state, lower_bound = own_update(state, own_pass(state.params))
+            return state, step + 1, trace.at[step].set(lower_bound)
+
+        def one(state):
+            state, _, trace = lax.while_loop(going, iterate_one, (state, 0, nan_trace[:, 0]))
+            return state, trace
+
+        state, trace = each_restart(one, True, state)
+        return state, trace.T, ~jnp.any(active(state, settings.max_iter))
 
     def iterate(state):
         running = active(state, settings.max_iter)
         stats = pass_statistics(
             X, sample_weight, state.params, running, unit=unit, form=form, blocks=blocks
         )
-        return update(
-            state, stats, settings, unit=unit, unit_weight=unit_weight, in_turn=blocks.in_turn
-        )
+        return update(state, stats, settings, unit=unit, unit_weight=unit_weight)
 
     def skip(state):
-        return state, jnp.full(state.lower_bound.shape, jnp.nan, state.lower_bound.dtype)
+        return state, nan_trace[0]
 
     def body(state, _):
         return lax.cond(jnp.any(active(state, settings.max_iter)), iterate, skip, state)

@@ -178,7 +178,7 @@ def _block_sums(carry, xb, wb, rows, centre, params, *, unit, form):
 
 @partial(jax.jit, static_argnames=("unit",))
 def _stream_update(state, stats, settings, *, unit):
-    return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0, in_turn=False)
+    return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0)
 
 
 class Start(NamedTuple):
