@@ -18,6 +18,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 import jaxgmm
 from jaxgmm import ConvergenceWarning, GaussianMixture, NotFittedError
+from jaxgmm.estimator import _constant_columns
 
 LESSON = jaxgmm.lesson_data()
 
@@ -210,6 +211,16 @@ def test_constant_column_warns():
     X[:, 1] = 5.0
     with pytest.warns(UserWarning, match=r"column \[1\] of X is constant"):
         GaussianMixture(2, random_state=0).fit(X)
+
+
+def test_constant_columns_are_read_whole():
+    X = np.zeros((200, 4))
+    X[:, 0] = np.arange(200)  # varies at once
+    X[150, 1] = 1.0  # constant over the first rows only
+    X[:, 2] = 3.0  # constant
+    X[:, 3] = np.nan  # NaN equals nothing
+    X[5, 3] = 1.0
+    assert _constant_columns(X) == [2]
 
 
 def test_few_samples_per_component_for_full_covariance_warns():
