@@ -129,23 +129,11 @@ def online_update(
     dtype = X.dtype
     if running is None:
         centre = np.asarray(jnp.mean(X, axis=0))
-        zeros = jax.eval_shape(
-            lambda: _around(
-                Statistics(
-                    jnp.zeros(params.weights.shape, dtype),
-                    jnp.zeros(params.means.shape, dtype),
-                    unit.scatter(
-                        jnp.zeros((params.means.shape[0], 1, n_features), dtype),
-                        jnp.zeros((params.means.shape[0], 1), dtype),
-                    ),
-                    jnp.zeros((), dtype),
-                    jnp.zeros((), dtype),
-                ),
-                jnp.zeros(params.means.shape, dtype),
-                unit,
-            )
-        )
-        running = Running(centre, *(np.zeros(s.shape, dtype) for s in zeros), 0, 0.0)
+        n_components = params.means.shape[0]
+        dense = jax.ShapeDtypeStruct((n_components, n_features, n_features), dtype)
+        scatter = jax.eval_shape(unit.scatter_of_dense, dense)
+        zeros = [(n_components,), (n_components, n_features), scatter.shape]
+        running = Running(centre, *(np.zeros(shape, dtype) for shape in zeros), 0, 0.0)
     centre = jnp.asarray(running.centre, dtype)
     rho = step_size(running.steps, learning_offset, learning_decay)
     rows = running.rows + n_samples

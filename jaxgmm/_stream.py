@@ -176,6 +176,21 @@ def _block_sums(carry, xb, wb, rows, centre, params, *, unit, form):
     return kahan_add(carry, stats)
 
 
+def _summed_statistics(passes, data, params, centre, *, unit, form):
+    """Every restart's statistics of one pass over ``data`` from disk, block by block, summed
+    with Kahan's compensation."""
+    carry = None
+    for xb, wb, row_ids in passes(data):
+        if carry is None:
+            shapes = jax.eval_shape(
+                partial(_engine.restart_statistics, unit=unit, form=form), xb, wb, row_ids, params
+            )
+            zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            carry = (zero, zero)
+        carry = _block_sums(carry, xb, wb, row_ids, centre, params, unit=unit, form=form)
+    return carry[0]
+
+
 @partial(jax.jit, static_argnames=("unit",))
 def _stream_update(state, stats, settings, *, unit):
     return _engine.update(state, stats, settings, unit=unit, unit_weight=1.0)
@@ -362,20 +377,8 @@ def fit_stream(
     state = _engine.initial_state(params)
 
     def one_pass(state, n_steps):
-        carry = None
-        for xb, wb, row_ids in passes(data):
-            if carry is None:
-                shapes = jax.eval_shape(
-                    partial(_engine.restart_statistics, unit=unit, form=form),
-                    xb,
-                    wb,
-                    row_ids,
-                    state.params,
-                )
-                zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-                carry = (zero, zero)
-            carry = _block_sums(carry, xb, wb, row_ids, centre, state.params, unit=unit, form=form)
-        state, bounds = _stream_update(state, carry[0], settings, unit=unit)
+        stats = _summed_statistics(passes, data, state.params, centre, unit=unit, form=form)
+        state, bounds = _stream_update(state, stats, settings, unit=unit)
         done = not np.asarray(_engine.active(state, settings.max_iter)).any()
         return state, np.asarray(bounds)[None, :], done
 
@@ -457,31 +460,13 @@ def fit_stream_variational(
     posterior = _variational._start(
         params, jnp.asarray(first.n_rows, dtype), prior_c, unit=unit, weight_type=weight_type
     )
-    state = _variational.State(
-        posterior=posterior,
-        lower_bound=jnp.full((n_init,), -np.inf, dtype),
-        n_iter=jnp.zeros((n_init,), jnp.int32),
-        converged=jnp.zeros((n_init,), bool),
-        failed=jnp.zeros((n_init,), bool),
-    )
+    state = _variational.initial_state(posterior)
 
     def one_pass(state, n_steps):
         e_params = _variational.e_step_batch(state.posterior, weight_type=weight_type)
-        carry = None
-        for xb, wb, row_ids in passes(data):
-            if carry is None:
-                shapes = jax.eval_shape(
-                    partial(_engine.restart_statistics, unit=unit, form=form),
-                    xb,
-                    wb,
-                    row_ids,
-                    e_params,
-                )
-                zero = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-                carry = (zero, zero)
-            carry = _block_sums(carry, xb, wb, row_ids, centre, e_params, unit=unit, form=form)
+        stats = _summed_statistics(passes, data, e_params, centre, unit=unit, form=form)
         state, bounds = _variational.streamed_update(
-            state, carry[0], e_params, settings, prior_c, unit=unit, weight_type=weight_type
+            state, stats, e_params, settings, prior_c, unit=unit, weight_type=weight_type
         )
         done = not np.asarray(_engine.active(state, settings.max_iter)).any()
         return state, np.asarray(bounds)[None, :], done

@@ -34,8 +34,10 @@ from jax.scipy.special import betaln, digamma, gammaln
 
 from . import _engine, _host_loop
 from ._blocks import Blocks, as_mesh, default_block_size, shard_rows
+from ._covariance import covariance_unit
 from ._em import _tiny, finalize
 from ._engine import EMSettings, active, each_restart, pass_statistics
+from ._fit import restarts_in_turn
 from ._params import GMMParams, RestartOutcome
 from ._programs import program
 from ._shapes import is_small, pad_rows, padded_rows
@@ -82,6 +84,20 @@ class State(NamedTuple):
     n_iter: Array
     converged: Array
     failed: Array
+
+
+def initial_state(posterior: Posterior, lower_bound=-np.inf) -> State:
+    """The state before the first iteration; ``lower_bound`` is what the first iteration's is
+    compared with."""
+    n_init = posterior.mean_precision.shape[0]
+    dtype = posterior.means.dtype
+    return State(
+        posterior=posterior,
+        lower_bound=jnp.full((n_init,), lower_bound, dtype),
+        n_iter=jnp.zeros((n_init,), jnp.int32),
+        converged=jnp.zeros((n_init,), bool),
+        failed=jnp.zeros((n_init,), bool),
+    )
 
 
 class VariationalResult(NamedTuple):
@@ -367,9 +383,6 @@ def fit_variational(
     compared with ``start_lower_bound``). ``X`` is a checked JAX or NumPy array, ``prior`` in
     the data's frame; the best restart is the one of highest lower bound that did not fail.
     ``devices``: shard the rows over them (``jaxgmm._blocks.as_mesh``), as :func:`jaxgmm.fit`."""
-    from ._covariance import covariance_unit
-    from ._fit import restarts_in_turn
-
     unit = covariance_unit(covariance_type)
     X = jnp.asarray(X)
     n_samples, n_features = X.shape
@@ -399,13 +412,7 @@ def fit_variational(
             small=small,
         )
     n_init, n_components = post.mean_precision.shape
-    state = State(
-        posterior=post,
-        lower_bound=jnp.full((n_init,), start_lower_bound, X.dtype),
-        n_iter=jnp.zeros((n_init,), jnp.int32),
-        converged=jnp.zeros((n_init,), bool),
-        failed=jnp.zeros((n_init,), bool),
-    )
+    state = initial_state(post, start_lower_bound)
     form = choose_form(statistics, unit, rows=rows, n_features=n_features, traced=False)
     in_turn = restarts_in_turn(small)
     size = default_block_size(

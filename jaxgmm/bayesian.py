@@ -505,8 +505,9 @@ default="dirichlet_process"
         ``score_samples`` is scikit-learn's)."""
         post = jax.tree_util.tree_map(lambda a: a[0], self._posterior(np.float64))
         with precision_context(np.float64):
-            log_weights = _variational.e_step_log_weights(
-                jax.tree_util.tree_map(jnp.asarray, post), self.weight_concentration_prior_type
+            log_weights = _e_step_log_weights(
+                jax.tree_util.tree_map(jnp.asarray, post),
+                weight_type=self.weight_concentration_prior_type,
             )
         return GMMParams(
             np.exp(np.asarray(log_weights)).astype(dtype),
@@ -518,6 +519,9 @@ default="dirichlet_process"
 
 
 __all__ = ["BayesianGaussianMixture"]
+
+# one dispatch rather than an operation at a time (prediction calls it for every batch)
+_e_step_log_weights = jax.jit(_variational.e_step_log_weights, static_argnames="weight_type")
 
 
 def loaded(metadata: dict, arrays: dict) -> BayesianGaussianMixture:
