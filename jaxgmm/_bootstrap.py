@@ -34,7 +34,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from . import _engine
 from ._blocks import Blocks, default_block_size
@@ -63,41 +62,38 @@ MIN_BATCH = 16
 # -- refitting a batch of replicates -------------------------------------------------------
 
 
-def _each_replicate(fn, in_turn: bool, state, X, weights, shared_data: bool):
-    """``fn(state, x, w)`` of every replicate: its state, its rows (or the shared ``X``) and its
-    row weights (or None), one after another when ``in_turn``, else under ``vmap``."""
-    per_replicate = {"state": state}
+def _per_replicate(X, weights, shared_data: bool) -> dict:
+    """What differs between replicates besides their state: their rows (unless the data are
+    shared) and their row weights (if any)."""
+    per_replicate = {}
     if not shared_data:
         per_replicate["x"] = X
     if weights is not None:
         per_replicate["w"] = weights
-
-    def one(args):
-        return fn(args["state"], args.get("x", X), args.get("w"))
-
-    return _engine.each_restart(one, in_turn, per_replicate)
+    return per_replicate
 
 
 @program(static_argnames=("unit", "blocks", "n_steps", "shared_data", "in_turn"))
 def _advance(state, X, weights, settings, *, unit, blocks, n_steps, shared_data, in_turn):
     """``n_steps`` EM iterations of every replicate (leading axis of ``state``, each a batch of
     one restart), on its own rows ``X[b]`` or the shared ``X``, with its own row weights;
-    returns the new state and which replicates are done. In turn, a replicate that is done
-    costs nothing."""
+    returns the new state and which replicates are done. In turn, only the replicates still
+    running are visited."""
 
-    def iterate(state, x, w):
+    def iterate(state, args):
+        x, w = args.get("x", X), args.get("w")
         state, _, done = _engine.advance(
             state, x, w, settings, unit=unit, blocks=blocks, n_steps=n_steps
         )
         return state, done
 
-    def one(state, x, w):
-        if not in_turn:
-            return iterate(state, x, w)
-        running = jnp.any(_engine.active(state, settings.max_iter))
-        return lax.cond(running, iterate, lambda state, x, w: (state, jnp.bool_(True)), state, x, w)
-
-    return _each_replicate(one, in_turn, state, X, weights, shared_data)
+    per_replicate = _per_replicate(X, weights, shared_data)
+    if not in_turn:
+        return jax.vmap(iterate)(state, per_replicate)
+    running = jnp.any(_engine.active(state, settings.max_iter), axis=-1)  # (B, 1) restarts
+    return _engine.in_turn_where(
+        lambda carry, args: iterate(carry[0], args), running, (state, ~running), per_replicate
+    )
 
 
 @program(static_argnames=("unit", "blocks", "shared_data", "in_turn"))
@@ -105,7 +101,8 @@ def _finish(state, X, weights, data_var, settings, *, unit, blocks, shared_data,
     """Every replicate's parameters (in ``X``'s frame), log-likelihood at them (weighted), and
     whether it is degenerate."""
 
-    def one(state, x, w):
+    def one(state, args):
+        x, w = args.get("x", X), args.get("w")
         centre = jnp.zeros(x.shape[1], x.dtype)
         finished = _engine.finish(
             state,
@@ -121,7 +118,7 @@ def _finish(state, X, weights, data_var, settings, *, unit, blocks, shared_data,
         )
         return finished.chosen, finished.log_likelihood[0], finished.degenerate[0]
 
-    return _each_replicate(one, in_turn, state, X, weights, shared_data)
+    return _engine.each_restart(one, in_turn, state, _per_replicate(X, weights, shared_data))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -240,6 +240,26 @@ def each_restart(fn, in_turn: bool, *batched, when=None):
     return jax.tree_util.tree_map(lambda o: o[:n], out)
 
 
+def in_turn_where(fn, where, carry, *batched):
+    """``carry[i] = fn(carry[i], *batched[i])`` for every ``i`` of the mask ``where`` (n,), one
+    after another (pytrees with a leading axis n); the others are left as they are, at no
+    cost: the loop visits only the indices of ``where`` (``jaxgmm._bootstrap``'s replicates: of
+    faithful's LRT, 999 replicates per fit of which the slowest runs 199 iterations and the
+    median 25, 1.82 -> 1.72 s against a loop over all with a ``lax.cond``; 2-core VM,
+    2026-12-06)."""
+    order = jnp.argsort(~where, stable=True).astype(jnp.int32)  # those of the mask first
+
+    def one(j, carry):
+        i = order[j]
+        take = partial(lax.dynamic_index_in_dim, index=i, axis=0, keepdims=False)
+        new = fn(jax.tree_util.tree_map(take, carry), *jax.tree_util.tree_map(take, batched))
+        return jax.tree_util.tree_map(
+            lambda c, v: lax.dynamic_update_index_in_dim(c, v, i, 0), carry, new
+        )
+
+    return lax.fori_loop(0, jnp.sum(where, dtype=jnp.int32), one, carry)
+
+
 def _initialize_centred(
     key, uniforms, Xc, sample_weight, settings, layout, *, unit, n_components, n_init, init, blocks
 ) -> GMMParams:
