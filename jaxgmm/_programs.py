@@ -17,6 +17,10 @@ rest cheaper:
   compiling it took a second; JAX's own persistent cache would still trace and lower. The
   folder is kept under ``MAX_DISK_BYTES`` (oldest files out) and used only when it belongs to
   this user and no one else can write to it, since loading an executable runs its code.
+* **ahead**: beside each program file, a small ``.next`` file names the programs that followed
+  it last time (a fit's start is followed by its iterations and its finish, a grid's programs
+  by the next model's). When a program is loaded or compiled, those are loaded from disk in a
+  background thread while it runs, so that a new process does not wait for each in turn.
 Inside a JAX transformation (``fit`` under ``jit`` or ``vmap``) a program is the plain jitted
 function, traced into the caller's program.
 """
@@ -31,6 +35,7 @@ import platform
 import stat
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -41,9 +46,13 @@ from ._files import atomic_write_bytes
 DEFAULT_MAX_PROGRAMS = 48
 MAX_DISK_BYTES = 1 << 30
 _SUFFIX = ".jaxgmm-program"
+_NEXT = ".next"
+SUCCESSORS = 4  # programs named in a .next file
 
 _lock = threading.Lock()
-_memory: OrderedDict = OrderedDict()
+_memory: OrderedDict = OrderedDict()  # signature -> (executable, its disk path or None)
+_ahead: dict[Path, Future] = {}  # disk path -> its executable, being loaded
+_last: list[Path | None] = [None]  # the disk path of the program needed last
 
 
 def max_programs() -> int:
@@ -183,15 +192,16 @@ def program(static_argnames=()):
 
 def _cached(signature):
     with _lock:
-        executable = _memory.get(signature)
-        if executable is not None:
-            _memory.move_to_end(signature)
-        return executable
+        entry = _memory.get(signature)
+        if entry is None:
+            return None
+        _memory.move_to_end(signature)
+        return entry[0]
 
 
-def _keep(signature, executable) -> None:
+def _keep(signature, executable, path: Path | None = None) -> None:
     with _lock:
-        _memory[signature] = executable
+        _memory[signature] = (executable, path)
         _memory.move_to_end(signature)
         while len(_memory) > max_programs():
             _memory.popitem(last=False)
@@ -257,14 +267,68 @@ def _trim(folder: Path) -> None:
             break
         try:
             path.unlink()
+            path.with_suffix(_NEXT).unlink(missing_ok=True)
         except OSError:
             continue
         total -= info.st_size
 
 
+# -- loading ahead ------------------------------------------------------------------------
+
+
+@functools.cache
+def _loader() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxgmm-load")
+
+
+def _successors(path: Path) -> list[str]:
+    try:
+        return path.with_suffix(_NEXT).read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _follow(path: Path) -> None:
+    """``path``'s program is the one needed now: name it in the ``.next`` file of the one
+    needed before it, and start loading those that followed it last time (unless they are in
+    memory or on their way)."""
+    with _lock:
+        previous, _last[0] = _last[0], path
+        held = {entry[1] for entry in _memory.values()} | set(_ahead)
+    if previous is not None and previous != path:
+        names = _successors(previous)
+        if path.name not in names:
+            names = [path.name, *names][:SUCCESSORS]
+            try:
+                atomic_write_bytes(previous.with_suffix(_NEXT), " ".join(names).encode())
+            except OSError:  # the cache is only a cache
+                pass
+    for name in _successors(path):
+        ahead = path.with_name(name)
+        if ahead in held or name == path.name or not ahead.exists():
+            continue
+        with _lock:
+            if len(_ahead) >= 4 * SUCCESSORS:  # never read: drop the oldest
+                _ahead.pop(next(iter(_ahead)))
+            _ahead[ahead] = _loader().submit(_load, ahead)
+
+
+def _take_ahead(path: Path):
+    """The executable of ``path`` if it was loaded ahead (waiting for it if still loading),
+    else None."""
+    with _lock:
+        future = _ahead.pop(path, None)
+    return None if future is None else future.result()
+
+
 def _load_or_compile(signature, prog: Program, args, kwargs, options: str):
     path = _disk_path(signature)
-    executable = None if path is None or not path.exists() else _load(path)
+    executable = None
+    if path is not None:
+        executable = _take_ahead(path)
+        _follow(path)  # its successors load in the background while this one loads or runs
+        if executable is None and path.exists():
+            executable = _load(path)
     if executable is None:
         executable = _compile(prog.lower(*args, **kwargs), options)
         # JAX's own caches keep what a jitted function lowered and compiled, executables
@@ -272,7 +336,7 @@ def _load_or_compile(signature, prog: Program, args, kwargs, options: str):
         prog.jitted.clear_cache()
         if path is not None:
             _store(path, executable)
-    _keep(signature, executable)
+    _keep(signature, executable, path)
     return executable
 
 
@@ -293,3 +357,5 @@ def clear() -> None:
     """Drop every executable kept in memory (the disk cache stays)."""
     with _lock:
         _memory.clear()
+        _ahead.clear()
+        _last[0] = None

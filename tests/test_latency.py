@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import jax
@@ -188,6 +189,34 @@ def test_a_program_from_disk_runs_in_a_process_of_several_devices(tmp_path):
         assert run.returncode == 0, run.stderr[-2000:]
         assert run.stdout.split("\n")[0] == "[1.0, 3.0, 5.0]"
     assert list(tmp_path.glob("*.jaxgmm-program"))
+
+
+def test_the_programs_that_followed_last_time_are_loaded_ahead(tmp_path, monkeypatch):
+    """Each program on disk names the ones needed after it (a fit: start, iterations, finish);
+    a process that loads it loads those in a background thread, and uses them."""
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path))
+    _programs.clear()
+    X = np.random.default_rng(3).normal(size=(40, 2)).astype(np.float32)
+
+    def fitted():
+        model = jaxgmm.GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
+        return model.means_
+
+    first = fitted()
+    assert list(tmp_path.glob("*.next"))
+    loaded_by = []
+    original = _programs._load
+
+    def recording(path):
+        loaded_by.append(threading.current_thread().name)
+        return original(path)
+
+    monkeypatch.setattr(_programs, "_load", recording)
+    _programs.clear()  # a new process, as far as the programs go
+    np.testing.assert_array_equal(fitted(), first)
+    assert any(name.startswith("jaxgmm-load") for name in loaded_by), loaded_by
+    assert not _programs._ahead  # every program loaded ahead was used
+    _programs.clear()
 
 
 def test_a_damaged_cache_file_is_compiled_again(tmp_path, monkeypatch):
