@@ -228,10 +228,18 @@ def _prepare_loading() -> None:
         jax.jit(jax.numpy.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
 
 
+@functools.cache
+def _lapack_bound() -> threading.Thread:
+    """:func:`_prepare_loading` in a thread of its own, started once: it imports SciPy's LAPACK
+    (70 ms) while the first program loads; join the thread before running a loaded one."""
+    thread = threading.Thread(target=_prepare_loading, name="jaxgmm-lapack", daemon=True)
+    thread.start()
+    return thread
+
+
 def _load(path: Path):
     from jax.experimental import serialize_executable
 
-    _prepare_loading()
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         # Kept programs run on one device, the default one, as when compiled in this process;
@@ -325,10 +333,13 @@ def _load_or_compile(signature, prog: Program, args, kwargs, options: str):
     path = _disk_path(signature)
     executable = None
     if path is not None:
+        binding = _lapack_bound()
         executable = _take_ahead(path)
         _follow(path)  # its successors load in the background while this one loads or runs
         if executable is None and path.exists():
             executable = _load(path)
+        if executable is not None:  # it may call LAPACK as soon as it runs
+            binding.join()
     if executable is None:
         executable = _compile(prog.lower(*args, **kwargs), options)
         # JAX's own caches keep what a jitted function lowered and compiled, executables
