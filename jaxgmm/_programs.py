@@ -232,7 +232,9 @@ def _prepare_loading() -> None:
 def _lapack_bound() -> threading.Thread:
     """:func:`_prepare_loading` in a thread of its own, started once: it imports SciPy's LAPACK
     (70 ms) while the first program loads; join the thread before running a loaded one."""
-    thread = threading.Thread(target=_prepare_loading, name="jaxgmm-lapack", daemon=True)
+    # not a daemon: the interpreter waits for it at exit (a daemon thread still importing
+    # SciPy there would crash the exit)
+    thread = threading.Thread(target=_prepare_loading, name="jaxgmm-lapack")
     thread.start()
     return thread
 
