@@ -305,7 +305,7 @@ def _follow(path: Path) -> None:
     with _lock:
         previous, _last[0] = _last[0], path
         held = {entry[1] for entry in _memory.values()} | set(_ahead)
-    if previous is not None and previous != path:
+    if previous is not None and previous != path and previous.exists():
         names = _successors(previous)
         if path.name not in names:
             names = [path.name, *names][:SUCCESSORS]
