@@ -6,6 +6,9 @@ cache the cold run filled, and the same call again in that process, "again"); mc
 on faithful: the likelihood-ratio test of EEE mixtures as ``mclustBootstrapLRT`` runs it
 (sequential, 999 replicates per test), and 999 nonparametric and weighted-likelihood
 replicates of the EEE, K = 3 fit (``MclustBootstrap``).
+
+``--source DIR`` times the jaxgmm of another checkout (a before/after in one run: ``git worktree
+add /tmp/before <rev>``, then ``--source /tmp/before``); ``--no-mclust`` skips R.
 """
 
 from __future__ import annotations
@@ -24,9 +27,13 @@ FAITHFUL = ROOT / "jaxgmm" / "data" / "faithful.csv"
 
 JAXGMM = """
 import sys, time, json
+from pathlib import Path
+if {source!r}:  # another checkout's jaxgmm, ahead of an editable install's import hook
+    sys.path.insert(0, {source!r})
 import numpy as np, jax
 jax.config.update("jax_enable_x64", True)
 import jaxgmm
+assert not {source!r} or Path(jaxgmm.__file__).resolve().is_relative_to(Path({source!r}))
 X = np.loadtxt({data!r}, delimiter=",", skiprows=1)
 n_boot = {n_boot}
 def lrt():
@@ -65,8 +72,8 @@ WORKLOADS = {
 }
 
 
-def run_jaxgmm(workload: str, n_boot: int, cache: str) -> dict:
-    script = JAXGMM.format(data=str(FAITHFUL), n_boot=n_boot)
+def run_jaxgmm(workload: str, n_boot: int, cache: str, source: str = "") -> dict:
+    script = JAXGMM.format(data=str(FAITHFUL), n_boot=n_boot, source=source)
     env = os.environ | {"JAXGMM_CACHE_DIR": cache}
     proc = subprocess.run(
         [sys.executable, "-c", script, workload], env=env, capture_output=True, text=True
@@ -91,25 +98,32 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-boot", type=int, default=999)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "bootstrap.md"))
+    parser.add_argument("--source", default="", help="time the jaxgmm of this checkout")
+    parser.add_argument("--no-mclust", action="store_true", help="skip R's mclust")
     args = parser.parse_args(argv)
+    source = str(Path(args.source).resolve()) if args.source else ""
     import time
 
     from bench.machine import describe, header_lines
 
     machine, started = describe(), time.perf_counter()
-    mclust = run_mclust(args.n_boot)
+    mclust = None if args.no_mclust else run_mclust(args.n_boot)
     rows = []
     for workload, description in WORKLOADS.items():
         with tempfile.TemporaryDirectory() as cache:
-            cold = run_jaxgmm(workload, args.n_boot, cache)
-            warm = run_jaxgmm(workload, args.n_boot, cache)
+            cold = run_jaxgmm(workload, args.n_boot, cache, source)
+            warm = run_jaxgmm(workload, args.n_boot, cache, source)
         theirs = None if mclust is None else mclust[workload]
         rows.append((description, cold["first"], warm["first"], warm["again"], theirs))
         print(cold["summary"], flush=True)
     lines = [
         "# Bootstrap inference end to end (`python -m bench.bootstrap`)",
         "",
-        *header_lines(machine, "python -m bench.bootstrap", time.perf_counter() - started),
+        *header_lines(
+            machine,
+            "python -m bench.bootstrap" + (f" --source {source}" if source else ""),
+            time.perf_counter() - started,
+        ),
         "",
         "| workload | jaxgmm cold s | jaxgmm warm s | jaxgmm again s | mclust s |",
         "| --- | --- | --- | --- | --- |",
