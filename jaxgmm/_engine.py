@@ -510,13 +510,12 @@ def update(state: State, stats, settings: EMSettings, *, unit, unit_weight):
     return jax.vmap(one)(state, stats)
 
 
-def restart_iterations(state, X, sample_weight, settings, *, unit, blocks, n_steps):
+def restart_iterations(state, X, sample_weight, settings, *, unit, unit_weight, blocks, n_steps):
     """Up to ``n_steps`` EM iterations (pass, M-step) of one restart (``state``'s fields
     without the restart axis), until it is done; returns its state and lower bounds
-    ``(n_steps,)`` (NaN after it stopped)."""
-    unit = blocks.factoring(unit)
+    ``(n_steps,)`` (NaN after it stopped). ``unit`` is the program's (after
+    ``blocks.factoring``), ``unit_weight`` the largest row weight (1 without weights)."""
     form = named_form(settings.statistics, settings.missing_width)
-    unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
     own_pass = partial(restart_pass, X, sample_weight, unit=unit, form=form, blocks=blocks)
     own_update = partial(_update_one, settings=settings, unit=unit, unit_weight=unit_weight)
 
@@ -547,6 +546,8 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
     stopped costs nothing and the others do not wait for it. (Against the batch's lockstep of
     passes in turn: the 14 models x K = 1..9 of iris, again in a process, 0.48 -> 0.47 s, and
     its program compiled in 1.0 s instead of 1.25 s; 2-core VM, 2026-12-06.)"""
+    unit = blocks.factoring(unit)
+    unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
     if blocks.in_turn:
         one = partial(
             restart_iterations,
@@ -554,15 +555,14 @@ def advance(state, X, sample_weight, settings, *, unit, blocks, n_steps):
             sample_weight=sample_weight,
             settings=settings,
             unit=unit,
+            unit_weight=unit_weight,
             blocks=blocks,
             n_steps=n_steps,
         )
         state, trace = each_restart(one, True, state)
         return state, trace.T, ~jnp.any(active(state, settings.max_iter))
 
-    unit = blocks.factoring(unit)
     form = named_form(settings.statistics, settings.missing_width)
-    unit_weight = 1.0 if sample_weight is None else jnp.max(sample_weight)
 
     def iterate(state):
         running = active(state, settings.max_iter)

@@ -544,13 +544,17 @@ def run_restarts(
     run_once = small or in_turn
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
+    # In turn, a restart's iterations pass over the components its bucket of K holds. The
+    # programs run once (start, finish) make one pass over all: one branch where the buckets
+    # make three, which compiles in 60% of the time and runs about as fast (4 types x K = 1..9
+    # x 4 restarts on 1e4 x 8: cold 8.7 -> 8.0 s, again 0.72-0.75 s; 2-core VM, 2026-12-06).
     component_sizes = ()
-    if in_turn:  # a restart's pass runs over the components its bucket of K holds
+    if in_turn:
         ks_run = [n_components] if ks is None else ks
         buckets = {min(padded_components(int(k)), n_components) for k in ks_run}
         component_sizes = tuple(sorted(buckets))
 
-    def blocks_for(form) -> Blocks:
+    def blocks_for(form, component_sizes=()) -> Blocks:
         # a given block size serves every form; by default the expanded one reads longer blocks,
         # the missing one shorter (it holds each row's K factors of the precision's missing block)
         features = n_features * n_features if form.name == Missing.name else n_features
@@ -651,7 +655,8 @@ def run_restarts(
         traced=traced,
         missing_width=settings.missing_width,
     )
-    iteration_settings, iteration_blocks = settings.with_form(form), blocks_for(form)
+    iteration_settings = settings.with_form(form)
+    iteration_blocks = blocks_for(form, component_sizes)
 
     def advance(state, n_steps):
         return _engine.advance(
@@ -693,10 +698,7 @@ def run_restarts(
         centre,
         settings,
         unit=unit,
-        # its one pass over all components: one program for every K, which compiles in 60%
-        # of the time and runs about as fast (4 types x K = 1..9 x 4 restarts on 1e4 x 8:
-        # cold 8.7 -> 8.0 s, again 0.72-0.75 s; 2-core VM, 2026-12-06)
-        blocks=start_blocks._replace(component_sizes=()),
+        blocks=start_blocks,
         prefer_nondegenerate=bool(prefer_nondegenerate),
         scores=scores,
         small=run_once,

@@ -28,6 +28,9 @@ from ._sklearn_api import (
 )
 from .estimator import GaussianMixture
 
+# one dispatch rather than an operation at a time (prediction calls it for every batch)
+_e_step_log_weights = jax.jit(_variational.e_step_log_weights, static_argnames="weight_type")
+
 
 def _not_variational(name: str):
     def absent(self):
@@ -519,9 +522,6 @@ default="dirichlet_process"
 
 
 __all__ = ["BayesianGaussianMixture"]
-
-# one dispatch rather than an operation at a time (prediction calls it for every batch)
-_e_step_log_weights = jax.jit(_variational.e_step_log_weights, static_argnames="weight_type")
 
 
 def loaded(metadata: dict, arrays: dict) -> BayesianGaussianMixture:
