@@ -158,6 +158,7 @@ class _EVV(_Full):
 # mclust's models with an iterative M-step: the inner loop alternates the closed-form minimisation
 # over each part of the covariances given the others (Celeux & Govaert 1995), with Browne &
 # McNicholas' majorisation steps for a shared orientation, until nothing moves (``_converge``).
+# (jaxgmm turns the orientation by sweeps of plane rotations instead: two algorithms, one point.)
 # An empty component (its scatter 0) takes no part in a shared parameter.
 
 

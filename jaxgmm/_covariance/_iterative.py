@@ -9,12 +9,15 @@ log-likelihood that depends on them,
     F = sum_k [ n_k log det Sigma_k + tr(W_k Sigma_k^-1) ],
 
 (``W_k`` the scatter of component k around its new mean) by an inner loop that alternates the
-closed-form minimisation over each part given the others (Celeux & Govaert 1995, section 4), and,
-for the shared orientation of EVE and VVE, the majorisation-minimisation steps of Browne &
-McNicholas (2014): every inner step lowers ``F``, so each EM iteration still raises the
-likelihood. The inner loop stops when its parameters no longer move (``INNER_TOL_EPS``), or after
+closed-form minimisation over each part given the others (Celeux & Govaert 1995, section 4). A
+shared orientation (EVE, VVE) turns by sweeps of plane rotations (``_orient``), each plane's
+angle the exact minimum given the shapes, as Jacobi's eigenvalue method and Flury & Gautschi's
+algorithm for common principal components turn theirs; mclust's majorisation steps (Browne & McNicholas 2014, kept by the NumPy reference) lower ``F``
+too, but need 3-10 times as many steps in 4-D and more than 1,000 in 8-D. Every inner step lowers
+``F``. The inner loop stops when its parameters no longer move (``INNER_TOL_EPS``), or after
 ``INNER_MAX_ITER`` steps; it starts afresh at every M-step (a pure function of the statistics),
-from the identity orientation and unit shapes as mclust's does.
+from the identity orientation and unit shapes as mclust's does. ``F`` may have several local
+minima (a shared orientation of scatters far from the model): the loop finds one.
 
 An empty component (``W_k`` about 0, volume 0) takes no part in the shared parameters; its
 covariance is replaced by the fallback after the M-step (``_em.finalize``).
@@ -23,6 +26,7 @@ covariance is replaced by the fallback after the M-step (``_em.finalize``).
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 
 from ._general import _outer, dense_prior_terms
@@ -88,25 +92,55 @@ def _unit_determinant(values: Array) -> Array:
     return jnp.where(volume[..., None] > 0, scaled, 1.0)
 
 
-def _orient(w: Array, axes: Array, inverse_shapes: Array, largest: Array) -> Array:
-    """Browne & McNicholas' two majorisation steps for a shared orientation ``axes`` (D, D),
-    columns the axes, lowering ``sum_k tr(W_k D Lambda_k D^T)`` over orthogonal ``D`` with
-    ``Lambda_k = diag(inverse_shapes[k])`` (K, D) fixed; ``largest`` (K,) is each ``W_k``'s
-    largest eigenvalue. Each step majorises one factor by its largest eigenvalue times the
-    identity, leaving a linear function of ``D`` maximised by the polar factor of its gradient."""
+def _rotation_rounds(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """The planes of a sweep of rotations, in rounds of disjoint pairs of axes (a round-robin
+    tournament: every pair once per sweep); ``(first, second)``, each ``(rounds, pairs)``. An odd
+    number of axes leaves one out of each round."""
+    players = list(range(n_features + n_features % 2))
+    half = len(players) // 2
+    first, second = [], []
+    for _ in range(len(players) - 1):
+        pairs = sorted(
+            (min(a, b), max(a, b))
+            for a, b in zip(players[:half], players[::-1][:half], strict=True)
+            if max(a, b) < n_features
+        )
+        first.append([a for a, _ in pairs])
+        second.append([b for _, b in pairs])
+        players = [players[0], players[-1], *players[1:-1]]
+    return np.array(first, dtype=np.int32), np.array(second, dtype=np.int32)
 
-    def polar(m):
-        left, _, right_t = jnp.linalg.svd(m)
-        return left @ right_t
 
-    # W_k <= omega_k I:  maximise tr(((omega_k I - W_k) D Lambda_k)^T D')
-    eye = jnp.eye(w.shape[-1], dtype=w.dtype)
-    gradient = jnp.einsum("kij,jl,kl->il", largest[:, None, None] * eye - w, axes, inverse_shapes)
-    axes = polar(gradient)
-    # Lambda_k <= max(Lambda_k) I:  maximise tr((W_k D (max Lambda_k I - Lambda_k))^T D')
-    gap = jnp.max(inverse_shapes, axis=1, keepdims=True) - inverse_shapes
-    gradient = jnp.einsum("kij,jl,kl->il", w, axes, gap)
-    return polar(gradient)
+def _orient(w: Array, axes: Array, weights_of) -> Array:
+    """A sweep of plane rotations of the shared orientation ``axes`` (D, D), columns the axes,
+    lowering ``T = sum_k tr(D^T W_k D Lambda_k)``, with ``Lambda_k = weights_of(v)`` (K, D) the
+    diagonal that minimises the objective given the variances ``v_kj = d_j^T W_k d_j`` along the
+    axes. Rotating the plane of axes p and q by theta changes ``T`` by
+    ``sum_k (Lambda_kp - Lambda_kq) (h_k (cos 2 theta - 1) + e_k sin 2 theta)`` (``h_k`` half the
+    difference of the two variances, ``e_k`` their covariance), whose minimum has a closed form;
+    planes of disjoint axes do not interact, so each round turns several at once, and the
+    diagonals are renewed after each. No rotation, and no renewal, raises the objective."""
+    first, second = _rotation_rounds(w.shape[-1])
+
+    def turn(r, axes):
+        p, q = axes[:, first[r]], axes[:, second[r]]
+        variances = _axis_variances(w, axes)
+        weights = weights_of(variances)
+        gap = weights[:, first[r]] - weights[:, second[r]]
+        half_difference = (variances[:, first[r]] - variances[:, second[r]]) / 2
+        covariance = jnp.einsum("jm,kjl,lm->km", p, w, q)
+        h = jnp.sum(gap * half_difference, axis=0)
+        e = jnp.sum(gap * covariance, axis=0)
+        # the minimum is at 2 theta = atan2(-e, -h); no turn where the plane is indifferent
+        # (atan2 of two zeros could turn it by a half circle, and back, at every sweep)
+        moves = jnp.hypot(h, e) > 0
+        angle = jnp.where(moves, jnp.arctan2(-e, jnp.where(moves, -h, 1.0)), 0.0) / 2
+        cos, sin = jnp.cos(angle), jnp.sin(angle)
+        axes = axes.at[:, first[r]].set(cos * p + sin * q)
+        return axes.at[:, second[r]].set(cos * q - sin * p)
+
+    first, second = jnp.asarray(first), jnp.asarray(second)
+    return lax.fori_loop(0, first.shape[0], turn, axes)
 
 
 def _axis_variances(w: Array, axes: Array) -> Array:
@@ -255,10 +289,6 @@ def _vev(w: Array, nk: Array, on: Array) -> Array:
     return symmetric(jnp.einsum("kij,kj,klj->kil", vectors, scaled, vectors))
 
 
-def _largest_eigenvalues(w: Array) -> Array:
-    return jnp.linalg.eigvalsh(w)[:, -1]
-
-
 class EVE(_DenseMStep):
     """``lambda D A_k D^T``: one volume and orientation, a shape per component."""
 
@@ -283,11 +313,9 @@ def _eve_loop(w: Array):
     F = n D log(lambda) + T / lambda with T = sum_k tr(D^T W_k D A_k^-1), so lambda = T / (n D)
     and the loop lowers T: the orientation by majorisation, then each A_k given it (its
     variances along the axes, scaled to product 1)."""
-    largest = _largest_eigenvalues(w)
 
     def step(state):
-        axes, shapes = state
-        axes = _orient(w, axes, 1 / shapes, largest)
+        axes = _orient(w, state[0], lambda v: 1 / _unit_determinant(v))
         return axes, _unit_determinant(_axis_variances(w, axes))
 
     eye = jnp.eye(w.shape[-1], dtype=w.dtype)
@@ -328,14 +356,12 @@ def _vve_loop(w: Array, nk: Array):
     """VVE's shared orientation and each component's ``lambda_k A_k`` along it, and the inner
     steps taken. Given D, lambda_k A_k = diag(D^T W_k D) / n_k =: C_k; the orientation by
     majorisation of sum_k tr(W_k D C_k^-1 D^T) with the C_k fixed."""
-    largest = _largest_eigenvalues(w)
 
     def variances(axes):
         return _axis_variances(w, axes) / nk[:, None]
 
     def step(state):
-        axes, diagonals = state
-        axes = _orient(w, axes, _ratio(1.0, diagonals), largest)
+        axes = _orient(w, state[0], lambda v: _ratio(1.0, v / nk[:, None]))
         return axes, variances(axes)
 
     eye = jnp.eye(w.shape[-1], dtype=w.dtype)
