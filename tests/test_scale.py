@@ -120,7 +120,7 @@ import jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 import jaxgmm
 rng = np.random.default_rng(0)
-X = rng.normal(size=(20000, 6)) + rng.integers(0, 3, size=(20000, 1)) * 1.5
+X = rng.normal(size=(8000, 6)) + rng.integers(0, 3, size=(8000, 1)) * 1.5
 chunks = []
 result = jaxgmm.fit(jax.random.key(0), X, 6, n_init=4, init="random", max_iter=300, tol=0.0,
                     checkpoint=sys.argv[1] if sys.argv[1] != "-" else None,
