@@ -8,10 +8,10 @@ import os
 # Compilation is most of the suite's time. The tests run XLA's CPU backend with its older
 # fusion emitters and without LLVM's optimisations, which halves it, and compile each program in
 # one piece (the workers of pytest-xdist already fill the cores: the suite 7:32 -> 6:17 on a
-# 2-core machine, with one test's data cut to 8,000 rows); the results differ from the defaults' only in
-# rounding, on which no test may depend. The subprocess tests of several
-# host devices add their flag to these (test_scale.with_devices); the whole suite compiles with
-# XLA's defaults when XLA_FLAGS is set before it starts. Set before JAX starts its backend.
+# 2-core machine, with one test's data cut to 8,000 rows); the results differ from the
+# defaults' only in rounding, on which no test may depend. The subprocess tests of several host
+# devices add their flag to these (test_scale.with_devices); the whole suite compiles with XLA's
+# defaults when XLA_FLAGS is set before it starts. Set before JAX starts its backend.
 os.environ.setdefault(
     "XLA_FLAGS",
     "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
