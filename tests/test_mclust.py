@@ -279,3 +279,27 @@ def test_shared_orientation_in_six_dimensions_reaches_the_reference(model):
         _, _, steps = _iterative._vve_loop(jax.numpy.asarray(w), jax.numpy.asarray(nk))
     assert int(steps) <= 50
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("model", ["EVE", "VVE"])
+def test_a_component_of_no_mass_takes_no_part_in_the_shared_orientation(model):
+    # The engine adds 10 eps to every mass before an M-step, but the M-step is a function of
+    # its own: a mass of exactly 0 once put a NaN into VVE's inner loop, which stopped it
+    # after one step and left the other components' covariances far from the fixed point.
+    X = read_data("iris")
+    labels = mclust_start("iris", 3)
+    scatters, counts = [], []
+    for k in range(3):
+        centred = X[labels == k] - X[labels == k].mean(axis=0)
+        scatters.append(centred.T @ centred)
+        counts.append(float(np.sum(labels == k)))
+    w, nk = np.stack(scatters), np.array(counts)
+    expected = reference.MODELS[model].from_scatters(w, nk, reg_covar=0.0)
+    with_empty = covariance_unit(model)._from_scatters(
+        jax.numpy.asarray(np.concatenate([w, np.zeros((1, 4, 4))])),
+        jax.numpy.asarray(np.append(nk, 0.0)),
+    )
+    np.testing.assert_allclose(
+        with_empty[:3], expected, rtol=0, atol=1e-10 * np.abs(expected).max()
+    )

@@ -356,13 +356,15 @@ class VVE(_DenseMStep):
 def _vve_loop(w: Array, nk: Array):
     """VVE's shared orientation and each component's ``lambda_k A_k`` along it, and the inner
     steps taken. Given D, lambda_k A_k = diag(D^T W_k D) / n_k =: C_k; the orientation by
-    majorisation of sum_k tr(W_k D C_k^-1 D^T) with the C_k fixed."""
+    sweeps of plane rotations lowering sum_k tr(W_k D C_k^-1 D^T) with the C_k renewed. A
+    component of no mass has C_k = 0 and no part in the orientation (a NaN there would stop
+    the loop at its first step)."""
 
     def variances(axes):
-        return _axis_variances(w, axes) / nk[:, None]
+        return _ratio(_axis_variances(w, axes), nk[:, None])
 
     def step(state):
-        axes = _orient(w, state[0], lambda v: _ratio(1.0, v / nk[:, None]))
+        axes = _orient(w, state[0], lambda v: _ratio(1.0, _ratio(v, nk[:, None])))
         return axes, variances(axes)
 
     eye = jnp.eye(w.shape[-1], dtype=w.dtype)
