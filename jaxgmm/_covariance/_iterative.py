@@ -121,7 +121,7 @@ def _orient(w: Array, axes: Array, weights_of) -> Array:
     difference of the two variances, ``e_k`` their covariance), whose minimum has a closed form;
     planes of disjoint axes do not interact, so each round turns several at once, and the
     diagonals are renewed after each. No rotation, and no renewal, raises the objective."""
-    first, second = _rotation_rounds(w.shape[-1])
+    first, second = map(jnp.asarray, _rotation_rounds(w.shape[-1]))
 
     def turn(r, axes):
         p, q = axes[:, first[r]], axes[:, second[r]]
@@ -140,7 +140,6 @@ def _orient(w: Array, axes: Array, weights_of) -> Array:
         axes = axes.at[:, first[r]].set(cos * p + sin * q)
         return axes.at[:, second[r]].set(cos * q - sin * p)
 
-    first, second = jnp.asarray(first), jnp.asarray(second)
     return lax.fori_loop(0, first.shape[0], turn, axes)
 
 
@@ -312,8 +311,8 @@ class EVE(_DenseMStep):
 def _eve_loop(w: Array):
     """EVE's shared orientation and shapes for scatters ``w``, and the inner steps taken.
     F = n D log(lambda) + T / lambda with T = sum_k tr(D^T W_k D A_k^-1), so lambda = T / (n D)
-    and the loop lowers T: the orientation by majorisation, then each A_k given it (its
-    variances along the axes, scaled to product 1)."""
+    and the loop lowers T: the orientation by a sweep of plane rotations, then each A_k given
+    it (its variances along the axes, scaled to product 1)."""
 
     def step(state):
         axes = _orient(w, state[0], lambda v: 1 / _unit_determinant(v))
