@@ -13,12 +13,13 @@ closed-form minimisation over each part given the others (Celeux & Govaert 1995,
 shared orientation (EVE, VVE) turns by sweeps of plane rotations (``_orient``), each plane's
 angle the exact minimum given the shapes, as Jacobi's eigenvalue method and Flury & Gautschi's
 algorithm for common principal components turn theirs; mclust's majorisation steps (Browne &
-McNicholas 2014, kept by the NumPy reference) lower ``F`` too, but need 3-10 times as many
-steps in 4-D and more than 1,000 in 6-D and 8-D. Every inner step lowers ``F``. The inner loop
-stops when its parameters no longer move (``INNER_TOL_EPS``), or after ``INNER_MAX_ITER``
-steps; it starts afresh at every M-step (a pure function of the statistics), from the identity
-orientation and unit shapes as mclust's does. ``F`` may have several local minima (a shared
-orientation of scatters far from the model): the loop finds one.
+McNicholas 2014, kept by the NumPy reference) lower ``F`` too, but took 2-7 times as many
+steps on iris's clusters, 30 times on 4-D scatters sharing their axes, and more than 1,000 in
+6-D and 8-D. Every inner step lowers ``F``. The inner loop stops when its parameters no longer
+move (``INNER_TOL_EPS``), or after ``INNER_MAX_ITER`` steps; it starts afresh at every M-step
+(a pure function of the statistics), from the identity orientation and unit shapes as mclust's
+does. ``F`` may have several local minima (a shared orientation of scatters far from the
+model): the loop finds one.
 
 An empty component (``W_k`` about 0, volume 0) takes no part in the shared parameters; its
 covariance is replaced by the fallback after the M-step (``_em.finalize``).
