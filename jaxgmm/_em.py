@@ -261,9 +261,11 @@ def maximize(
     blocks,
     resp_operands=(),
     prior=None,
+    stats: Statistics | None = None,
 ) -> GMMParams:
     """The M-step, reading the data in blocks: ``weighted_resp(xb, wb, rows, *resp_operands)``
-    gives the responsibilities of a block's rows times their sample weights, ``(K, B)``. See
+    gives the responsibilities of a block's rows times their sample weights, ``(K, B)``; or,
+    with ``stats`` (around ``previous.means``) already summed, from them without a pass. See
     :func:`m_step` for the rest."""
     blocks = as_blocks(blocks)
     unit = blocks.factoring(unit)
@@ -284,7 +286,8 @@ def maximize(
     def statistics(xb, wb, rows, shift, *ops):
         return scatter_statistics(xb, weighted_resp(xb, wb, rows, *ops), shift, unit)
 
-    stats = blockwise_sum(statistics, X, sample_weight, blocks, shift, *resp_operands)
+    if stats is None:
+        stats = blockwise_sum(statistics, X, sample_weight, blocks, shift, *resp_operands)
     return finalize(
         stats,
         shift,

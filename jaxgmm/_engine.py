@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 from ._blocks import blockwise_sum
 from ._em import finalize
-from ._init import initial_params, kmeans_centres
+from ._init import initial_params, kmeans_statistics
 from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._programs import program
 from ._shapes import trim_params
@@ -306,19 +306,23 @@ def initialize(key, uniforms, X, sample_weight, settings, layout, **static) -> G
     return params._replace(means=params.means + centre)
 
 
-@program(static_argnames=("n_components", "blocks", "missing"))
+@program(static_argnames=("n_components", "blocks", "missing", "dense"))
 def kmeans_start(
-    uniforms, X, sample_weight, gaussian_weight, layout, *, n_components, blocks, missing
+    uniforms, X, sample_weight, gaussian_weight, layout, *, n_components, blocks, missing, dense
 ):
-    """The "kmeans" centres of every restart of :func:`start`'s batch, in its centred frame,
-    for a grid of models that share them: each model's :func:`start` then reads them with
-    ``init="centres"`` instead of computing them again. ``gaussian_weight``: the weights of
-    the rows the Gaussians start from (:func:`start`'s, with noise or missing values)."""
+    """The "kmeans" start of every restart of :func:`start`'s batch up to its M-step, in its
+    centred frame, for a grid of models that share it: the centres and their hard-label
+    statistics (``jaxgmm._init.kmeans_statistics``, ``dense`` or diagonal scatters); each
+    model's :func:`start` then makes its M-step from them (``init="statistics"``) without a
+    pass over the data. ``gaussian_weight``: the weights of the rows the Gaussians start from
+    (:func:`start`'s, with noise or missing values)."""
     Xc, _, _ = _prepare(X, sample_weight, blocks.mesh, missing)
     filled = jnp.nan_to_num(Xc) if missing else Xc
 
     def one(u, n_active):
-        return kmeans_centres(u, filled, n_components, gaussian_weight, n_active, blocks)
+        return kmeans_statistics(
+            u, filled, n_components, gaussian_weight, n_active, blocks, dense=dense
+        )
 
     if layout is None:
         return each_restart(lambda u: one(u, None), blocks.in_turn, uniforms)

@@ -30,10 +30,12 @@ import numpy as np
 from jax import Array, lax
 
 from ._blocks import as_blocks, blockwise_sum, for_distances
+from ._covariance import Diag, Full
 from ._em import maximize
 from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._random import n_trials, uniform_table
+from ._statistics import Statistics, scatter_statistics
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
 
@@ -219,11 +221,37 @@ def kmeans_centres(
     blocks=None,
 ) -> Array:
     """The centres of the "kmeans" start of one restart: k-means++ seeds from the table
-    ``uniforms``, then :func:`lloyd`. They do not depend on the covariance model, so a grid
-    of models computes them once and starts each model from them (method "centres")."""
+    ``uniforms``, then :func:`lloyd`."""
     active, row_shards = _active_and_shards(n_components, n_active, blocks)
     centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
     return lloyd(X, centres, sample_weight, active, blocks)
+
+
+def kmeans_statistics(
+    uniforms: Array,
+    X: Array,
+    n_components: int,
+    sample_weight: Array | None = None,
+    n_active: Array | None = None,
+    blocks=None,
+    *,
+    dense: bool,
+) -> tuple[Array, Statistics]:
+    """The "kmeans" start of one restart up to its M-step: the centres (:func:`kmeans_centres`)
+    and the statistics of every row given wholly to its nearest one, around them. Neither
+    depends on the covariance model, so a grid computes them once and each model's start is
+    its M-step from them (method "statistics"): with ``dense``, the scatter as ``(K, D, D)``
+    matrices, from which every model takes its own (``unit.scatter_of_dense``); otherwise
+    their diagonals ``(K, D)``, all that models of ``diagonal_scatter`` read."""
+    centres = kmeans_centres(uniforms, X, n_components, sample_weight, n_active, blocks)
+    active, _ = _active_and_shards(n_components, n_active, blocks)
+    shape = Full if dense else Diag  # the units whose scatter has the shape wanted
+
+    def hard(xb, wb, rows, centres, active):
+        member = jax.nn.one_hot(_nearest(xb, centres, active), n_components, dtype=X.dtype)
+        return scatter_statistics(xb, member.T * wb[None, :], centres, shape)
+
+    return centres, blockwise_sum(hard, X, sample_weight, blocks or X.shape[0], centres, active)
 
 
 def _active_and_shards(n_components: int, n_active: Array | None, blocks):
@@ -248,7 +276,7 @@ def initial_responsibilities(
     it needs, and the components' centres: returns ``(resp, operands, centres)`` with
     ``resp(xb, rows, *operands) -> (K, B)`` (the centres are zero for "random").
     ``"random"`` draws from ``key``, "hc" reads its labels ``(N,)`` (-1: no part) from
-    ``uniforms``, "centres" its centres ``(K, D)``, the other methods draw from the table
+    ``uniforms``, the other methods draw from the table
     ``uniforms`` (see ``jaxgmm._random``).
     With ``n_active``, only the first ``n_active`` components are used,
     and they equal those of the unpadded call with ``n_components=n_active`` (so a padded grid
@@ -265,8 +293,6 @@ def initial_responsibilities(
         centres = _kmeans_plusplus(uniforms, X, n_components, sample_weight, n_active, row_shards)
     elif method == "kmeans":
         centres = kmeans_centres(uniforms, X, n_components, sample_weight, n_active, blocks)
-    elif method == "centres":  # given centres (those of "kmeans", computed once for a grid)
-        centres = uniforms
     else:
         raise ValueError(f"init must be one of {INIT_METHODS} or a GMMParams, got {method!r}")
 
@@ -340,13 +366,21 @@ def initial_params(
     """Starting parameters for one restart of centred data ``X``: one M-step from
     :func:`initial_responsibilities`, its scatter accumulated around the components' centres
     in one pass, reading the data in ``blocks`` (a block size or a ``Blocks``; all at once by
-    default). An empty component keeps its centre and takes the data's covariance. Components
-    beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`) and those as
-    finite placeholders."""
+    default); for method "statistics", ``uniforms`` holds the centres and statistics of
+    :func:`kmeans_statistics`, and the M-step makes no pass. An empty component keeps its
+    centre and takes the data's covariance. Components beyond ``n_active`` get weight exactly
+    zero (switched off, see :func:`m_step`) and those as finite placeholders."""
     blocks = blocks or X.shape[0]
-    resp, operands, centres = initial_responsibilities(
-        key, uniforms, X, n_components, method, sample_weight, n_active, blocks
-    )
+    stats = None
+    if method == "statistics":
+        centres, stats = uniforms
+        if stats.scatter.ndim == 3:  # (K, D, D) matrices: this model's own scatter from them
+            stats = stats._replace(scatter=unit.scatter_of_dense(stats.scatter))
+        resp, operands = None, ()
+    else:
+        resp, operands, centres = initial_responsibilities(
+            key, uniforms, X, n_components, method, sample_weight, n_active, blocks
+        )
     data_cov = unit.pooled(_data_covariance(X, sample_weight, blocks), n_components)
     on = jnp.ones(n_components, X.dtype)
     if n_active is not None:
@@ -368,4 +402,5 @@ def initial_params(
         previous=around,
         blocks=blocks,
         prior=prior,
+        stats=stats,
     )

@@ -147,6 +147,35 @@ def test_programs_of_a_grid(monkeypatch):
     assert len(kmeans_starts) == 1  # one program alone computes its centres itself
 
 
+@pytest.mark.parametrize(
+    "types", [("diag", "spherical"), ("full", "tied", "diag", "spherical", "EEV", "EEI")]
+)
+def test_a_grid_shares_its_kmeans_start_up_to_the_m_step(monkeypatch, types):
+    """Larger data: the "kmeans" centres and their hard-label statistics are computed once for
+    the grid (the scatter as matrices when some model reads more than its diagonal), and each
+    model's start is its M-step from them: every row equals the model's own selection, which
+    computes its start alone."""
+    from jaxgmm import _engine
+
+    starts = []
+    kmeans_start = _engine.kmeans_start
+    monkeypatch.setattr(
+        _engine, "kmeans_start", lambda *a, **k: starts.append(k["dense"]) or kmeans_start(*a, **k)
+    )
+    rng = np.random.default_rng(1)  # 3 x 100 x 24^2 > SMALL_WORK
+    scales = rng.uniform(0.5, 2.0, size=(3, 1, 24))
+    wide = np.concatenate([rng.normal(size=(100, 24)) * scales[i] + 3 * i for i in range(3)])
+    grid = jaxgmm.select(wide, [1, 2, 3], types, n_init=2, max_iter=6, random_state=0)
+    assert starts == [len(types) > 2]  # one start, dense where a model needs it
+    for t in types:
+        alone = jaxgmm.select(wide, [1, 2, 3], t, n_init=2, max_iter=6, random_state=0)
+        rows = [r for r in grid.rows if r["covariance_type"] == t]
+        for row, own in zip(rows, alone.rows, strict=True):
+            assert row["n_iter"] == own["n_iter"]
+            assert row["log_likelihood"] == pytest.approx(own["log_likelihood"], rel=1e-12)
+    assert len(starts) == 1  # a program alone computes its start itself
+
+
 def test_a_grid_cuts_the_hierarchical_tree_once(monkeypatch):
     """mclust's hc start does not depend on the covariance model: a grid of several programs
     (with mclust's prior, a program per model) builds its tree once, and each model's row

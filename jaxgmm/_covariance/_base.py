@@ -11,6 +11,9 @@ class Model:
     """Base of the covariance units (their methods are static: a unit is its class)."""
 
     iterative = False  # whether its M-step runs an inner loop (``_iterative``)
+    # whether its M-step reads only the scatter's diagonal, per component ``(K, D)``: then it
+    # can start from that diagonal, otherwise from ``(K, D, D)`` matrices (``scatter_of_dense``)
+    diagonal_scatter = False
 
     @classmethod
     def bound(cls, index):

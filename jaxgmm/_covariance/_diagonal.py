@@ -18,6 +18,7 @@ class Diag(Model):
     shared = False
     correlated = False
     plot_style = ("C2", "^")
+    diagonal_scatter = True
     expanded_max_features = None  # the expanded form's features are the D squares: no limit
 
     @staticmethod
