@@ -164,10 +164,26 @@ def _distinct_points(
 
 
 def _nearest(X: Array, centres: Array, active: Array | None) -> Array:
-    d2 = _squared_distances(X, centres)
+    """Each row's nearest centre among those ``active`` (all if None)."""
+    # ||x - c||^2 less ||x||^2, the same for every centre of a row
+    d2 = jnp.sum(jnp.square(centres), axis=1)[None, :] - 2.0 * X @ centres.T
     if active is not None:
         d2 = jnp.where(active[None, :], d2, jnp.inf)
     return jnp.argmin(d2, axis=1)
+
+
+def _sums_by_label(labels: Array, wb: Array, xb: Array, n_labels: int) -> tuple[Array, Array]:
+    """The sums of the weights ``wb`` and of the weighted rows of ``xb`` per label."""
+    if jax.default_backend() == "cpu":
+        # added row by row (a scatter): a Lloyd iteration over 1e5 x 8, K = 9 in 1.5 ms against
+        # 3.7 ms for the product of one-hot rows (2-core VM, 2026-12-06); on an accelerator the
+        # scatter's atomic additions would make the rounding differ from run to run
+        return (
+            jax.ops.segment_sum(wb, labels, n_labels),
+            jax.ops.segment_sum(xb * wb[:, None], labels, n_labels),
+        )
+    member = jax.nn.one_hot(labels, n_labels, dtype=xb.dtype) * wb[:, None]
+    return jnp.sum(member, axis=0), member.T @ xb
 
 
 def lloyd(
@@ -187,11 +203,7 @@ def lloyd(
     tol = _LLOYD_RTOL * jnp.mean((w @ jnp.square(X - mean)) / jnp.sum(w))
 
     def sums(xb, wb, rows, centres, active):
-        member = (
-            jax.nn.one_hot(_nearest(xb, centres, active), centres.shape[0], dtype=X.dtype)
-            * wb[:, None]
-        )
-        return jnp.sum(member, axis=0), member.T @ xb
+        return _sums_by_label(_nearest(xb, centres, active), wb, xb, centres.shape[0])
 
     def update(centres):
         mass, total = blockwise_sum(sums, X, sample_weight, blocks, centres, active)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax.numpy as jnp
+import jax
+import numpy as np
 from jax import Array
 
 from ._covariance import covariance_unit
+from ._programs import program
 
 
 class GMMParams(NamedTuple):
@@ -134,11 +136,8 @@ def params_from_covariances(weights, means, covariances, *, covariance_type: str
     -------
     GMMParams
     """
-    unit = covariance_unit(covariance_type)
-    covariances = jnp.asarray(covariances)
-    return GMMParams(
-        jnp.asarray(weights), jnp.asarray(means), covariances, unit.factor(covariances)
-    )
+    arrays = (_on_device(a) for a in (weights, means, covariances))
+    return _from_covariances(*arrays, unit=covariance_unit(covariance_type), quick=True)
 
 
 def params_from_precisions(weights, means, precisions, *, covariance_type: str) -> GMMParams:
@@ -158,8 +157,26 @@ def params_from_precisions(weights, means, precisions, *, covariance_type: str) 
     -------
     GMMParams
     """
-    unit = covariance_unit(covariance_type)
-    prec_chol = unit.factor_from_precisions(jnp.asarray(precisions))
-    return GMMParams(
-        jnp.asarray(weights), jnp.asarray(means), unit.covariances_from_factor(prec_chol), prec_chol
-    )
+    arrays = (_on_device(a) for a in (weights, means, precisions))
+    return _from_precisions(*arrays, unit=covariance_unit(covariance_type), quick=True)
+
+
+def _on_device(a) -> Array:
+    # device_put, not jnp.asarray, whose conversion compiles an operation on first use
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
+
+
+# One small program each (kept on disk, as the fits'), called with quick=True: run eagerly, the
+# factorisation's dozen operations each compiled on first use, 0.76 s in a new process
+# (small-2d's 3 full covariances, 2-core VM, 2026-12-06).
+
+
+@program(static_argnames=("unit",))
+def _from_covariances(weights, means, covariances, *, unit) -> GMMParams:
+    return GMMParams(weights, means, covariances, unit.factor(covariances))
+
+
+@program(static_argnames=("unit",))
+def _from_precisions(weights, means, precisions, *, unit) -> GMMParams:
+    prec_chol = unit.factor_from_precisions(precisions)
+    return GMMParams(weights, means, unit.covariances_from_factor(prec_chol), prec_chol)
