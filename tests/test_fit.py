@@ -485,6 +485,50 @@ def test_auto_form_avoids_the_expanded_error(in_turn):
 
 
 @pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("noise", [False, True], ids=["gaussians", "noise"])
+@pytest.mark.parametrize("covariance_type", list(jaxgmm.COVARIANCE_TYPES))
+def test_expanded_statistics_equal_the_exact_ones(covariance_type, noise):
+    """Each model's own program (larger data: no dense program) in the expanded form: the pass's
+    statistics, once centred on the shift, equal the exact form's, with sample weights and
+    with a noise component (tied's one precision: a quadratic term shared by the Gaussians
+    only)."""
+    from jaxgmm._blocks import Blocks
+    from jaxgmm._engine import pass_statistics
+    from jaxgmm._params import Noise
+    from jaxgmm._statistics import Exact, Expanded
+
+    unit = jaxgmm.COVARIANCE_TYPES[covariance_type]
+    X = blobs()
+    X = X - X.mean(axis=0)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    start = starting_params(X, 3, covariance_type, seed=0)
+    params = jaxgmm.params_from_covariances(
+        start.weights * (0.9 if noise else 1.0),
+        start.means,
+        start.covariances,
+        covariance_type=covariance_type,
+    )
+    if noise:
+        params = params._replace(noise=Noise(jnp.asarray(0.1), jnp.asarray(-6.0)))
+    batch = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), params)
+
+    def statistics(form):
+        stats = pass_statistics(
+            jnp.asarray(X),
+            jnp.asarray(w),
+            batch,
+            jnp.ones(2, bool),
+            unit=unit,
+            form=form,
+            blocks=Blocks(37, None, True),
+        )
+        return jax.tree_util.tree_leaves(stats)
+
+    for a, b in zip(statistics(Expanded), statistics(Exact), strict=True):
+        assert_close(a, b, 1e-10)
+
+
+@pytest.mark.usefixtures("x64")
 @pytest.mark.parametrize("covariance_type", ENGINE_TYPES)
 def test_blocks_of_samples_equal_one_block(covariance_type):
     X = blobs()  # 240 rows: blocks of 37 leave a tail of 18

@@ -129,14 +129,17 @@ def test_em_iterations_equal_the_reference(covariance_type, x64):
     np.testing.assert_allclose(result.params.covariances, params.covariances, rtol=1e-10)
 
 
-def test_expanded_statistics_and_weights_as_repeated_rows(x64):
-    """The expanded form's noise column equals the exact form's; an integer sample weight acts
-    as repeating the row, the noise component's weight included."""
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_expanded_statistics_and_weights_as_repeated_rows(x64, covariance_type):
+    """The expanded form's noise column equals the exact form's (tied: its one precision's
+    quadratic term, shared by the Gaussians but not by the noise); an integer sample weight
+    acts as repeating the row, the noise component's weight included."""
     rng = np.random.default_rng(2)
     data = np.concatenate([rng.normal(size=(80, 2)) * 0.5, rng.uniform(-5, 5, size=(20, 2))])
     counts = rng.integers(1, 3, size=len(data))
-    start = _with_noise(_start(rng, "full", 2, 2), 0.1, -np.log(hypvol(data)), "full")
-    common = dict(init=start, noise=True, max_iter=8, tol=0.0)
+    start = _start(rng, covariance_type, 2, 2)
+    start = _with_noise(start, 0.1, -np.log(hypvol(data)), covariance_type)
+    common = dict(init=start, noise=True, max_iter=8, tol=0.0, covariance_type=covariance_type)
     exact = jaxgmm.fit(jax.random.key(0), data, 2, statistics="exact", **common)
     expanded = jaxgmm.fit(jax.random.key(0), data, 2, statistics="expanded", **common)
     for a, b in zip(

@@ -14,6 +14,9 @@ class Model:
     # whether its M-step reads only the scatter's diagonal, per component ``(K, D)``: then it
     # can start from that diagonal, otherwise from ``(K, D, D)`` matrices (``scatter_of_dense``)
     diagonal_scatter = False
+    # whether one precision serves every component (tied): the expanded form's quadratic term
+    # is then the same for every component (``jaxgmm._statistics.Expanded``)
+    one_precision = False
 
     @classmethod
     def bound(cls, index):
