@@ -809,7 +809,7 @@ def fit(
         largest distance of a component mean from the data's centre along one feature, in that
         component's standard deviations of the feature. "auto" (default) takes "expanded" while
         that predicted error stays below ``EXPANDED_RTOL`` (checked in the program at every
-        iteration), for full or tied covariances only up to 16 features; "exact" under JAX
+        iteration), for full covariances only up to 16 features; "exact" under JAX
         transformations and for small data.
     previous_lower_bound : float, optional
         When ``init`` holds the parameters of an earlier fit being continued, that fit's last
