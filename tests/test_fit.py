@@ -335,6 +335,35 @@ def test_kmeans_plusplus_picks_distinct_data_points():
     assert len({tuple(c) for c in centres}) == 5
 
 
+@pytest.mark.usefixtures("x64")
+def test_lloyd_sums_the_same_by_scatter_and_by_one_hot_product(monkeypatch):
+    """Lloyd's per-cluster sums are a scatter-add on the CPU and a product of one-hot rows on
+    an accelerator: from the same seeds both reach the same fixed point, every centre the
+    mean of the rows nearest to it."""
+    from jaxgmm import _init
+
+    class Backend:  # jax as _init sees it, on another backend
+        def __init__(self, name):
+            self.name = name
+
+        def __getattr__(self, attribute):
+            return getattr(jax, attribute)
+
+        def default_backend(self):
+            return self.name
+
+    X = jnp.asarray(blobs())
+    seeds = jaxgmm.kmeans_plusplus(jax.random.key(1), X, 3)
+    centres = {}
+    for backend in ("cpu", "gpu"):
+        monkeypatch.setattr(_init, "jax", Backend(backend))
+        centres[backend] = np.asarray(_init.lloyd(X, seeds, blocks=37))
+    assert_close(centres["gpu"], centres["cpu"], 1e-12)
+    labels = np.argmin(((np.asarray(X)[:, None, :] - centres["cpu"][None]) ** 2).sum(-1), axis=1)
+    means = np.stack([np.asarray(X)[labels == k].mean(axis=0) for k in range(3)])
+    assert_close(centres["cpu"], means, 1e-12)
+
+
 def test_max_iter_zero_returns_the_initial_parameters():
     X = lesson32()
     init = jaxgmm.params_from_covariances(
