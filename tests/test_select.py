@@ -114,10 +114,12 @@ def test_programs_of_a_grid(monkeypatch):
     in_turn = jax.default_backend() == "cpu"
     assert calls == ([("any", 4, 18)] if in_turn else [("any", 4, 6), ("VEI", 4, 6), ("EVE", 4, 6)])
     calls.clear()
-    kmeans_starts = []
+    kmeans_starts = []  # whether each start's statistics hold dense scatters
     kmeans_start = _engine.kmeans_start
     monkeypatch.setattr(
-        _engine, "kmeans_start", lambda *a, **k: kmeans_starts.append(1) or kmeans_start(*a, **k)
+        _engine,
+        "kmeans_start",
+        lambda *a, **k: kmeans_starts.append(k["dense"]) or kmeans_start(*a, **k),
     )
     rng = np.random.default_rng(0)  # 3 x 100 x 24^2 > SMALL_WORK
     wide = np.concatenate([rng.normal(size=(100, 24)) + 3 * i for i in range(3)])
@@ -137,24 +139,28 @@ def test_programs_of_a_grid(monkeypatch):
     decisions.clear()
     GaussianMixture(2, covariance_type="diag", n_init=2, max_iter=4).fit(wide)
     assert decisions == [False]  # one K, not small: batched
-    assert len(kmeans_starts) == 1
-    for t in types:
-        alone = jaxgmm.select(wide, [1, 2, 3], t, n_init=2, max_iter=4, random_state=0)
+    assert kmeans_starts == [False]  # diagonal models: the scatters' diagonals
+    assert_rows_equal_own_selections(grid, wide, max_iter=4)
+    assert len(kmeans_starts) == 1  # one program alone computes its start itself
+
+
+def assert_rows_equal_own_selections(grid, X, **kwargs):
+    """Each type's rows of ``grid`` (``select(X, [1, 2, 3], types, n_init=2, random_state=0,
+    **kwargs)``) equal the selection of that type alone, which computes its start itself."""
+    for t in dict.fromkeys(r["covariance_type"] for r in grid.rows):
+        alone = jaxgmm.select(X, [1, 2, 3], t, n_init=2, random_state=0, **kwargs)
         rows = [r for r in grid.rows if r["covariance_type"] == t]
         for row, own in zip(rows, alone.rows, strict=True):
             assert row["n_iter"] == own["n_iter"]
             assert row["log_likelihood"] == pytest.approx(own["log_likelihood"], rel=1e-12)
-    assert len(kmeans_starts) == 1  # one program alone computes its centres itself
 
 
-@pytest.mark.parametrize(
-    "types", [("diag", "spherical"), ("tied", "spherical", "EEV")]
-)
-def test_a_grid_shares_its_kmeans_start_up_to_the_m_step(monkeypatch, types):
+def test_a_grid_shares_its_kmeans_start_up_to_the_m_step(monkeypatch):
     """Larger data: the "kmeans" centres and their hard-label statistics are computed once for
-    the grid (the scatter as matrices when some model reads more than its diagonal), and each
-    model's start is its M-step from them: every row equals the model's own selection, which
-    computes its start alone."""
+    the grid, the scatter as matrices where some model reads more than its diagonal, and each
+    model's start is its M-step from them (tied sums them, spherical takes their diagonals,
+    mclust's EEV its own M-step): every row equals the model's own selection (the diagonal
+    scatters: test_programs_of_a_grid)."""
     from jaxgmm import _engine
 
     starts = []
@@ -165,15 +171,11 @@ def test_a_grid_shares_its_kmeans_start_up_to_the_m_step(monkeypatch, types):
     rng = np.random.default_rng(1)  # 3 x 100 x 24^2 > SMALL_WORK
     scales = rng.uniform(0.5, 2.0, size=(3, 1, 24))
     wide = np.concatenate([rng.normal(size=(100, 24)) * scales[i] + 3 * i for i in range(3)])
+    types = ("tied", "spherical", "EEV")
     grid = jaxgmm.select(wide, [1, 2, 3], types, n_init=2, max_iter=6, random_state=0)
-    assert starts == [len(types) > 2]  # one start, dense where a model needs it
-    for t in types:
-        alone = jaxgmm.select(wide, [1, 2, 3], t, n_init=2, max_iter=6, random_state=0)
-        rows = [r for r in grid.rows if r["covariance_type"] == t]
-        for row, own in zip(rows, alone.rows, strict=True):
-            assert row["n_iter"] == own["n_iter"]
-            assert row["log_likelihood"] == pytest.approx(own["log_likelihood"], rel=1e-12)
-    assert len(starts) == 1  # a program alone computes its start itself
+    assert starts == [True]
+    assert_rows_equal_own_selections(grid, wide, max_iter=6)
+    assert len(starts) == 1
 
 
 def test_a_grid_cuts_the_hierarchical_tree_once(monkeypatch):
