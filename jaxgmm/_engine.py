@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 from ._blocks import blockwise_sum
 from ._em import finalize
-from ._init import initial_params, kmeans_statistics
+from ._init import initial_params, kmeans_centres, nearest_statistics
 from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._programs import program
 from ._shapes import trim_params
@@ -312,7 +312,7 @@ def kmeans_start(
 ):
     """The "kmeans" start of every restart of :func:`start`'s batch up to its M-step, in its
     centred frame, for a grid of models that share it: the centres and their hard-label
-    statistics (``jaxgmm._init.kmeans_statistics``, ``dense`` or diagonal scatters); each
+    statistics (``jaxgmm._init.nearest_statistics``, ``dense`` or diagonal scatters); each
     model's :func:`start` then makes its M-step from them (``init="statistics"``) without a
     pass over the data. ``gaussian_weight``: the weights of the rows the Gaussians start from
     (:func:`start`'s, with noise or missing values)."""
@@ -320,9 +320,9 @@ def kmeans_start(
     filled = jnp.nan_to_num(Xc) if missing else Xc
 
     def one(u, n_active):
-        return kmeans_statistics(
-            u, filled, n_components, gaussian_weight, n_active, blocks, dense=dense
-        )
+        centres = kmeans_centres(u, filled, n_components, gaussian_weight, n_active, blocks)
+        stats = nearest_statistics(filled, centres, gaussian_weight, n_active, blocks, dense=dense)
+        return centres, stats
 
     if layout is None:
         return each_restart(lambda u: one(u, None), blocks.in_turn, uniforms)

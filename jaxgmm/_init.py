@@ -239,23 +239,22 @@ def kmeans_centres(
     return lloyd(X, centres, sample_weight, active, blocks)
 
 
-def kmeans_statistics(
-    uniforms: Array,
+def nearest_statistics(
     X: Array,
-    n_components: int,
+    centres: Array,
     sample_weight: Array | None = None,
     n_active: Array | None = None,
     blocks=None,
     *,
     dense: bool,
-) -> tuple[Array, Statistics]:
-    """The "kmeans" start of one restart up to its M-step: the centres (:func:`kmeans_centres`)
-    and the statistics of every row given wholly to its nearest one, around them. Neither
+) -> Statistics:
+    """The statistics of every row given wholly to its nearest centre, around the centres:
+    the "kmeans" start up to its M-step, given its centres (:func:`kmeans_centres`). Neither
     depends on the covariance model, so a grid computes them once and each model's start is
     its M-step from them (method "statistics"): with ``dense``, the scatter as ``(K, D, D)``
     matrices, from which every model takes its own (``unit.scatter_of_dense``); otherwise
     their diagonals ``(K, D)``, all that models of ``diagonal_scatter`` read."""
-    centres = kmeans_centres(uniforms, X, n_components, sample_weight, n_active, blocks)
+    n_components = centres.shape[0]
     active, _ = _active_and_shards(n_components, n_active, blocks)
     shape = Full if dense else Diag  # the units whose scatter has the shape wanted
 
@@ -263,7 +262,7 @@ def kmeans_statistics(
         member = jax.nn.one_hot(_nearest(xb, centres, active), n_components, dtype=X.dtype)
         return scatter_statistics(xb, member.T * wb[None, :], centres, shape)
 
-    return centres, blockwise_sum(hard, X, sample_weight, blocks or X.shape[0], centres, active)
+    return blockwise_sum(hard, X, sample_weight, blocks or X.shape[0], centres, active)
 
 
 def _active_and_shards(n_components: int, n_active: Array | None, blocks):
@@ -379,7 +378,7 @@ def initial_params(
     :func:`initial_responsibilities`, its scatter accumulated around the components' centres
     in one pass, reading the data in ``blocks`` (a block size or a ``Blocks``; all at once by
     default); for method "statistics", ``uniforms`` holds the centres and statistics of
-    :func:`kmeans_statistics`, and the M-step makes no pass. An empty component keeps its
+    :func:`nearest_statistics`, and the M-step makes no pass. An empty component keeps its
     centre and takes the data's covariance. Components beyond ``n_active`` get weight exactly
     zero (switched off, see :func:`m_step`) and those as finite placeholders."""
     blocks = blocks or X.shape[0]

@@ -28,7 +28,6 @@ from jax.scipy.special import logsumexp
 from ._shapes import is_small
 
 LOG_2PI = math.log(2.0 * math.pi)
-_JOIN_FEATURES = 32
 
 
 class Statistics(NamedTuple):
@@ -151,27 +150,16 @@ class Expanded:
 
     @staticmethod
     def block(xb: Array, wb: Array, params, unit) -> Statistics:
-        """*Raw* moments (``first`` is sum w r x, ``scatter`` is sum w r q(x)): they add up over
-        blocks like the others, and :meth:`finish` turns their total into statistics around
-        the shift once per pass."""
+        """*Raw* moments (``first`` is sum w r x, ``scatter`` the unit's raw second moment, as
+        sum w r q(x)): they add up over blocks like the others, and :meth:`finish` turns their
+        total into statistics around the shift once per pass. The unit computes its densities'
+        terms and its moments (``expanded_terms``)."""
         n_components, n_features = params.means.shape
-        quadratic = unit.quadratic_features(xb, params)
-        w_quadratic, w_linear, constant = unit.natural(params)
+        terms, moments = unit.expanded_terms(xb, params)
         log_det = jnp.broadcast_to(
             unit.log_det_factor(params.precisions_cholesky, n_features), (n_components,)
         )
-        offset = constant + log_det + jnp.log(params.weights) - 0.5 * n_features * LOG_2PI
-        # Many quadratic features: one matrix product per step on (x, q(x)) (2.4x faster for
-        # D=16, full); few: two products, which spare the copy that joining them costs.
-        joined = quadratic.shape[1] >= _JOIN_FEATURES and not unit.one_precision
-        if unit.one_precision:  # q(x) = x U: -|x U|^2 / 2, the same for every component
-            shared = -0.5 * jnp.sum(jnp.square(quadratic), axis=1, keepdims=True)  # (B, 1)
-            weighted = xb @ w_linear.T + offset + shared
-        elif joined:
-            features = jnp.concatenate([xb, quadratic], axis=1)
-            weighted = features @ jnp.concatenate([w_linear, w_quadratic], axis=1).T + offset
-        else:
-            weighted = quadratic @ w_quadratic.T + xb @ w_linear.T + offset  # (B, K)
+        weighted = terms + (log_det + jnp.log(params.weights) - 0.5 * n_features * LOG_2PI)
         noise = noise_term(params)
         top = jnp.max(weighted, axis=1, keepdims=True)
         if noise is not None:
@@ -182,14 +170,7 @@ class Expanded:
             total = total + jnp.exp(noise - top)
         log_norm = top[:, 0] + jnp.log(total[:, 0])
         wr = e * (wb[:, None] / total)  # (B, K)
-        if unit.one_precision:  # its scatter's raw moment: sum w (sum_k r_k) x x^T, (D, D)
-            first = wr.T @ xb
-            scatter = (xb * jnp.sum(wr, axis=1, keepdims=True)).T @ xb
-        elif joined:
-            moments = wr.T @ features
-            first, scatter = moments[:, :n_features], moments[:, n_features:]
-        else:
-            first, scatter = wr.T @ xb, wr.T @ quadratic
+        first, scatter = moments(wr)
         return Statistics(
             mass=jnp.sum(wr, axis=0),
             first=first,

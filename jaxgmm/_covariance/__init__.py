@@ -16,8 +16,9 @@ the rest of the package asks the unit, never the model's name. Each unit has
 * the expanded (exponential-family) form: the log-density is linear in the features
   ``(x, q(x))`` with ``q`` the products ``x_i x_j`` (full, tied) or squares ``x_i^2`` (diag,
   spherical), so the E-step is a matrix product of the features with natural parameters and the
-  M-step's statistics a product of the responsibilities with the features; ``expanded_max_features``
-  bounds the features up to which it is used;
+  M-step's statistics a product of the responsibilities with the features (``expanded_terms``;
+  tied's one precision makes its quadratic term the same for every component, which it uses
+  instead); ``expanded_max_features`` bounds the features up to which it is used;
 * ``project``: its constraint applied to unconstrained dense covariances, and ``from_dense``,
   its parameters from dense ones: how ``AnyModel`` fits every model in one program;
 * on the host, in NumPy: ``dense`` ``(K, D, D)`` covariances for plots and sampling,

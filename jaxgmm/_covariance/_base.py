@@ -1,10 +1,12 @@
-"""What every covariance unit shares: how it is bound to a restart, and how a collapsed
-component is recognised."""
+"""What every covariance unit shares: how it is bound to a restart, how a collapsed
+component is recognised, and the expanded form's pass (linear in the features (x, q(x)))."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jax import Array
+
+_JOIN_FEATURES = 32
 
 
 class Model:
@@ -14,9 +16,34 @@ class Model:
     # whether its M-step reads only the scatter's diagonal, per component ``(K, D)``: then it
     # can start from that diagonal, otherwise from ``(K, D, D)`` matrices (``scatter_of_dense``)
     diagonal_scatter = False
-    # whether one precision serves every component (tied): the expanded form's quadratic term
-    # is then the same for every component (``jaxgmm._statistics.Expanded``)
-    one_precision = False
+
+    @classmethod
+    def expanded_terms(cls, xb: Array, params):
+        """The expanded form (``jaxgmm._statistics.Expanded``) of a block ``xb (B, D)``: the
+        log-densities' terms ``(B, K)`` but the log-determinant and ``-D/2 log(2 pi)``, linear
+        in the row's features ``(x, q(x))`` (``quadratic_features``, ``natural``), and the
+        function of the weighted responsibilities ``wr (B, K)`` that gives the raw moments
+        ``(sum wr x, sum wr q(x))`` which ``scatter_from_moments`` reads."""
+        quadratic = cls.quadratic_features(xb)
+        w_quadratic, w_linear, constant = cls.natural(params)
+        n_features = xb.shape[1]
+        # Many quadratic features: one matrix product per step on (x, q(x)) (2.4x faster for
+        # D=16, full); few: two products, which spare the copy that joining them costs.
+        if quadratic.shape[1] >= _JOIN_FEATURES:
+            features = jnp.concatenate([xb, quadratic], axis=1)
+            terms = features @ jnp.concatenate([w_linear, w_quadratic], axis=1).T
+
+            def moments(wr):
+                both = wr.T @ features
+                return both[:, :n_features], both[:, n_features:]
+
+        else:
+            terms = quadratic @ w_quadratic.T + xb @ w_linear.T
+
+            def moments(wr):
+                return wr.T @ xb, wr.T @ quadratic
+
+        return terms + constant, moments
 
     @classmethod
     def bound(cls, index):

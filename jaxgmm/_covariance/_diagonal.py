@@ -130,7 +130,7 @@ class Diag(Model):
         return n_features
 
     @staticmethod
-    def quadratic_features(x: Array, params) -> Array:
+    def quadratic_features(x: Array) -> Array:
         return jnp.square(x)
 
     @staticmethod

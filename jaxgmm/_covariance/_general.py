@@ -172,7 +172,7 @@ class Full(Model):
         return n_features * (n_features + 1) // 2
 
     @staticmethod
-    def quadratic_features(x: Array, params) -> Array:
+    def quadratic_features(x: Array) -> Array:
         """``(B, D(D+1)/2)``: the products ``x_i x_j``, i <= j."""
         rows, cols = np.triu_indices(x.shape[-1])
         return x[:, rows] * x[:, cols]
@@ -334,17 +334,21 @@ class Tied(Full):
     # 1.24 -> 0.53 s; 2-core VM, 2026-12-06). Nor does it outgrow the data as D grows: a fit of
     # 1e5 rows, K = 5, took 10.5 ms an iteration against 41 ms for the exact form at D = 24, 43
     # against 154 ms at D = 48 (float64, the same lower bound to 1e-13).
-    one_precision = True
     expanded_max_features = None
 
     @staticmethod
     def n_quadratic_features(n_features: int) -> int:
-        return n_features
+        return n_features  # x U, the row's width in the expanded form with x
 
-    @staticmethod
-    def quadratic_features(x: Array, params) -> Array:
-        """``(B, D)``: ``x U``, U the precision's factor."""
-        return x @ params.precisions_cholesky
+    @classmethod
+    def expanded_terms(cls, xb: Array, params):
+        _, w_linear, constant = cls.natural(params)
+        shared = -0.5 * jnp.sum(jnp.square(xb @ params.precisions_cholesky), axis=1)
+
+        def moments(wr):
+            return wr.T @ xb, (xb * jnp.sum(wr, axis=1, keepdims=True)).T @ xb
+
+        return xb @ w_linear.T + constant + shared[:, None], moments
 
     @staticmethod
     def scatter_from_moments(second: Array, first: Array, mass: Array, shift: Array) -> Array:

@@ -360,13 +360,15 @@ def _vve_loop(w: Array, nk: Array):
     component of no mass has C_k = 0 and no part in the orientation (a NaN there would stop
     the loop at its first step)."""
 
-    def variances(axes):
-        return _ratio(_axis_variances(w, axes), nk[:, None])
+    def per_mass(v):
+        return _ratio(v, nk[:, None])
 
     def step(state):
-        axes = _orient(w, state[0], lambda v: _ratio(1.0, _ratio(v, nk[:, None])))
-        return axes, variances(axes)
+        axes = _orient(w, state[0], lambda v: _ratio(1.0, per_mass(v)))
+        return axes, per_mass(_axis_variances(w, axes))
 
     eye = jnp.eye(w.shape[-1], dtype=w.dtype)
-    (axes, diagonals), steps = _minimise(step, (eye, variances(eye)), _oriented_diagonals)
+    (axes, diagonals), steps = _minimise(
+        step, (eye, per_mass(_axis_variances(w, eye))), _oriented_diagonals
+    )
     return axes, diagonals, steps
