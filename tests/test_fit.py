@@ -514,14 +514,17 @@ def test_auto_form_avoids_the_expanded_error(in_turn):
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("noise", [False, True], ids=["gaussians", "noise"])
-@pytest.mark.parametrize("covariance_type", ENGINE_TYPES + ("EEI", "EEV"))
+@pytest.mark.parametrize(
+    "covariance_type, noise",
+    [(t, False) for t in ENGINE_TYPES + ("EEI", "EEV")] + [("full", True), ("tied", True)],
+)
 def test_expanded_statistics_equal_the_exact_ones(covariance_type, noise):
     """A model's own program (larger data: no dense program) in the expanded form: the pass's
     statistics, once centred on the shift, equal the exact form's, with sample weights and
     with a noise component (tied's one precision: a quadratic term shared by the Gaussians
-    only). mclust's models take the expanded form of their family (full, diag, spherical):
-    two of them here, EEI (equal diagonal covariances) and EEV (dense ones)."""
+    only; the others' noise column is the generic form's, full's). mclust's models take the
+    expanded form of their family (full, diag, spherical): two of them here, EEI (equal
+    diagonal covariances) and EEV (dense ones)."""
     from jaxgmm._blocks import Blocks
     from jaxgmm._engine import pass_statistics
     from jaxgmm._params import Noise
