@@ -74,6 +74,21 @@ def test_small_select_equals_the_specialised_select(monkeypatch):
         assert (a["degenerate"], a["n_iter"]) == (b["degenerate"], b["n_iter"]), a
 
 
+@pytest.mark.usefixtures("x64")
+def test_dense_programs_pooled_covariance_is_each_models_projection():
+    """A start's covariance for an empty component, the data's, as the dense program takes it
+    for each model (by its family: the matrix, its diagonal or its mean variance), equals the
+    model's own projection of it (inner loops included), which it stands in for."""
+    from jaxgmm._covariance import ALL_MODELS, Full
+
+    a = np.random.default_rng(0).normal(size=(4, 4))
+    data_cov = jnp.asarray(a @ a.T + np.eye(4))
+    for index, unit in enumerate(ALL_MODELS.units):
+        got = ALL_MODELS.bound(jnp.int32(index)).pooled(data_cov, 3)
+        expected = unit.project(Full.pooled(data_cov, 3), jnp.ones(3))
+        assert_close(got, expected, 1e-10, unit.name)
+
+
 def test_padded_shapes():
     assert _shapes.is_small(272, 2) and _shapes.padded_rows(272) == 512
     assert _shapes.padded_rows(3) == _shapes.MIN_ROWS

@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array, lax
 
+from ._diagonal import Diag, Spherical
 from ._general import Full
 
 
@@ -59,9 +60,17 @@ class _Bound(AnyModel):
         return self._switch(lambda u, c: u.project(c, nk), Full.from_scatter(scatter, nk, delta))
 
     def pooled(self, data_cov: Array, n_components: int) -> Array:
-        full = Full.pooled(data_cov, n_components)
-        ones = jnp.ones(n_components, data_cov.dtype)
-        return self._switch(lambda u, c: u.project(c, ones), full)
+        # Every model's projection of one matrix repeated in all components is that matrix,
+        # its diagonal, or its mean variance, as its family's: the models' own projections
+        # (inner loops included) would compile 14 branches into each start for the same answer.
+        family = [
+            Spherical if issubclass(u, Spherical) else Diag if issubclass(u, Diag) else Full
+            for u in self.units
+        ]
+        families = list(dict.fromkeys(family))
+        which = jnp.asarray([families.index(f) for f in family])[self.model]
+        branches = [lambda c, f=f: f.project(c, None) for f in families]
+        return lax.switch(which, branches, Full.pooled(data_cov, n_components))
 
     def select(self, mask: Array, if_true: Array, if_false: Array) -> Array:
         # a covariance shared by all components takes nothing from an empty one
