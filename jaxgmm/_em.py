@@ -249,6 +249,18 @@ def finalize(
     )
 
 
+def responsibility_statistics(
+    X: Array, weighted_resp, shift: Array, *, unit, sample_weight, blocks, resp_operands=()
+) -> Statistics:
+    """The statistics around ``shift`` of weighted responsibilities
+    ``weighted_resp(xb, wb, rows, *resp_operands)`` ``(K, B)``, in one pass over ``blocks``."""
+
+    def statistics(xb, wb, rows, shift, *ops):
+        return scatter_statistics(xb, weighted_resp(xb, wb, rows, *ops), shift, unit)
+
+    return blockwise_sum(statistics, X, sample_weight, blocks, shift, *resp_operands)
+
+
 def maximize(
     X: Array,
     weighted_resp,
@@ -283,11 +295,16 @@ def maximize(
     else:
         shift, fallback_means, fallback_cov = previous.means, previous.means, previous.covariances
 
-    def statistics(xb, wb, rows, shift, *ops):
-        return scatter_statistics(xb, weighted_resp(xb, wb, rows, *ops), shift, unit)
-
     if stats is None:
-        stats = blockwise_sum(statistics, X, sample_weight, blocks, shift, *resp_operands)
+        stats = responsibility_statistics(
+            X,
+            weighted_resp,
+            shift,
+            unit=unit,
+            sample_weight=sample_weight,
+            blocks=blocks,
+            resp_operands=resp_operands,
+        )
     return finalize(
         stats,
         shift,

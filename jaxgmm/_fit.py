@@ -698,6 +698,8 @@ def run_restarts(
     if traced:
         state, traces, _ = advance(state, n_steps=settings.max_iter)
     else:
+        if settings.max_iter == 0 and state.pending is not None:  # the start's M-step only
+            state, _, _ = advance(state, n_steps=chunk_iterations)
         save = None
         if checkpoint is not None:
 

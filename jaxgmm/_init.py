@@ -31,7 +31,7 @@ from jax import Array, lax
 
 from ._blocks import as_blocks, blockwise_sum, for_distances
 from ._covariance import Diag, Full
-from ._em import maximize
+from ._em import maximize, responsibility_statistics
 from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._random import n_trials, uniform_table
@@ -360,6 +360,57 @@ def _data_covariance(X: Array, sample_weight: Array | None, blocks) -> Array:
     return (cov + cov.T) / 2
 
 
+def initial_statistics(
+    key: Array,
+    uniforms: Array,
+    X: Array,
+    n_components: int,
+    method: str,
+    *,
+    unit,
+    reg_covar,
+    sample_weight: Array | None = None,
+    n_active: Array | None = None,
+    blocks=None,
+) -> tuple[Statistics, GMMParams]:
+    """What the start of one restart of centred data ``X`` takes its M-step from (see
+    :func:`initial_params`): the statistics of :func:`initial_responsibilities` around the
+    components' centres, accumulated in one pass over ``blocks`` (a block size or a
+    ``Blocks``; all at once by default), and the parameters they are around, whose means and
+    covariance (the data's) an empty component keeps and whose weights say which components
+    are switched on. For method "statistics", ``uniforms`` holds the centres and statistics
+    of :func:`nearest_statistics`, and there is no pass."""
+    blocks = as_blocks(blocks or X.shape[0])
+    if method == "statistics":
+        centres, stats = uniforms
+        if stats.scatter.ndim == 3:  # (K, D, D) matrices: this model's own scatter from them
+            stats = stats._replace(scatter=unit.scatter_of_dense(stats.scatter))
+    else:
+        resp, operands, centres = initial_responsibilities(
+            key, uniforms, X, n_components, method, sample_weight, n_active, blocks
+        )
+        stats = responsibility_statistics(
+            X,
+            lambda xb, wb, rows, *ops: resp(xb, rows, *ops) * wb[None, :],
+            centres,
+            unit=blocks.factoring(unit),
+            sample_weight=sample_weight,
+            blocks=blocks,
+            resp_operands=operands,
+        )
+    data_cov = unit.pooled(_data_covariance(X, sample_weight, blocks), n_components)
+    on = jnp.ones(n_components, X.dtype)
+    if n_active is not None:
+        on = jnp.where(jnp.arange(n_components) < n_active, on, 0.0)
+    around = GMMParams(
+        weights=on,  # only whether each is switched on matters
+        means=centres,
+        covariances=unit.add_to_diagonal(data_cov, reg_covar),
+        precisions_cholesky=None,
+    )
+    return stats, around
+
+
 def initial_params(
     key: Array,
     uniforms: Array,
@@ -374,39 +425,27 @@ def initial_params(
     blocks=None,
     prior=None,
 ) -> GMMParams:
-    """Starting parameters for one restart of centred data ``X``: one M-step from
-    :func:`initial_responsibilities`, its scatter accumulated around the components' centres
-    in one pass, reading the data in ``blocks`` (a block size or a ``Blocks``; all at once by
-    default); for method "statistics", ``uniforms`` holds the centres and statistics of
-    :func:`nearest_statistics`, and the M-step makes no pass. An empty component keeps its
-    centre and takes the data's covariance. Components beyond ``n_active`` get weight exactly
-    zero (switched off, see :func:`m_step`) and those as finite placeholders."""
+    """Starting parameters for one restart of centred data ``X``: one M-step from the
+    statistics of :func:`initial_statistics`. An empty component keeps its centre and takes
+    the data's covariance. Components beyond ``n_active`` get weight exactly zero (switched
+    off, see :func:`m_step`) and those as finite placeholders."""
     blocks = blocks or X.shape[0]
-    stats = None
-    if method == "statistics":
-        centres, stats = uniforms
-        if stats.scatter.ndim == 3:  # (K, D, D) matrices: this model's own scatter from them
-            stats = stats._replace(scatter=unit.scatter_of_dense(stats.scatter))
-        resp, operands = None, ()
-    else:
-        resp, operands, centres = initial_responsibilities(
-            key, uniforms, X, n_components, method, sample_weight, n_active, blocks
-        )
-    data_cov = unit.pooled(_data_covariance(X, sample_weight, blocks), n_components)
-    on = jnp.ones(n_components, X.dtype)
-    if n_active is not None:
-        on = jnp.where(jnp.arange(n_components) < n_active, on, 0.0)
-    around = GMMParams(
-        weights=on,  # only whether each is switched on matters
-        means=centres,
-        covariances=unit.add_to_diagonal(data_cov, reg_covar),
-        precisions_cholesky=None,
+    stats, around = initial_statistics(
+        key,
+        uniforms,
+        X,
+        n_components,
+        method,
+        unit=unit,
+        reg_covar=reg_covar,
+        sample_weight=sample_weight,
+        n_active=n_active,
+        blocks=blocks,
     )
     return maximize(
         X,
-        lambda xb, wb, rows, *ops: resp(xb, rows, *ops) * wb[None, :],
+        None,
         n_components,
-        resp_operands=operands,
         unit=unit,
         reg_covar=reg_covar,
         sample_weight=sample_weight,

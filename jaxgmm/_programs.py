@@ -223,20 +223,50 @@ def _prepare_loading() -> None:
     try:
         from jaxlib import lapack
 
-        lapack.prepare_lapack_call("potrf_ffi", np.float32)  # binds them all, in microseconds
+        _with_scipy_lapack_modules(lambda: lapack.prepare_lapack_call("potrf_ffi", np.float32))
     except (ImportError, AttributeError):  # another jaxlib: what lowering a Cholesky does
         jax.jit(jax.numpy.linalg.cholesky).lower(jax.ShapeDtypeStruct((2, 2), np.float32))
 
 
-@functools.cache
-def _lapack_bound() -> threading.Thread:
-    """:func:`_prepare_loading` in a thread of its own, started once: it imports SciPy's LAPACK
-    (70 ms) while the first program loads; join the thread before running a loaded one."""
-    # not a daemon: the interpreter waits for it at exit (a daemon thread still importing
-    # SciPy there would crash the exit)
-    thread = threading.Thread(target=_prepare_loading, name="jaxgmm-lapack")
-    thread.start()
-    return thread
+_SCIPY_LAPACK_MODULES = ("scipy.linalg.cython_blas", "scipy.linalg.cython_lapack")
+
+
+def _with_scipy_lapack_modules(bind) -> None:
+    """``bind()``, jaxlib's binding of SciPy's LAPACK (once per process), which imports the two
+    small compiled modules that hold its function pointers. By name, they import all of
+    ``scipy.linalg`` first: 130-230 ms of a warm selection's 0.6 s (faithful, 14 models; 2-core
+    VM, 2026-12-07). So they are loaded from their files (25 ms), in ``sys.modules`` only
+    while bound: a later ``import scipy.linalg`` finds the same modules (a module compiled by
+    Cython is made once per process). Anything unexpected (another SciPy's layout): the
+    import by name."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    if "scipy.linalg" in sys.modules or any(n in sys.modules for n in _SCIPY_LAPACK_MODULES):
+        return bind()
+    held = []
+    try:
+        import scipy
+
+        folder = [str(Path(scipy.__file__).parent / "linalg")]
+        modules = {}
+        for name in _SCIPY_LAPACK_MODULES:
+            found = importlib.machinery.PathFinder.find_spec(name.rpartition(".")[2], folder)
+            spec = importlib.util.spec_from_file_location(name, found.origin)
+            modules[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(modules[name])
+        for name, module in modules.items():  # complete modules only, for any other thread
+            held.append(name)
+            sys.modules[name] = module
+        bind()
+        return
+    except Exception:
+        pass
+    finally:
+        for name in held:
+            sys.modules.pop(name, None)
+    bind()
 
 
 def _load(path: Path):
@@ -334,14 +364,12 @@ def _take_ahead(path: Path):
 def _load_or_compile(signature, prog: Program, args, kwargs, options: str):
     path = _disk_path(signature)
     executable = None
+    _prepare_loading()  # before a loaded program runs, and before lowering: quicker
     if path is not None:
-        binding = _lapack_bound()
         executable = _take_ahead(path)
         _follow(path)  # its successors load in the background while this one loads or runs
         if executable is None and path.exists():
             executable = _load(path)
-        if executable is not None:  # it may call LAPACK as soon as it runs
-            binding.join()
     if executable is None:
         executable = _compile(prog.lower(*args, **kwargs), options)
         # JAX's own caches keep what a jitted function lowered and compiled, executables

@@ -378,6 +378,28 @@ def test_max_iter_zero_returns_the_initial_parameters():
     assert_close(result.params.means, init.means, 1e-6, "means")
 
 
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("covariance_type, init", [("full", "kmeans"), ("VEI", "random")])
+def test_a_start_made_by_the_iterations_code_is_the_start(covariance_type, init):
+    """Restarts in turn (small data on the CPU) leave the start's M-step to the iterations'
+    program (``jaxgmm._engine.Pending``): with ``max_iter=0`` each restart's parameters are
+    the start's as :func:`jaxgmm.initialize` makes them, with no iteration counted, and two
+    iterations are those of a fit from those parameters."""
+    X = blobs(seed=3)
+    kwargs = dict(covariance_type=covariance_type, n_init=3, init=init)
+    key = jax.random.key(5)
+    start = jaxgmm.initialize(key, X, 3, **kwargs)
+    made = jaxgmm.fit(key, X, 3, max_iter=0, **kwargs)
+    assert (np.asarray(made.restarts.n_iter) == 0).all()
+    assert not np.asarray(made.restarts.failed).any()
+    for name in ("weights", "means", "covariances"):
+        assert_close(getattr(made.restarts.params, name), getattr(start, name), 1e-10, name)
+    two = jaxgmm.fit(key, X, 3, max_iter=2, tol=0.0, **kwargs)
+    given = jaxgmm.fit(key, X, 3, max_iter=2, tol=0.0, **(kwargs | dict(init=start)))
+    assert_close(two.restarts.lower_bounds, given.restarts.lower_bounds, 1e-12, "lower bounds")
+    assert_close(two.restarts.params.means, given.restarts.params.means, 1e-10, "means")
+
+
 # --- chunked iterations and progress ------------------------------------------------------
 
 
