@@ -633,6 +633,35 @@ def run_restarts(
         gaussian_weight = jnp.where(complete, 1.0 if sample_weight is None else sample_weight, 0.0)
     if noise_mask is not None:
         gaussian_weight = _engine.outside(noise_mask, sample_weight, X.dtype)
+    form = choose_form(
+        settings.statistics,
+        unit,
+        rows=rows,
+        n_features=n_features,
+        traced=traced,
+        missing_width=settings.missing_width,
+    )
+    iteration_settings = settings.with_form(form)
+    iteration_blocks = blocks_for(form, component_sizes)
+
+    def advance_arguments(state, Xc, n_steps):
+        static = dict(unit=unit, blocks=iteration_blocks, n_steps=n_steps, small=small)
+        return (state, Xc, sample_weight, iteration_settings), static
+
+    def finish_arguments(state, Xc, data_var, centre):
+        static = dict(
+            unit=unit,
+            blocks=start_blocks,
+            prefer_nondegenerate=bool(prefer_nondegenerate),
+            scores=scores,
+            small=run_once,
+            # a small fit's finish runs once, briefly, as its start: faithful's and iris's
+            # 14-model selections cold 2.9-3.0 -> 2.7-2.8 s and 3.3-3.4 -> 3.1 s, again
+            # unchanged (2026-12-06)
+            quick=isinstance(unit, AnyModel),
+        )
+        return (state, Xc, sample_weight, data_var, centre, settings), static
+
     if resumed is None:
         start_init, table = _start_table(
             key,
@@ -648,15 +677,8 @@ def run_restarts(
             missing=missing,
             small=run_once,
         )
-        Xc, centre, data_var, state = _engine.start(
-            key,
-            table,
-            X,
-            sample_weight,
-            settings,
-            init_params,
-            layout,
-            noise_mask,
+        start_arguments = (key, table, X, sample_weight, settings, init_params, layout, noise_mask)
+        start_static = dict(
             unit=unit,
             n_components=n_components,
             n_init=n_init,
@@ -665,34 +687,25 @@ def run_restarts(
             small=run_once,
             quick=isinstance(unit, AnyModel),  # a small fit: the start runs once, briefly
         )
+        if not traced:  # compile the iterations and the finish while the start compiles
+            lowered = _engine.start.compile_ahead(*start_arguments, **start_static)
+            if lowered is not None:
+                Xc, centre, data_var, state = lowered.out_info
+                args, static = advance_arguments(state, Xc, chunk_iterations)
+                _engine.advance.compile_ahead(*args, **static)
+                args, static = finish_arguments(state, Xc, data_var, centre)
+                _engine.finish.compile_ahead(*args, **static)
+        Xc, centre, data_var, state = _engine.start(*start_arguments, **start_static)
         traces = np.zeros((0, n_init), X.dtype)
     else:
         Xc, centre, data_var = _engine.prepare(X, sample_weight, mesh=mesh, missing=missing)
         state, traces = resumed
         replicated = None if mesh is None else NamedSharding(mesh, P())
         state = jax.tree_util.tree_map(lambda a: jax.device_put(a, replicated), state)
-    form = choose_form(
-        settings.statistics,
-        unit,
-        rows=rows,
-        n_features=n_features,
-        traced=traced,
-        missing_width=settings.missing_width,
-    )
-    iteration_settings = settings.with_form(form)
-    iteration_blocks = blocks_for(form, component_sizes)
 
     def advance(state, n_steps):
-        return _engine.advance(
-            state,
-            Xc,
-            sample_weight,
-            iteration_settings,
-            unit=unit,
-            blocks=iteration_blocks,
-            n_steps=n_steps,
-            small=small,
-        )
+        args, static = advance_arguments(state, Xc, n_steps)
+        return _engine.advance(*args, **static)
 
     interrupted = False
     if traced:
@@ -716,22 +729,8 @@ def run_restarts(
             checkpoint=save,
             interruptible=interruptible,
         )
-    finished = _engine.finish(
-        state,
-        Xc,
-        sample_weight,
-        data_var,
-        centre,
-        settings,
-        unit=unit,
-        blocks=start_blocks,
-        prefer_nondegenerate=bool(prefer_nondegenerate),
-        scores=scores,
-        small=run_once,
-        # a small fit's finish runs once, briefly, as its start: faithful's and iris's 14-model
-        # selections cold 2.9-3.0 -> 2.7-2.8 s and 3.3-3.4 -> 3.1 s, again unchanged (2026-12-06)
-        quick=isinstance(unit, AnyModel),
-    )
+    args, static = finish_arguments(state, Xc, data_var, centre)
+    finished = _engine.finish(*args, **static)
     return state, traces, finished, interrupted
 
 

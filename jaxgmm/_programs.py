@@ -53,6 +53,8 @@ _lock = threading.Lock()
 _memory: OrderedDict = OrderedDict()  # signature -> (executable, its disk path or None)
 _ahead: dict[Path, Future] = {}  # disk path -> its executable, being loaded
 _last: list[Path | None] = [None]  # the disk path of the program needed last
+_compiling: dict = {}  # signature -> its executable, being compiled ahead
+MAX_COMPILING = 8
 
 
 def max_programs() -> int:
@@ -171,6 +173,32 @@ class Program:
             return None, dynamic
         config = (bool(jax.config.jax_enable_x64), jax.config.jax_default_matmul_precision)
         return (self.name, static, str(tree), keys, config), dynamic
+
+    def compile_ahead(self, *args, small: bool = False, quick: bool = False, **kwargs):
+        """Lower this program for arguments like ``args`` (arrays, or ``jax.ShapeDtypeStruct``
+        for those not computed yet) now, and compile it in a background thread, for a later
+        call with such arguments to take; returns the ``jax.stages.Lowered`` (its
+        ``out_info``: the shapes of what it returns), or None when nothing was to be done (the
+        program is in memory or on disk, or cannot be kept). Compiling is most of the time to
+        a small fit's first answer, and XLA compiles without Python's lock: one program
+        compiles while the next is lowered."""
+        options = "quick" if quick else "small" if small else "default"
+        signature, _ = self._signature(args, kwargs, options)
+        if signature is None or _cached(signature) is not None:
+            return None
+        with _lock:
+            if signature in _compiling:
+                return None
+        path = _disk_path(signature)
+        if path is not None and path.exists():
+            return None
+        _prepare_loading()  # before lowering: quicker
+        lowered = self.lower(*args, **kwargs)
+        with _lock:
+            while len(_compiling) >= MAX_COMPILING:  # never called: drop the oldest
+                _compiling.pop(next(iter(_compiling)))
+            _compiling[signature] = _compiler().submit(_compile, lowered, options)
+        return lowered
 
     def __call__(self, *args, small: bool = False, quick: bool = False, **kwargs):
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves((args, kwargs))):
@@ -321,6 +349,11 @@ def _loader() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxgmm-load")
 
 
+@functools.cache
+def _compiler() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="jaxgmm-compile")
+
+
 def _successors(path: Path) -> list[str]:
     try:
         return path.with_suffix(_NEXT).read_text().split()
@@ -371,7 +404,12 @@ def _load_or_compile(signature, prog: Program, args, kwargs, options: str):
         if executable is None and path.exists():
             executable = _load(path)
     if executable is None:
-        executable = _compile(prog.lower(*args, **kwargs), options)
+        with _lock:
+            ahead = _compiling.pop(signature, None)
+        if ahead is not None:
+            executable = ahead.result()
+        else:
+            executable = _compile(prog.lower(*args, **kwargs), options)
         # JAX's own caches keep what a jitted function lowered and compiled, executables
         # included, for as long as the function lives: let this module's cache be the only one.
         prog.jitted.clear_cache()
@@ -399,4 +437,5 @@ def clear() -> None:
     with _lock:
         _memory.clear()
         _ahead.clear()
+        _compiling.clear()
         _last[0] = None

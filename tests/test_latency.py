@@ -234,6 +234,34 @@ def test_the_programs_that_followed_last_time_are_loaded_ahead(tmp_path, monkeyp
     _programs.clear()
 
 
+def test_a_fits_programs_are_compiled_ahead_once_each(tmp_path, monkeypatch):
+    """A new fit lowers its iterations' and its finish's programs while its start compiles,
+    and compiles them in background threads (``Program.compile_ahead``): each program is
+    lowered and compiled once, so the ones compiled ahead are the ones the fit calls."""
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path))
+    _programs.clear()
+    lowered, compiled_by = [], []
+    lower, compile_ = _programs.Program.lower, _programs._compile
+
+    def recording_lower(self, *args, **kwargs):
+        lowered.append(self.name.rpartition(".")[2])
+        return lower(self, *args, **kwargs)
+
+    def recording_compile(*args):
+        compiled_by.append(threading.current_thread().name)
+        return compile_(*args)
+
+    monkeypatch.setattr(_programs.Program, "lower", recording_lower)
+    monkeypatch.setattr(_programs, "_compile", recording_compile)
+    X = np.random.default_rng(4).normal(size=(40, 2)).astype(np.float32)
+    jaxgmm.fit(jax.random.key(0), X, 2, covariance_type="diag")
+    assert sorted(lowered) == ["advance", "finish", "start"]
+    assert len(compiled_by) == 3
+    assert all(name.startswith("jaxgmm-compile") for name in compiled_by), compiled_by
+    assert not _programs._compiling  # every program compiled ahead was used
+    _programs.clear()
+
+
 def test_a_damaged_cache_file_is_compiled_again(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path))
     double = _programs.Program(lambda x: 2 * x + 1)
