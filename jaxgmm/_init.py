@@ -412,45 +412,24 @@ def initial_statistics(
 
 
 def initial_params(
-    key: Array,
-    uniforms: Array,
-    X: Array,
-    n_components: int,
-    method: str,
-    *,
-    unit,
-    reg_covar,
-    sample_weight: Array | None = None,
-    n_active: Array | None = None,
-    blocks=None,
-    prior=None,
+    key: Array, uniforms: Array, X: Array, n_components: int, method: str, *, prior=None, **start
 ) -> GMMParams:
-    """Starting parameters for one restart of centred data ``X``: one M-step from the
-    statistics of :func:`initial_statistics`. An empty component keeps its centre and takes
-    the data's covariance. Components beyond ``n_active`` get weight exactly zero (switched
-    off, see :func:`m_step`) and those as finite placeholders."""
-    blocks = blocks or X.shape[0]
-    stats, around = initial_statistics(
-        key,
-        uniforms,
-        X,
-        n_components,
-        method,
-        unit=unit,
-        reg_covar=reg_covar,
-        sample_weight=sample_weight,
-        n_active=n_active,
-        blocks=blocks,
-    )
+    """Starting parameters for one restart of centred data ``X``: one M-step (with mclust's
+    ``prior``, if given) from the statistics of :func:`initial_statistics`, which takes the
+    other arguments. An empty component keeps its centre and takes the data's covariance.
+    Components beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`)
+    and those as finite placeholders."""
+    start["blocks"] = start.get("blocks") or X.shape[0]
+    stats, around = initial_statistics(key, uniforms, X, n_components, method, **start)
     return maximize(
         X,
         None,
         n_components,
-        unit=unit,
-        reg_covar=reg_covar,
-        sample_weight=sample_weight,
+        unit=start["unit"],
+        reg_covar=start["reg_covar"],
+        sample_weight=start.get("sample_weight"),
         previous=around,
-        blocks=blocks,
+        blocks=start["blocks"],
         prior=prior,
         stats=stats,
     )
