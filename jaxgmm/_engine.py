@@ -1,7 +1,8 @@
 """The EM engine: a batch of restarts (leading axis ``n_init`` everywhere) carried from a start
 to a result by pure, jitted pieces. ``fit``, ``fit_stream`` and ``select`` all drive it:
 
-``start``    centre the data, initialise every restart (:func:`each_restart`), the first state;
+``start``    centre the data, initialise every restart (:func:`each_restart`), the first state
+             (restarts in turn: up to the statistics of the start's M-step, ``State.pending``);
 ``advance``  a chunk of EM iterations of every restart: batched, in one ``lax.scan`` (a
              restart that converged or failed is frozen, an iteration is skipped once all
              are); in turn, each restart's own loop, which ends when it is done;

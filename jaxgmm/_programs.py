@@ -17,6 +17,8 @@ rest cheaper:
   compiling it took a second; JAX's own persistent cache would still trace and lower. The
   folder is kept under ``MAX_DISK_BYTES`` (oldest files out) and used only when it belongs to
   this user and no one else can write to it, since loading an executable runs its code.
+* **compiled ahead**: a fit's later programs (its iterations, its finish) are lowered while
+  its start compiles, and each compiles in a background thread (:meth:`Program.compile_ahead`).
 * **ahead**: beside each program file, a small ``.next`` file names the programs that followed
   it last time (a fit's start is followed by its iterations and its finish, a grid's programs
   by the next model's). When a program is loaded or compiled, those are loaded from disk in a
@@ -273,28 +275,24 @@ def _with_scipy_lapack_modules(bind) -> None:
 
     if "scipy.linalg" in sys.modules or any(n in sys.modules for n in _SCIPY_LAPACK_MODULES):
         return bind()
-    held = []
+    modules = {}
     try:
         import scipy
 
         folder = [str(Path(scipy.__file__).parent / "linalg")]
-        modules = {}
         for name in _SCIPY_LAPACK_MODULES:
             found = importlib.machinery.PathFinder.find_spec(name.rpartition(".")[2], folder)
             spec = importlib.util.spec_from_file_location(name, found.origin)
             modules[name] = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(modules[name])
-        for name, module in modules.items():  # complete modules only, for any other thread
-            held.append(name)
-            sys.modules[name] = module
+    except Exception:  # bind() imports them by name
+        modules = {}
+    sys.modules.update(modules)  # complete modules only, for any other thread
+    try:
         bind()
-        return
-    except Exception:
-        pass
     finally:
-        for name in held:
+        for name in modules:
             sys.modules.pop(name, None)
-    bind()
 
 
 def _load(path: Path):
