@@ -561,7 +561,8 @@ def run_restarts(
     missing = settings.statistics == Missing.name
     small = mesh is None and is_small(rows, n_features)  # its time is compilation
     ks = None if layout is None else np.asarray(layout.n_active)
-    in_turn = restarts_in_turn(small, grid=mesh is None and ks is not None and len(set(ks)) > 1)
+    grid = ks is not None and len(set(ks)) > 1  # several K
+    in_turn = restarts_in_turn(small, grid=mesh is None and grid)
     # The programs a grid runs once (k-means start, start, finish) compile with the CPU options
     # of small fits, in about half the time, and ran as fast: 4 types x K = 1..9 x 4 restarts,
     # cold 11.7 -> 9.4 s (1e4 x 8) and 18.0 -> 15.8 s (1e5 x 8), again 0.75 and 6.0 s before
@@ -570,13 +571,11 @@ def run_restarts(
     run_once = small or in_turn
     # A tiny fit of one K (at most QUICK_ITERATIONS_ROWS rows, padded) compiles its iterations
     # as its start, without XLA's backend optimisation: they then run in milliseconds anyway,
-    # and compile in a third less time (faithful's first fit, cold: 1.04-1.25 -> 0.86-0.90 s,
-    # again 7.8 and 7.6 ms; but a grid's iterations ran 1.7x slower, faithful, 4 types x
-    # K = 1..8 x 4 restarts again 0.27 -> 0.45 s, as a fit of 16,000 x 2, K = 8: 0.20 -> 0.37 s;
-    # 2-core VM, 2026-12-07).
-    quick_iterations = (
-        small and rows <= QUICK_ITERATIONS_ROWS and not (ks is not None and len(set(ks)) > 1)
-    )
+    # and compile in a third less time (faithful's first fit, cold: 1.02-1.16 -> 0.79-0.87 s,
+    # each later fit 6.1-6.5 -> 7.5-8.3 ms); a grid's iterations ran 1.7x slower (faithful,
+    # 4 types x K = 1..8 x 4 restarts, again 0.27 -> 0.45 s), as a fit of 16,000 x 2, K = 8
+    # (0.20 -> 0.37 s; 2-core VM, 2026-12-07).
+    quick_iterations = small and rows <= QUICK_ITERATIONS_ROWS and not grid
     start_form = named_form(Missing.name, settings.missing_width) if missing else Exact
 
     # In turn, a restart's iterations pass over the components its bucket of K holds. The

@@ -419,7 +419,6 @@ def initial_params(
     other arguments. An empty component keeps its centre and takes the data's covariance.
     Components beyond ``n_active`` get weight exactly zero (switched off, see :func:`m_step`)
     and those as finite placeholders."""
-    start["blocks"] = start.get("blocks") or X.shape[0]
     stats, around = initial_statistics(key, uniforms, X, n_components, method, **start)
     return maximize(
         X,
@@ -429,7 +428,7 @@ def initial_params(
         reg_covar=start["reg_covar"],
         sample_weight=start.get("sample_weight"),
         previous=around,
-        blocks=start["blocks"],
+        blocks=start.get("blocks") or X.shape[0],
         prior=prior,
         stats=stats,
     )
