@@ -38,7 +38,7 @@ import numpy as np
 from . import _engine
 from ._blocks import Blocks, default_block_size
 from ._covariance import covariance_unit
-from ._em import log_prob
+from ._em import responsibilities
 from ._engine import EMSettings, batched, initial_state
 from ._fit import check_settings, fit, restarts_in_turn, with_prior
 from ._host_loop import CHUNK_ITERATIONS, Progress
@@ -676,5 +676,9 @@ def _progress_bar(label: str, enabled: bool):
 
 
 def _log_likelihood(params: GMMParams, X, covariance_type: str) -> float:
-    """The log-likelihood of ``params`` on ``X``, summed over rows."""
-    return float(jnp.sum(log_prob(jnp.asarray(X), params, covariance_type=covariance_type)))
+    """The log-likelihood of ``params`` on ``X``, summed over rows, by a program kept on disk
+    (``jaxgmm.log_prob``, jitted only, compiled anew in each process: 0.8 s of a warm LRT's
+    4.2 s on faithful, four K; 2-core VM, 2026-12-07)."""
+    unit = covariance_unit(covariance_type)
+    _, log_norm = responsibilities(jnp.asarray(X), params, unit=unit, small=is_small(*X.shape))
+    return float(np.sum(np.asarray(log_norm)))

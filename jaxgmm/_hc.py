@@ -42,6 +42,9 @@ roughly O(n^2) time, as mclust's own Fortran (8 n^2 bytes for the table: 32 MB a
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,6 +52,13 @@ import numpy as np
 _ALPHA = 1.0  # hcVVV's alpha (a factor on traceW(Z / sqrt(n p)))
 _BETA = 1.0  # hcVVV's beta
 _EPS = np.finfo(np.float64).eps  # hcVVV's floor on alpha (.Machine$double.eps)
+
+# Merge sequences of the data clustered last (a cut at K is a prefix of the cut at 1): fits of
+# the same data for several K, one call each (a loop over K, mclust's bootstrap LRT), build
+# the tree once. A few, each at most (2,000 x 2) integers.
+_KEPT_TREES = 4
+_trees: OrderedDict = OrderedDict()
+_trees_lock = threading.Lock()
 
 
 def hc_partitions(
@@ -95,8 +105,24 @@ def hc_partitions(
             )
     if not ks:
         return rows, np.zeros((0, n), dtype=np.int64)
-    merges = _vvv_merges(_svd_scale(X[rows]), min(ks)) if min(ks) < n else np.zeros((0, 2), int)
+    merges = _kept_merges(_svd_scale(X[rows]), min(ks)) if min(ks) < n else np.zeros((0, 2), int)
     return rows, _cut(merges, n, ks)
+
+
+def _kept_merges(Z: np.ndarray, min_clusters: int) -> np.ndarray:
+    """:func:`_vvv_merges`, the whole tree built once per data set (of the last few)."""
+    key = (Z.shape, hashlib.sha256(np.ascontiguousarray(Z).tobytes()).digest())
+    with _trees_lock:
+        merges = _trees.get(key)
+        if merges is not None:
+            _trees.move_to_end(key)
+    if merges is None:
+        merges = _vvv_merges(Z, 1)
+        with _trees_lock:
+            _trees[key] = merges
+            while len(_trees) > _KEPT_TREES:
+                _trees.popitem(last=False)
+    return merges[: Z.shape[0] - min_clusters]
 
 
 def _svd_scale(X: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from helpers import read_matrix
 
+from jaxgmm import _hc
 from jaxgmm._hc import _cut, _svd_scale, _vvv_merges, hc_partitions
 from jaxgmm.datasets import DATA_DIR
 
@@ -92,6 +93,20 @@ def test_incremental_search_matches_brute_force(n, d):
     Z = _svd_scale(X)
     ks = list(range(1, n + 1))
     np.testing.assert_array_equal(_cut(_vvv_merges(Z, 1), n, ks), _brute_force_partitions(Z))
+
+
+def test_a_kept_tree_cuts_as_its_own_datas_tree():
+    """Trees are kept across calls (one per data set): each cut, whatever came before, is the
+    cut of that data's own merge sequence."""
+    rng = np.random.default_rng(3)
+    first, second = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))  # one shape, two trees
+    _hc._trees.clear()
+    for X in (first, second, first):
+        for ks in ([1, 4], [3], [6, 2]):
+            Z = _svd_scale(X)
+            want = _cut(_vvv_merges(Z, min(ks)), len(X), ks)
+            np.testing.assert_array_equal(hc_partitions(X, ks)[1], want)
+    assert len(_hc._trees) == 2
 
 
 def test_subset_is_seeded_and_sized():
