@@ -29,7 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -151,24 +156,86 @@ def refit(
     ``(B, N)`` or None. ``X`` should be centred (``data_var`` its per-feature variance, for the
     degeneracy check); ``settings`` as :func:`jaxgmm.fit` makes them. The same as a separate
     :func:`jaxgmm.fit` of each replicate from ``params`` (tested), in one program.
-    ``callback(Progress)``, if given, after each compiled chunk of iterations."""
-    unit = covariance_unit(covariance_type)
+    ``callback(Progress)``, if given, after each compiled chunk of iterations.
+
+    Small data on the CPU: the replicates take their turns, each stopping on its own
+    (``jaxgmm._engine.in_turn_where``), in one shard of the batch per core, each shard's
+    program called from a thread of its own (XLA runs it without Python's lock). Otherwise they
+    run batched, and the batch is repacked as replicates stop: once at most a quarter of it
+    still runs, those go on in a batch of the next power of two (padded with a stopped
+    replicate, frozen), so that the slowest replicates do not drag the whole batch along
+    (faithful's LRT: a median of 29 iterations, a maximum of 205)."""
     shared_data = X.ndim == 2
     n_boot = X.shape[0] if not shared_data else weights.shape[0]
     rows, n_features = X.shape[-2:]
-    k = params.means.shape[0]
-    settings = settings.with_form(Exact)
-    blocks = Blocks(default_block_size(rows, k, n_features, n_boot))
-    state = _replicated_state(params, settings.start_lower_bound, n_boot=n_boot)
     # on small data a replicate's iteration takes microseconds: compilation is what counts
     small = is_small(rows, n_features)
-    # small data on the CPU: the replicates take their turns, each stopping on its own
-    # (jaxgmm._engine.each_restart); otherwise they run batched, and the batch is repacked as
-    # replicates stop: once at most a quarter of it still runs, those go on in a batch of the
-    # next power of two (padded with a stopped replicate, frozen), so that the slowest
-    # replicates do not drag the whole batch along (faithful's LRT: a median of 29
-    # iterations, a maximum of 205).
     in_turn = restarts_in_turn(small)
+    n_shards = min(_cores(), n_boot) if in_turn else 1
+    common = dict(
+        params=params,
+        settings=settings.with_form(Exact),
+        unit=covariance_unit(covariance_type),
+        shared_data=shared_data,
+        small=small,
+        in_turn=in_turn,
+        data_var=data_var,
+        chunk_iterations=chunk_iterations,
+    )
+    if n_shards == 1:
+        report = None if callback is None else lambda p: callback(p) or False
+        return _refit_batch(X, weights, report=report, **common)
+    # equal shards (one program), the last replicate repeated as padding
+    size = -(-n_boot // n_shards)
+    padding = np.full(n_shards * size - n_boot, n_boot - 1)
+    order = np.concatenate([np.arange(n_boot), padding]).reshape(n_shards, size)
+    X, weights = np.asarray(X), None if weights is None else np.asarray(weights)
+    progress = _ShardProgress(n_shards, n_boot, int(settings.max_iter), callback)
+    futures = [
+        _workers().submit(
+            _refit_batch,
+            X if shared_data else jax.device_put(X[members]),
+            None if weights is None else jax.device_put(weights[members]),
+            report=partial(progress.report, shard),
+            **common,
+        )
+        for shard, members in enumerate(order)
+    ]
+    try:
+        shards = [future.result() for future in futures]
+    except BaseException:  # a Ctrl-C, or a shard's error: the others stop after their chunk
+        progress.stop = True
+        raise
+    return Refits(
+        **{
+            field.name: jax.tree_util.tree_map(
+                lambda *a: np.concatenate(a)[:n_boot], *(getattr(s, field.name) for s in shards)
+            )
+            for field in dataclasses.fields(Refits)
+        }
+    )
+
+
+def _refit_batch(
+    X,
+    weights,
+    *,
+    params,
+    settings,
+    unit,
+    shared_data,
+    small,
+    in_turn,
+    data_var,
+    chunk_iterations,
+    report,
+) -> Refits:
+    """:func:`refit` of one batch of replicates. ``report(Progress)`` after each chunk (if
+    given) returns whether to stop."""
+    n_boot = X.shape[0] if not shared_data else weights.shape[0]
+    rows, n_features = X.shape[-2:]
+    blocks = Blocks(default_block_size(rows, params.means.shape[0], n_features, n_boot))
+    state = _replicated_state(params, settings.start_lower_bound, n_boot=n_boot)
     static = dict(unit=unit, blocks=blocks, shared_data=shared_data, small=small, in_turn=in_turn)
     members, batch, data, row_weights = np.arange(n_boot), state, X, weights
     iterations = 0
@@ -179,8 +246,10 @@ def refit(
         iterations += chunk_iterations
         done = np.asarray(done)
         running = members[~done]
-        if callback is not None:  # padding repeats a stopped replicate: never among running
-            callback(Progress(iterations, int(settings.max_iter), len(running), n_boot, math.nan))
+        # padding repeats a stopped replicate: never among running
+        progress = Progress(iterations, int(settings.max_iter), len(running), n_boot, math.nan)
+        if report is not None and report(progress):
+            raise KeyboardInterrupt
         if len(running) == 0 or iterations >= int(settings.max_iter):
             break
         if not in_turn and len(running) <= len(members) // 4 and len(members) > MIN_BATCH:
@@ -201,6 +270,44 @@ def refit(
         failed=np.asarray(host(state.failed))[:, 0] | ~np.isfinite(host(log_likelihood)),
         degenerate=np.asarray(host(degenerate)),
     )
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def _workers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="jaxgmm-shard")
+
+
+class _ShardProgress:
+    """The shards' progress told to ``callback`` as one batch's, from their threads; ``stop``
+    set asks every shard to stop after its chunk."""
+
+    def __init__(self, n_shards: int, n_boot: int, max_iter: int, callback):
+        self.iterations = np.zeros(n_shards, int)
+        self.running = np.full(n_shards, n_boot)  # until a shard reports
+        self.n_boot, self.max_iter, self.callback = n_boot, max_iter, callback
+        self.lock = threading.Lock()
+        self.stop = False
+
+    def report(self, shard: int, progress: Progress) -> bool:
+        with self.lock:
+            self.iterations[shard] = progress.iteration
+            self.running[shard] = progress.running
+            if self.callback is not None:
+                running = min(int(self.running.sum()), self.n_boot)
+                self.callback(
+                    Progress(
+                        int(self.iterations.max()), self.max_iter, running, self.n_boot, math.nan
+                    )
+                )
+            return self.stop
 
 
 # Host-side steps between chunks are programs too (kept on disk like the rest): as eager JAX

@@ -56,6 +56,7 @@ _memory: OrderedDict = OrderedDict()  # signature -> (executable, its disk path 
 _ahead: dict[Path, Future] = {}  # disk path -> its executable, being loaded
 _last: list[Path | None] = [None]  # the disk path of the program needed last
 _compiling: dict = {}  # signature -> its executable, being compiled ahead
+_obtaining: dict = {}  # signature -> its executable, being loaded or compiled by a call
 MAX_COMPILING = 8
 
 
@@ -211,7 +212,7 @@ class Program:
             return self.jitted(*args, **kwargs)
         executable = _cached(signature)
         if executable is None:
-            executable = _load_or_compile(signature, self, args, kwargs, options)
+            executable = _obtain(signature, self, args, kwargs, options)
         return executable(*args, **dynamic)
 
 
@@ -390,6 +391,28 @@ def _take_ahead(path: Path):
     with _lock:
         future = _ahead.pop(path, None)
     return None if future is None else future.result()
+
+
+def _obtain(signature, prog: Program, args, kwargs, options: str):
+    """:func:`_load_or_compile`, once for calls of the same program from several threads (the
+    bootstrap's shards of replicates): the later calls wait for the first's executable."""
+    with _lock:
+        future = _obtaining.get(signature)
+        first = future is None
+        if first:
+            future = _obtaining[signature] = Future()
+    if not first:
+        return future.result()
+    try:
+        executable = _load_or_compile(signature, prog, args, kwargs, options)
+        future.set_result(executable)
+        return executable
+    except BaseException as error:
+        future.set_exception(error)
+        raise
+    finally:
+        with _lock:
+            _obtaining.pop(signature, None)
 
 
 def _load_or_compile(signature, prog: Program, args, kwargs, options: str):

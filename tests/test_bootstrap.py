@@ -133,6 +133,25 @@ def test_replicates_in_turn_equal_the_batch(monkeypatch):
     np.testing.assert_allclose(in_turn.params.covariances, together.params.covariances, rtol=1e-8)
 
 
+def test_shards_of_replicates_change_no_replicate(monkeypatch):
+    """In turn, the replicates run in one shard per core, each in its own thread: every
+    replicate's result is the one a single shard gives, bit for bit, padding or not (13 in
+    shards of 5), with their own rows or shared rows and weights."""
+    large, drawn, common = tied_replicates(13)
+    Xc, _, _ = _bootstrap._centred(FAITHFUL)
+    counts = _bootstrap.row_weights(jax.random.key(2), "nonparametric", 13, len(Xc), Xc.dtype)
+    for args in ((drawn,), (Xc, counts)):
+        fits = []
+        for cores in (1, 3):
+            monkeypatch.setattr(_bootstrap, "_cores", lambda cores=cores: cores)
+            fits.append(_bootstrap.refit(large, *args, **common))
+        one, sharded = fits
+        for field in ("log_likelihood", "n_iter", "converged", "failed", "degenerate"):
+            np.testing.assert_array_equal(getattr(sharded, field), getattr(one, field))
+        jax.tree_util.tree_map(np.testing.assert_array_equal, sharded.params, one.params)
+        assert len(sharded.n_iter) == 13
+
+
 def one_gaussian(n=400, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, 2)) @ np.array([[2.0, 0.0], [0.6, 0.5]]) + [10.0, -3.0]

@@ -262,6 +262,37 @@ def test_a_fits_programs_are_compiled_ahead_once_each(tmp_path, monkeypatch):
     _programs.clear()
 
 
+def test_a_program_called_from_threads_at_once_is_compiled_once(monkeypatch):
+    """The bootstrap calls a program from one thread per shard of its replicates: the first
+    call compiles it, the others wait for that executable."""
+    monkeypatch.setenv("JAXGMM_CACHE_DIR", "")
+    compiled, compile_ = [], _programs._compile
+    started = threading.Barrier(3)
+
+    def slow_compile(*args):
+        compiled.append(args)
+        threading.Event().wait(0.3)  # the other threads call meanwhile
+        return compile_(*args)
+
+    monkeypatch.setattr(_programs, "_compile", slow_compile)
+    shifted = _programs.Program(lambda x, y: jnp.cumsum(x) + y)
+    results = [None] * 3
+
+    def call(i):
+        started.wait()
+        results[i] = shifted(jnp.arange(5.0), jnp.float32(i))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(compiled) == 1
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, np.cumsum(np.arange(5.0)) + i)
+    assert not _programs._obtaining
+
+
 def test_a_damaged_cache_file_is_compiled_again(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXGMM_CACHE_DIR", str(tmp_path))
     double = _programs.Program(lambda x: 2 * x + 1)
