@@ -34,7 +34,6 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +49,7 @@ from ._host_loop import CHUNK_ITERATIONS, Progress
 from ._params import GMMParams
 from ._programs import program
 from ._progress import ProgressBar
+from ._random import fold_in
 from ._shapes import is_small
 from ._sklearn_api import key_from, precision_context
 from ._statistics import Exact
@@ -196,7 +196,7 @@ def refit(
             _refit_batch,
             X if shared_data else jax.device_put(X[members]),
             None if weights is None else jax.device_put(weights[members]),
-            report=partial(progress.report, shard),
+            report=functools.partial(progress.report, shard),
             **common,
         )
         for shard, members in enumerate(order)
@@ -717,7 +717,7 @@ def bootstrap_lrt(
         def observed_fit(k):
             if k not in observed:
                 result = _observed_fit(
-                    jax.random.fold_in(key, k), Xc, k, covariance_type, n_init, settings_kwargs
+                    fold_in(key, k), Xc, k, covariance_type, n_init, settings_kwargs
                 )
                 params = jax.device_get(result.params)
                 observed[k] = (params, _log_likelihood(params, Xc, covariance_type))
@@ -727,7 +727,7 @@ def bootstrap_lrt(
         for k in range(1, n_tests + 1):
             (small, ll0), (large, ll1) = observed_fit(k), observed_fit(k + 1)
             observed_statistic = 2.0 * (max(ll1, ll0) - ll0)
-            data = draw(jax.random.fold_in(key, DRAWS + k), small, covariance_type, n_boot, n_rows)
+            data = draw(fold_in(key, DRAWS + k), small, covariance_type, n_boot, n_rows)
             common = dict(covariance_type=covariance_type, data_var=data_var)
             fits = []
             for start, log_likelihood in ((small, ll0), (large, ll1)):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._params import GMMParams, Noise
+from ._programs import program
 
 
 def is_traced(*trees) -> bool:
@@ -25,9 +26,10 @@ def to_device(value, dtype) -> jax.Array:
     return jax.device_put(np.asarray(value, dtype=dtype))
 
 
-@jax.jit
+@program()
 def _all_finite(X: jax.Array) -> jax.Array:
-    # jitted, so that the check reads X without an (N, D) temporary (eagerly it holds one)
+    # compiled, so that the check reads X without an (N, D) temporary (eagerly it holds one),
+    # and kept on disk: jitted only, it compiled in every new process (50 ms)
     return jnp.all(jnp.isfinite(X))
 
 

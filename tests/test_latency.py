@@ -124,6 +124,17 @@ def test_keys_from_integer_seeds_are_jax_keys():
         )
 
 
+def test_fold_in_by_a_kept_program_is_jaxs():
+    from jaxgmm._random import fold_in
+
+    for key in (jax.random.key(0), jax.random.key(2**31 + 5), jax.random.key(3, impl="rbg")):
+        for data in (0, 1, 65539, 2**32 - 1):
+            np.testing.assert_array_equal(
+                jax.random.key_data(fold_in(key, data)),
+                jax.random.key_data(jax.random.fold_in(key, data)),
+            )
+
+
 # -- the programs cache ----------------------------------------------------------------------
 
 
