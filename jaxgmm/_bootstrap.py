@@ -42,15 +42,15 @@ import numpy as np
 from . import _engine
 from ._blocks import Blocks, default_block_size
 from ._covariance import covariance_unit
-from ._em import responsibilities
-from ._engine import EMSettings, batched, initial_state
+from ._em import densities
+from ._engine import EMSettings, State
 from ._fit import check_settings, fit, restarts_in_turn, with_prior
 from ._host_loop import CHUNK_ITERATIONS, Progress
 from ._params import GMMParams
 from ._programs import program
 from ._progress import ProgressBar
 from ._random import fold_in
-from ._shapes import is_small
+from ._shapes import is_small, padded_components
 from ._sklearn_api import key_from, precision_context
 from ._statistics import Exact
 from ._validation import check_float, check_int, checked_array
@@ -238,6 +238,7 @@ def _refit_batch(
     state = _replicated_state(params, settings.start_lower_bound, n_boot=n_boot)
     static = dict(unit=unit, blocks=blocks, shared_data=shared_data, small=small, in_turn=in_turn)
     members, batch, data, row_weights = np.arange(n_boot), state, X, weights
+    repacked = False
     iterations = 0
     while True:
         batch, done = _advance(
@@ -253,13 +254,13 @@ def _refit_batch(
         if len(running) == 0 or iterations >= int(settings.max_iter):
             break
         if not in_turn and len(running) <= len(members) // 4 and len(members) > MIN_BATCH:
-            state = _scatter(state, members, batch)
+            state, repacked = _scatter(state, members, batch), True
             size = max(MIN_BATCH, 1 << (len(running) - 1).bit_length())
             members = np.concatenate([running, np.repeat(members[done][:1], size - len(running))])
             batch = _gather(state, members)
             data = X if shared_data else _gather(X, members)
             row_weights = None if weights is None else _gather(weights, members)
-    state = _scatter(state, members, batch)
+    state = _scatter(state, members, batch) if repacked else batch
     chosen, log_likelihood, degenerate = _finish(state, X, weights, data_var, settings, **static)
     host = jax.device_get
     return Refits(
@@ -315,10 +316,21 @@ class _ShardProgress:
 # compilations, 4.5 s of a warm process's 6.0 s).
 
 
-@program(static_argnames=("n_boot",))
 def _replicated_state(params, lower_bound, *, n_boot):
-    one = initial_state(batched(params, 1), lower_bound=lower_bound)
-    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_boot, *a.shape)), one)
+    """The state of ``n_boot`` replicates, each a batch of one restart at ``params``: made on
+    the host (a program would be one more to compile or load for each K)."""
+    one = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], params)
+    state = State(
+        params=one,
+        lower_bound=np.full((1,), lower_bound, one.means.dtype),
+        n_iter=np.zeros((1,), np.int32),
+        converged=np.zeros((1,), bool),
+        failed=np.zeros((1,), bool),
+        model=np.zeros((1,), np.int32),
+    )
+    return jax.device_put(
+        jax.tree_util.tree_map(lambda a: np.broadcast_to(a, (n_boot, *a.shape)), state)
+    )
 
 
 @program()
@@ -363,24 +375,33 @@ def _row_weights(key_data, *, method, n_boot, n_rows, dtype):
 
 
 def draw(key, params: GMMParams, covariance_type: str, n_boot: int, n_rows: int) -> jax.Array:
-    """``(n_boot, n_rows, D)`` rows drawn from the mixture ``params``."""
+    """``(n_boot, n_rows, D)`` rows drawn from the mixture ``params``. The program runs at the
+    padded number of components (``jaxgmm._shapes``: one program for K = 1..4 on faithful),
+    the extra ones of weight 0, never drawn: the draws do not depend on the padding."""
     unit = covariance_unit(covariance_type)
     k, d = params.means.shape
     dtype = params.means.dtype
     dense = unit.dense(np.asarray(params.covariances), k, d)
     factors = np.linalg.cholesky(dense).astype(dtype)  # (K, D, D) lower
-    log_weights = np.log(np.asarray(params.weights)).astype(dtype)
+    weights = np.asarray(params.weights, dtype)
     means = np.asarray(params.means, dtype)
-    return _draw(
-        jax.random.key_data(key), log_weights, means, factors, n_boot=n_boot, n_rows=n_rows
-    )
+    extra = padded_components(k) - k
+    weights = np.concatenate([weights, np.zeros(extra, dtype)])
+    means = np.concatenate([means, np.repeat(means[:1], extra, axis=0)])
+    factors = np.concatenate([factors, np.repeat(factors[:1], extra, axis=0)])
+    return _draw(jax.random.key_data(key), weights, means, factors, n_boot=n_boot, n_rows=n_rows)
 
 
 @program(static_argnames=("n_boot", "n_rows"))
-def _draw(key_data, log_weights, means, factors, *, n_boot, n_rows):
+def _draw(key_data, weights, means, factors, *, n_boot, n_rows):
     k, d = means.shape
     which, noise = jax.random.split(jax.random.wrap_key_data(key_data))
-    labels = jax.random.categorical(which, log_weights, shape=(n_boot, n_rows))
+    # by the inverse of the weights' distribution function: a component of weight 0 is never
+    # drawn, and u < 1 = the last positive weight's cumulated sum
+    cumulated = jnp.cumsum(weights)
+    cumulated = cumulated / cumulated[-1]  # x / x: exactly 1 from the last positive weight on
+    u = jax.random.uniform(which, (n_boot, n_rows), weights.dtype)
+    labels = jnp.searchsorted(cumulated, u, side="right")
     z = jax.random.normal(noise, (n_boot, n_rows, d), means.dtype)
     rows = jnp.zeros((n_boot, n_rows, d), means.dtype)
     for j in range(k):  # K passes of (B, N, D), never a (B, N, D, D) gather
@@ -783,9 +804,8 @@ def _progress_bar(label: str, enabled: bool):
 
 
 def _log_likelihood(params: GMMParams, X, covariance_type: str) -> float:
-    """The log-likelihood of ``params`` on ``X``, summed over rows, by a program kept on disk
-    (``jaxgmm.log_prob``, jitted only, compiled anew in each process: 0.8 s of a warm LRT's
-    4.2 s on faithful, four K; 2-core VM, 2026-12-07)."""
-    unit = covariance_unit(covariance_type)
-    _, log_norm = responsibilities(jnp.asarray(X), params, unit=unit, small=is_small(*X.shape))
-    return float(np.sum(np.asarray(log_norm)))
+    """The log-likelihood of ``params`` on ``X``, summed over rows (small data: one program
+    for every K of a bucket)."""
+    host = jax.tree_util.tree_map(np.asarray, params)
+    _, log_norm = densities(X, host, covariance_unit(covariance_type))
+    return float(np.sum(log_norm))

@@ -22,14 +22,16 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 from jax.scipy.special import logsumexp
 
 from ._blocks import as_blocks, blockwise_sum, default_block_size
-from ._covariance import covariance_unit, has_prior, symmetric
+from ._covariance import ANY_MODEL, covariance_unit, has_prior, symmetric
 from ._matmul_precision import with_matmul_precision
 from ._params import GMMParams
 from ._programs import program
+from ._shapes import dense_params, is_small, pad_rows, padded_components, padded_rows
 from ._statistics import (
     Exact,
     Statistics,
@@ -39,6 +41,7 @@ from ._statistics import (
     noise_term,
     scatter_statistics,
 )
+from ._validation import to_device
 
 
 def _tiny(dtype) -> float:
@@ -170,6 +173,27 @@ def responsibilities(X: Array, params: GMMParams, *, unit, missing: int = 0):
     and criteria are made of, in one pass. ``missing``: the most missing values (NaN) in a row,
     and each row's density is the marginal over its observed ones."""
     return _responsibilities(X, params, unit, missing)
+
+
+def densities(X, params: GMMParams, unit, missing: int = 0):
+    """:func:`responsibilities` on the host, ``log_resp`` trimmed to ``(N, K)`` (``(N, K +
+    1)`` with a noise component): NumPy or JAX data ``X`` in its computation dtype, NumPy
+    ``params`` of ``unit``. Small data run at padded shapes (``jaxgmm._shapes``) and in the
+    dense form of every model, so that a new N, K or model reuses a compiled program."""
+    (n, d), k = X.shape, params.means.shape[0]
+    small = is_small(n, d)
+    if small:
+        X, _ = pad_rows(X, None, padded_rows(n))
+        params = dense_params(params, padded_components(k), unit)
+        unit = ANY_MODEL
+    else:
+        X = to_device(X, X.dtype)
+    log_resp, log_norm = jax.device_get(
+        responsibilities(X, params, unit=unit, missing=missing, small=small)
+    )
+    if params.noise is not None:  # its column is the last, after any padded components
+        return np.concatenate([log_resp[:n, :k], log_resp[:n, -1:]], axis=1), log_norm[:n]
+    return log_resp[:n, :k], log_norm[:n]
 
 
 def _responsibilities(X: Array, params: GMMParams, unit, missing: int = 0):

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _model_file, _online
-from ._covariance import ANY_MODEL, covariance_unit
+from ._covariance import covariance_unit
 from ._criteria import entropy, from_sums, hard_label_cost, n_parameters
-from ._em import responsibilities
+from ._em import densities
 from ._fit import fit as core_fit
 from ._fit import initialize
 from ._init import INIT_METHODS
@@ -31,7 +31,6 @@ from ._noise import NOISE_LABEL, has_noise
 from ._params import FitResult, GMMParams, Noise, RestartOutcome
 from ._prior import check_prior
 from ._progress import ProgressBar
-from ._shapes import dense_params, is_small, pad_rows, padded_components, padded_rows
 from ._sklearn_api import (
     EstimatorParams,
     check_learning_rate,
@@ -603,30 +602,14 @@ class GaussianMixture(EstimatorParams):
 
     def _densities(self, X) -> tuple[np.ndarray, np.ndarray]:
         """``log_resp (N, K)`` and the log density ``(N,)`` of checked data, NumPy or JAX, in
-        its computation dtype; small data at padded shapes (``jaxgmm._shapes``), so that a new
-        N or K reuses a compiled program."""
-        (n, d), k = X.shape, self.means_.shape[0]
+        its computation dtype (``jaxgmm._em.densities``)."""
         dtype = np.dtype(X.dtype)
-        unit = covariance_unit(self.covariance_type)
-        params = self._host_params(dtype)
         # the most values missing in a row: the size of what each row factors
         missing = int(jnp.max(jnp.sum(jnp.isnan(X), axis=1))) if self.missing == "em" else 0
         if missing and has_noise(self):
             raise ValueError("a model with a noise component cannot score rows with missing values")
-        small = is_small(n, d)
-        if small:  # one program for every model and K of a bucket
-            X, _ = pad_rows(X, None, padded_rows(n))
-            params = dense_params(params, padded_components(k), unit)
-            # densities are the dense algebra of any model: one program serves them all
-            unit = ANY_MODEL
-        else:
-            X = to_device(X, dtype)
-        log_resp, log_norm = jax.device_get(
-            responsibilities(X, params, unit=unit, missing=missing, small=small)
-        )
-        if params.noise is not None:  # its column is the last, after any padded components
-            return np.concatenate([log_resp[:n, :k], log_resp[:n, -1:]], axis=1), log_norm[:n]
-        return log_resp[:n, :k], log_norm[:n]
+        params = self._host_params(dtype)
+        return densities(X, params, covariance_unit(self.covariance_type), missing)
 
     def _on_data(self, X) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_densities` of new data, checked against the fitted model."""

@@ -157,6 +157,24 @@ def one_gaussian(n=400, seed=0):
     return rng.standard_normal((n, 2)) @ np.array([[2.0, 0.0], [0.6, 0.5]]) + [10.0, -3.0]
 
 
+def test_drawn_rows_follow_the_model():
+    """Parametric replicates: each component's share of the rows is its weight, its rows have
+    its mean and covariance (three components, run padded to four: the padding never drawn)."""
+    weights = np.array([0.5, 0.3, 0.2])
+    means = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
+    covariances = np.array([[[1.0, 0.5], [0.5, 2.0]], np.eye(2), [[0.5, 0.0], [0.0, 3.0]]])
+    params = jaxgmm.params_from_covariances(weights, means, covariances, covariance_type="full")
+    rows = np.asarray(_bootstrap.draw(jax.random.key(5), params, "full", 8, 5000))
+    assert rows.shape == (8, 5000, 2)
+    rows = rows.reshape(-1, 2)
+    nearest = np.argmin(((rows[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_allclose(np.bincount(nearest) / len(rows), weights, atol=0.01)
+    for j in range(3):
+        own = rows[nearest == j]
+        np.testing.assert_allclose(own.mean(axis=0), means[j], atol=0.05)
+        np.testing.assert_allclose(np.cov(own.T), covariances[j], atol=0.1)
+
+
 @pytest.mark.parametrize("method", ["nonparametric", "weighted", "parametric"])
 def test_standard_errors_of_a_single_gaussians_mean_are_sigma_over_root_n(method):
     X = one_gaussian()
