@@ -46,6 +46,7 @@ from ._em import densities
 from ._engine import EMSettings, State
 from ._fit import check_settings, fit, restarts_in_turn, with_prior
 from ._host_loop import CHUNK_ITERATIONS, Progress
+from ._matmul_precision import current_matmul_precision, matmul_precision_scope
 from ._params import GMMParams
 from ._programs import program
 from ._progress import ProgressBar
@@ -191,9 +192,10 @@ def refit(
     order = np.concatenate([np.arange(n_boot), padding]).reshape(n_shards, size)
     X, weights = np.asarray(X), None if weights is None else np.asarray(weights)
     progress = _ShardProgress(n_shards, n_boot, int(settings.max_iter), callback)
+    run = _with_callers_settings(_refit_batch)
     futures = [
         _workers().submit(
-            _refit_batch,
+            run,
             X if shared_data else jax.device_put(X[members]),
             None if weights is None else jax.device_put(weights[members]),
             report=functools.partial(progress.report, shard),
@@ -281,6 +283,18 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _with_callers_settings(fn):
+    """``fn`` to run in another thread under this thread's JAX settings, which are the
+    thread's own: JAX's 64-bit mode (``precision_context``) and the matmul precision."""
+    x64, precision = bool(jax.config.jax_enable_x64), current_matmul_precision()
+
+    def run(*args, **kwargs):
+        with jax.enable_x64(x64), matmul_precision_scope(precision):
+            return fn(*args, **kwargs)
+
+    return run
+
+
 @functools.cache
 def _workers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="jaxgmm-shard")
@@ -311,11 +325,6 @@ class _ShardProgress:
             return self.stop
 
 
-# Host-side steps between chunks are programs too (kept on disk like the rest): as eager JAX
-# operations each compiled anew in every process (faithful, 999 nonparametric replicates: 145
-# compilations, 4.5 s of a warm process's 6.0 s).
-
-
 def _replicated_state(params, lower_bound, *, n_boot):
     """The state of ``n_boot`` replicates, each a batch of one restart at ``params``: made on
     the host (a program would be one more to compile or load for each K)."""
@@ -331,6 +340,11 @@ def _replicated_state(params, lower_bound, *, n_boot):
     return jax.device_put(
         jax.tree_util.tree_map(lambda a: np.broadcast_to(a, (n_boot, *a.shape)), state)
     )
+
+
+# The repacking's steps between chunks are programs (kept on disk like the rest): as eager JAX
+# operations each compiled anew in every process (faithful, 999 nonparametric replicates: 145
+# compilations, 4.5 s of a warm process's 6.0 s).
 
 
 @program()

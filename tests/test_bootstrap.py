@@ -157,6 +157,21 @@ def one_gaussian(n=400, seed=0):
     return rng.standard_normal((n, 2)) @ np.array([[2.0, 0.0], [0.6, 0.5]]) + [10.0, -3.0]
 
 
+def test_shards_run_in_the_callers_64_bit_mode(monkeypatch):
+    """float64 data outside JAX's 64-bit mode: the call turns the mode on for itself, and for
+    its shards' threads too (JAX's mode is a thread's own)."""
+    model = jaxgmm.GaussianMixture(2, covariance_type="EEE", random_state=0).fit(FAITHFUL)
+    means = []
+    jax.config.update("jax_enable_x64", False)  # the mode of every thread (the fixture's on)
+    try:
+        for cores in (1, 2):
+            monkeypatch.setattr(_bootstrap, "_cores", lambda cores=cores: cores)
+            means.append(jaxgmm.bootstrap(model, FAITHFUL, n_boot=6, random_state=0).means)
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    np.testing.assert_array_equal(*means)
+
+
 def test_drawn_rows_follow_the_model():
     """Parametric replicates: each component's share of the rows is its weight, its rows have
     its mean and covariance (three components, run padded to four: the padding never drawn)."""
