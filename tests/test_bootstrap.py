@@ -16,6 +16,7 @@ import pytest
 
 import jaxgmm
 from jaxgmm import _bootstrap
+from jaxgmm._covariance import covariance_unit
 from jaxgmm._fit import check_settings
 from jaxgmm.datasets import faithful, iris
 
@@ -170,6 +171,84 @@ def test_shards_run_in_the_callers_64_bit_mode(monkeypatch):
     finally:
         jax.config.update("jax_enable_x64", True)
     np.testing.assert_array_equal(*means)
+
+
+def row(tree, i):
+    return jax.tree_util.tree_map(lambda a: np.asarray(a)[i], tree)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "spherical"])
+def test_a_split_start_halves_one_component_along_its_principal_axis(covariance_type):
+    Xc, _, _ = _bootstrap._centred(FAITHFUL)
+    fits = jax.tree_util.tree_map(
+        lambda *a: np.stack(a),
+        *(fitted(Xc, 2, covariance_type), fitted(Xc[::2], 2, covariance_type)),
+    )
+    starts = jax.device_get(_bootstrap.split_starts(fits, covariance_type))
+    unit = covariance_unit(covariance_type)
+    assert starts.means.shape == (4, 3, 2)  # 2 fits x 2 components, of 3 components
+    for b in range(2):
+        dense = unit.dense(fits.covariances[b], 2, 2)
+        for j in range(2):
+            start = row(starts, 2 * b + j)
+            values, vectors = np.linalg.eigh(dense[j])
+            step = 0.5 * np.sqrt(values[-1]) * vectors[:, -1]
+            np.testing.assert_allclose(start.weights.sum(), 1.0)
+            np.testing.assert_allclose(start.weights[[j, 2]], fits.weights[b, j] / 2)
+            np.testing.assert_allclose(start.means[j] - fits.means[b, j], step, atol=1e-12)
+            np.testing.assert_allclose(start.means[2] - fits.means[b, j], -step, atol=1e-12)
+            other = 1 - j
+            np.testing.assert_allclose(start.means[other], fits.means[b, other])
+            start_dense = unit.dense(start.covariances, 3, 2)
+            np.testing.assert_allclose(start_dense[[j, 2]], dense[[j, j]], atol=1e-12)
+            np.testing.assert_allclose(start_dense[other], dense[other], atol=1e-12)
+            # the factor matches the covariances
+            expected = jaxgmm.params_from_covariances(
+                start.weights, start.means, start.covariances, covariance_type=covariance_type
+            )
+            np.testing.assert_allclose(
+                start.precisions_cholesky, expected.precisions_cholesky, rtol=1e-10
+            )
+
+
+def test_a_replicates_larger_fit_is_the_best_of_its_starts(monkeypatch):
+    """A replicate's fit of K + 1 components is the best of separate fits from the observed
+    K + 1 fit and from each split of the replicate's own K fit (tied, 2 against 3)."""
+    calls = []
+    refit = _bootstrap.refit
+
+    def recording(params, data, *args, **kwargs):
+        result = refit(params, data, *args, **kwargs)
+        calls.append((params, np.asarray(data), kwargs["settings"], result))
+        return result
+
+    monkeypatch.setattr(_bootstrap, "refit", recording)
+    lrt = jaxgmm.bootstrap_lrt(
+        FAITHFUL, covariance_type="tied", max_components=2, n_boot=3, tol=1e-9, random_state=0
+    )
+    (_, data, _, nulls), (starts, replicates, settings, _) = calls[2:]
+    assert replicates.shape[0] == 3 * 3  # each replicate's data, once per start
+    for b in range(3):
+        lls = []
+        for s in range(3):
+            start = row(starts, 3 * b + s)
+            np.testing.assert_array_equal(replicates[3 * b + s], data[b])
+            alone = jaxgmm.fit(
+                jax.random.key(0),
+                data[b],
+                3,
+                covariance_type="tied",
+                init=start,
+                tol=float(settings.tol),
+                max_iter=1000,
+            )
+            lls.append(_bootstrap._log_likelihood(jax.device_get(alone.params), data[b], "tied"))
+        # the observed fit first (the same for every replicate), then its own null's splits
+        np.testing.assert_array_equal(row(starts, 3 * b).means, row(starts, 0).means)
+        splits = _bootstrap.split_starts(row(nulls.params, slice(b, b + 1)), "tied")
+        np.testing.assert_array_equal(row(starts, slice(3 * b + 1, 3 * b + 3)).means, splits.means)
+        expected = 2 * (max(max(lls), nulls.log_likelihood[b]) - nulls.log_likelihood[b])
+        assert lrt.boot[b, 1] == pytest.approx(expected, abs=1e-4)
 
 
 def test_drawn_rows_follow_the_model():
