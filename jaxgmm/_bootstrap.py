@@ -164,6 +164,7 @@ def refit(
     data_var,
     chunk_iterations: int = CHUNK_ITERATIONS,
     callback=None,
+    shard_size: int | None = None,
 ) -> Refits:
     """EM for a batch of replicates, every one from ``params`` (or each from its own: a
     leading ``B`` axis on every field): on ``X`` of shape ``(B, N, D)`` (each replicate its
@@ -174,8 +175,9 @@ def refit(
     ``callback(Progress)``, if given, after each compiled chunk of iterations.
 
     Small data on the CPU: the replicates take their turns, each stopping on its own
-    (``jaxgmm._engine.in_turn_where``), in one shard of the batch per core, each shard's
-    program called from a thread of its own (XLA runs it without Python's lock). Otherwise they
+    (``jaxgmm._engine.in_turn_where``), in shards of ``shard_size`` replicates (by default
+    one shard per core; one program per size), each shard's program called from a thread of
+    its own, one per core (XLA runs it without Python's lock). Otherwise they
     run batched, and the batch is repacked as replicates stop: once at most a quarter of it
     still runs, those go on in a batch of the next power of two (padded with a stopped
     replicate, frozen), so that the slowest replicates do not drag the whole batch along
@@ -186,7 +188,8 @@ def refit(
     # on small data a replicate's iteration takes microseconds: compilation is what counts
     small = is_small(rows, n_features)
     in_turn = restarts_in_turn(small)
-    n_shards = min(_cores(), n_boot) if in_turn else 1
+    size = -(-n_boot // _cores()) if shard_size is None else shard_size
+    n_shards = -(-n_boot // size) if in_turn else 1
     own_starts = params.weights.ndim == 2
     common = dict(
         settings=settings.with_form(Exact),
@@ -201,7 +204,6 @@ def refit(
         report = None if callback is None else lambda p: callback(p) or False
         return _refit_batch(params, X, weights, report=report, **common)
     # equal shards (one program), the last replicate repeated as padding
-    size = -(-n_boot // n_shards)
     padding = np.full(n_shards * size - n_boot, n_boot - 1)
     order = np.concatenate([np.arange(n_boot), padding]).reshape(n_shards, size)
     X, weights = np.asarray(X), None if weights is None else np.asarray(weights)
@@ -396,21 +398,17 @@ def split_starts(params: GMMParams, covariance_type: str) -> GMMParams:
     split = np.arange(k)
     starts_means[:, split, split] += step
     starts_means[:, split, k] -= step
-    starts_dense = dense[:, order]  # (B, K, K + 1, D, D)
-    flat = (n_fits * k,)
+    starts_dense = dense[:, order].reshape(n_fits * k, k + 1, d, d)
+    # the precision factor U = (chol(cov)^-1)^T, as the units make it, on the host (a program
+    # would be one more per K and batch to compile or load)
+    factors = np.triu(np.swapaxes(np.linalg.inv(np.linalg.cholesky(starts_dense)), -1, -2))
     dtype = means.dtype
-    return _factored(
-        starts_weights.reshape(flat + (k + 1,)).astype(dtype),
-        starts_means.reshape(flat + (k + 1, d)).astype(dtype),
-        unit.from_dense(starts_dense.reshape(flat + (k + 1, d, d))).astype(dtype),
-        unit=unit,
+    return GMMParams(
+        starts_weights.reshape(n_fits * k, k + 1).astype(dtype),
+        starts_means.reshape(n_fits * k, k + 1, d).astype(dtype),
+        unit.from_dense(starts_dense).astype(dtype),
+        unit.from_dense(factors).astype(dtype),
     )
-
-
-@program(static_argnames=("unit",))
-def _factored(weights, means, covariances, *, unit) -> GMMParams:
-    """Parameters with a leading axis of starts, their precision factors made."""
-    return GMMParams(weights, means, covariances, jax.vmap(unit.factor)(covariances))
 
 
 # -- drawing replicates ----------------------------------------------------------------------
@@ -823,7 +821,9 @@ def bootstrap_lrt(
             (small, ll0), (large, ll1) = observed_fit(k), observed_fit(k + 1)
             observed_statistic = 2.0 * (max(ll1, ll0) - ll0)
             data = draw(fold_in(key, DRAWS + k), small, covariance_type, n_boot, n_rows)
-            common = dict(covariance_type=covariance_type, data_var=data_var)
+            # one shard size for every batch: a K's null and alternative fits share programs
+            shard_size = -(-n_boot // _cores())
+            common = dict(covariance_type=covariance_type, data_var=data_var, shard_size=shard_size)
             fits = []
             for start, log_likelihood in ((small, ll0), (large, ll1)):
                 label = f"{k} vs {k + 1}, fits of {start.means.shape[0]} components"
