@@ -701,10 +701,14 @@ def _observed_fit(key, Xc, k, covariance_type, n_init, settings_kwargs, smaller=
     """The best of mclust's start (hierarchical clustering), ``n_init`` k-means starts and,
     given the fit of ``k - 1`` components (``smaller``), its splits (:func:`split_starts`)."""
     common = dict(covariance_type=covariance_type, **settings_kwargs)
-    fits = [fit(key, Xc, k, init="hc", **common), fit(key, Xc, k, n_init=n_init, **common)]
+    starts = [dict(init="hc"), dict(n_init=n_init)]
     if smaller is not None:
         splits = split_starts(jax.tree_util.tree_map(lambda a: a[None], smaller), covariance_type)
-        fits.append(fit(key, Xc, k, init=splits, n_init=k - 1, **common))
+        starts.append(dict(init=splits, n_init=k - 1))
+    # side by side, a thread each (a small fit is a loop of short programs)
+    run = _with_callers_settings(fit)
+    futures = [_workers().submit(run, key, Xc, k, **start, **common) for start in starts]
+    fits = [future.result() for future in futures]
     return max(fits, key=lambda r: float(r.lower_bound))
 
 
