@@ -223,30 +223,34 @@ def test_a_replicates_larger_fit_is_the_best_of_its_starts(monkeypatch):
         return result
 
     monkeypatch.setattr(_bootstrap, "refit", recording)
+    n_boot, k = 2, 2
     lrt = jaxgmm.bootstrap_lrt(
-        FAITHFUL, covariance_type="tied", max_components=2, n_boot=3, tol=1e-9, random_state=0
+        FAITHFUL, covariance_type="tied", max_components=k, n_boot=n_boot, tol=1e-8, random_state=0
     )
     (_, data, _, nulls), (starts, replicates, settings, _) = calls[2:]
-    assert replicates.shape[0] == 3 * 3  # each replicate's data, once per start
-    for b in range(3):
+    n_starts = 1 + k
+    assert replicates.shape[0] == n_boot * n_starts  # each replicate's data, once per start
+    for b in range(n_boot):
+        first = n_starts * b
+        # the observed fit first (the same for every replicate), then its own null's splits
+        np.testing.assert_array_equal(row(starts, first).means, row(starts, 0).means)
+        splits = _bootstrap.split_starts(row(nulls.params, slice(b, b + 1)), "tied")
+        np.testing.assert_array_equal(
+            row(starts, slice(first + 1, first + n_starts)).means, splits.means
+        )
         lls = []
-        for s in range(3):
-            start = row(starts, 3 * b + s)
-            np.testing.assert_array_equal(replicates[3 * b + s], data[b])
+        for s in range(n_starts):
+            np.testing.assert_array_equal(replicates[first + s], data[b])
             alone = jaxgmm.fit(
                 jax.random.key(0),
                 data[b],
-                3,
+                k + 1,
                 covariance_type="tied",
-                init=start,
+                init=row(starts, first + s),
                 tol=float(settings.tol),
                 max_iter=1000,
             )
             lls.append(_bootstrap._log_likelihood(jax.device_get(alone.params), data[b], "tied"))
-        # the observed fit first (the same for every replicate), then its own null's splits
-        np.testing.assert_array_equal(row(starts, 3 * b).means, row(starts, 0).means)
-        splits = _bootstrap.split_starts(row(nulls.params, slice(b, b + 1)), "tied")
-        np.testing.assert_array_equal(row(starts, slice(3 * b + 1, 3 * b + 3)).means, splits.means)
         expected = 2 * (max(max(lls), nulls.log_likelihood[b]) - nulls.log_likelihood[b])
         assert lrt.boot[b, 1] == pytest.approx(expected, abs=1e-4)
 
