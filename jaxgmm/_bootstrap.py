@@ -208,7 +208,7 @@ def refit(
     order = np.concatenate([np.arange(n_boot), padding]).reshape(n_shards, size)
     X, weights = np.asarray(X), None if weights is None else np.asarray(weights)
     params = jax.tree_util.tree_map(np.asarray, params)
-    progress = _ShardProgress(n_shards, n_boot, int(settings.max_iter), callback)
+    progress = _ShardProgress(size, n_shards, n_boot, int(settings.max_iter), callback)
     run = _with_callers_settings(_refit_batch)
     futures = [
         _workers().submit(
@@ -315,9 +315,10 @@ class _ShardProgress:
     """The shards' progress told to ``callback`` as one batch's, from their threads; ``stop``
     set asks every shard to stop after its chunk."""
 
-    def __init__(self, n_shards: int, n_boot: int, max_iter: int, callback):
+    def __init__(self, size: int, n_shards: int, n_boot: int, max_iter: int, callback):
         self.iterations = np.zeros(n_shards, int)
-        self.running = np.full(n_shards, n_boot)  # until a shard reports
+        # every replicate runs until its shard reports (the last shard's padding not counted)
+        self.running = np.minimum(size, n_boot - size * np.arange(n_shards))
         self.n_boot, self.max_iter, self.callback = n_boot, max_iter, callback
         self.lock = threading.Lock()
         self.stop = False
@@ -325,9 +326,10 @@ class _ShardProgress:
     def report(self, shard: int, progress: Progress) -> bool:
         with self.lock:
             self.iterations[shard] = progress.iteration
+            # the last shard's padding, copies of its last replicate, counts while that runs
             self.running[shard] = progress.running
             if self.callback is not None:
-                running = min(int(self.running.sum()), self.n_boot)
+                running = int(self.running.sum())
                 self.callback(
                     Progress(
                         int(self.iterations.max()), self.max_iter, running, self.n_boot, math.nan
@@ -831,6 +833,8 @@ def bootstrap_lrt(
             fits = []
             for start, log_likelihood in ((small, ll0), (large, ll1)):
                 label = f"{k} vs {k + 1}, fits of {start.means.shape[0]} components"
+                if fits:
+                    label += f" ({1 + k} starts each)"
                 # mclust's relative tolerance, |change| < tol (1 + |logL|), per row
                 relative = dataclasses.replace(
                     settings, tol=tol * (1.0 + abs(log_likelihood)) / n_rows
