@@ -343,21 +343,22 @@ def _replicated_state(params, lower_bound, *, n_boot):
     same, or with a leading ``n_boot`` axis, each its own): made on the host (a program would
     be one more to compile or load for each K)."""
     own = params.weights.ndim == 2
-    one = jax.tree_util.tree_map(
-        lambda a: np.asarray(a)[:, None] if own else np.asarray(a)[None], params
-    )
-    if own:  # the state's other fields are the same for every replicate
-        starts, one = one, jax.tree_util.tree_map(lambda a: a[0], one)
+
+    def per_replicate(a):
+        a = np.asarray(a)
+        return np.broadcast_to(a, (n_boot, *a.shape[own:]))[:, None]
+
+    starts = jax.tree_util.tree_map(per_replicate, params)
+    shape = (n_boot, 1)
     state = State(
-        params=one,
-        lower_bound=np.full((1,), lower_bound, one.means.dtype),
-        n_iter=np.zeros((1,), np.int32),
-        converged=np.zeros((1,), bool),
-        failed=np.zeros((1,), bool),
-        model=np.zeros((1,), np.int32),
+        params=starts,
+        lower_bound=np.full(shape, lower_bound, starts.means.dtype),
+        n_iter=np.zeros(shape, np.int32),
+        converged=np.zeros(shape, bool),
+        failed=np.zeros(shape, bool),
+        model=np.zeros(shape, np.int32),
     )
-    state = jax.tree_util.tree_map(lambda a: np.broadcast_to(a, (n_boot, *a.shape)), state)
-    return jax.device_put(state._replace(params=starts) if own else state)
+    return jax.device_put(state)
 
 
 # The repacking's steps between chunks are programs (kept on disk like the rest): as eager JAX
