@@ -59,7 +59,7 @@ from ._params import GMMParams
 from ._programs import program
 from ._progress import ProgressBar
 from ._random import fold_in
-from ._shapes import is_small, padded_components
+from ._shapes import dense_params, is_small, padded_components
 from ._sklearn_api import key_from, precision_context
 from ._statistics import Exact
 from ._validation import check_float, check_int, checked_array
@@ -200,13 +200,16 @@ def refit(
         data_var=data_var,
         chunk_iterations=chunk_iterations,
     )
-    if n_shards == 1:
+    if n_shards == 1:  # the data on the device once, not at every chunk's call
         report = None if callback is None else lambda p: callback(p) or False
-        return _refit_batch(params, X, weights, report=report, **common)
+        weights = None if weights is None else jax.device_put(weights)
+        return _refit_batch(params, jax.device_put(X), weights, report=report, **common)
     # equal shards (one program), the last replicate repeated as padding
     padding = np.full(n_shards * size - n_boot, n_boot - 1)
     order = np.concatenate([np.arange(n_boot), padding]).reshape(n_shards, size)
-    X, weights = np.asarray(X), None if weights is None else np.asarray(weights)
+    # shared data on the device once; each shard's own rows or weights put there once
+    X = jax.device_put(X) if shared_data else np.asarray(X)
+    weights = None if weights is None else np.asarray(weights)
     params = jax.tree_util.tree_map(np.asarray, params)
     progress = _ShardProgress(size, n_shards, n_boot, int(settings.max_iter), callback)
     run = _with_callers_settings(_refit_batch)
@@ -447,18 +450,18 @@ def draw(key, params: GMMParams, covariance_type: str, n_boot: int, n_rows: int)
     """``(n_boot, n_rows, D)`` rows drawn from the mixture ``params``. The program runs at the
     padded number of components (``jaxgmm._shapes``: one program for K = 1..4 on faithful),
     the extra ones of weight 0, never drawn: the draws do not depend on the padding."""
-    unit = covariance_unit(covariance_type)
-    k, d = params.means.shape
-    dtype = params.means.dtype
-    dense = unit.dense(np.asarray(params.covariances), k, d)
-    factors = np.linalg.cholesky(dense).astype(dtype)  # (K, D, D) lower
-    weights = np.asarray(params.weights, dtype)
-    means = np.asarray(params.means, dtype)
-    extra = padded_components(k) - k
-    weights = np.concatenate([weights, np.zeros(extra, dtype)])
-    means = np.concatenate([means, np.repeat(means[:1], extra, axis=0)])
-    factors = np.concatenate([factors, np.repeat(factors[:1], extra, axis=0)])
-    return _draw(jax.random.key_data(key), weights, means, factors, n_boot=n_boot, n_rows=n_rows)
+    k = params.means.shape[0]
+    padded = dense_params(params, padded_components(k), covariance_unit(covariance_type))
+    dtype = padded.means.dtype
+    factors = np.linalg.cholesky(padded.covariances.astype(np.float64)).astype(dtype)  # lower
+    return _draw(
+        jax.random.key_data(key),
+        padded.weights,
+        padded.means,
+        factors,
+        n_boot=n_boot,
+        n_rows=n_rows,
+    )
 
 
 @program(static_argnames=("n_boot", "n_rows"))
@@ -824,12 +827,12 @@ def bootstrap_lrt(
             return observed[k]
 
         components, statistic, boot, p_values, failures, log_likelihoods = [], [], [], [], [], []
+        # one shard size for every batch: a K's null and alternative fits share programs
+        shard_size = -(-n_boot // _cores())
         for k in range(1, n_tests + 1):
             (small, ll0), (large, ll1) = observed_fit(k), observed_fit(k + 1)
             observed_statistic = 2.0 * (max(ll1, ll0) - ll0)
             data = draw(fold_in(key, DRAWS + k), small, covariance_type, n_boot, n_rows)
-            # one shard size for every batch: a K's null and alternative fits share programs
-            shard_size = -(-n_boot // _cores())
             common = dict(covariance_type=covariance_type, data_var=data_var, shard_size=shard_size)
             fits = []
             for start, log_likelihood in ((small, ll0), (large, ll1)):
