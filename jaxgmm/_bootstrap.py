@@ -61,7 +61,7 @@ from ._progress import ProgressBar
 from ._random import fold_in
 from ._shapes import dense_params, is_small, padded_components
 from ._sklearn_api import key_from, precision_context
-from ._statistics import Exact
+from ._statistics import EXPANDED_RTOL, Exact, Expanded
 from ._validation import check_float, check_int, checked_array
 
 METHODS = ("nonparametric", "weighted", "parametric")
@@ -181,7 +181,72 @@ def refit(
     run batched, and the batch is repacked as replicates stop: once at most a quarter of it
     still runs, those go on in a batch of the next power of two (padded with a stopped
     replicate, frozen), so that the slowest replicates do not drag the whole batch along
-    (faithful's LRT: a median of 29 iterations, a maximum of 205)."""
+    (faithful's LRT: a median of 29 iterations, a maximum of 205).
+
+    The iterations run in the expanded form where the covariance model has one
+    (``jaxgmm._statistics``), without the exact form's ``K x N x D`` differences: faithful's
+    tied refits of 4 components 0.50 -> 0.35 s on one core (2-core VM, 2026-12-07). Its error,
+    ``eps z^2`` (``jaxgmm._statistics.EXPANDED_RTOL``), depends on where EM ends: a replicate
+    whose final parameters put it above the tolerance, or that failed, is fitted again in the
+    exact form (in float64 that takes a mean 670,000 of its standard deviations from the
+    data's centre; in float32, 30). The final log-likelihood is the exact form's either way."""
+    unit = covariance_unit(covariance_type)
+    n_features = X.shape[-1]
+    form = Expanded if Expanded.usable(unit, n_features) else Exact
+    run = functools.partial(
+        _refit,
+        covariance_type=covariance_type,
+        settings=settings,
+        data_var=data_var,
+        chunk_iterations=chunk_iterations,
+    )
+    fits = run(params, X, weights, form=form, callback=callback, shard_size=shard_size)
+    if form is Exact:
+        return fits
+    redo = np.flatnonzero(fits.failed | (_expanded_error(fits.params, unit) > EXPANDED_RTOL))
+    if len(redo) == 0:
+        return fits
+    own_starts = params.weights.ndim == 2
+    again = run(
+        jax.tree_util.tree_map(lambda a: np.asarray(a)[redo], params) if own_starts else params,
+        X if X.ndim == 2 else np.asarray(X)[redo],
+        None if weights is None else np.asarray(weights)[redo],
+        form=Exact,
+    )
+
+    def splice(all_fits, some):
+        all_fits = np.array(all_fits)
+        all_fits[redo] = some
+        return all_fits
+
+    return jax.tree_util.tree_map(splice, fits, again)
+
+
+def _expanded_error(params: GMMParams, unit) -> np.ndarray:
+    """The expanded form's predicted error at each replicate's parameters (a leading axis,
+    centred frame), ``eps z^2`` as ``jaxgmm._statistics.standardized_z2``, on the host."""
+    means = np.asarray(params.means)
+    k, d = means.shape[-2:]
+    dense = unit.dense(np.asarray(params.covariances), k, d)
+    z2 = np.square(means) / np.diagonal(dense, axis1=-2, axis2=-1)
+    on = np.asarray(params.weights)[..., None] > 0
+    return np.finfo(means.dtype).eps * np.max(np.where(on, z2, 0.0), axis=(-2, -1))
+
+
+def _refit(
+    params,
+    X,
+    weights,
+    *,
+    form,
+    covariance_type,
+    settings,
+    data_var,
+    chunk_iterations,
+    callback=None,
+    shard_size=None,
+) -> Refits:
+    """:func:`refit` in the statistics ``form``."""
     shared_data = X.ndim == 2
     n_boot = X.shape[0] if not shared_data else weights.shape[0]
     rows, n_features = X.shape[-2:]
@@ -192,7 +257,7 @@ def refit(
     n_shards = -(-n_boot // size) if in_turn else 1
     own_starts = params.weights.ndim == 2
     common = dict(
-        settings=settings.with_form(Exact),
+        settings=settings.with_form(form),
         unit=covariance_unit(covariance_type),
         shared_data=shared_data,
         small=small,
