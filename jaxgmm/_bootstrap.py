@@ -183,16 +183,16 @@ def refit(
     replicate, frozen), so that the slowest replicates do not drag the whole batch along
     (faithful's LRT: a median of 29 iterations, a maximum of 205).
 
-    The iterations run in the expanded form where the covariance model has one
-    (``jaxgmm._statistics``), without the exact form's ``K x N x D`` differences: faithful's
+    The iterations run in the expanded form where it is the quicker (:func:`_expanded_pays`;
+    ``jaxgmm._statistics``), without the exact form's ``K x N x D`` differences: faithful's
     tied refits of 4 components 0.50 -> 0.35 s on one core (2-core VM, 2026-12-07). Its error,
     ``eps z^2`` (``jaxgmm._statistics.EXPANDED_RTOL``), depends on where EM ends: a replicate
     whose final parameters put it above the tolerance, or that failed, is fitted again in the
     exact form (in float64 that takes a mean 670,000 of its standard deviations from the
     data's centre; in float32, 30). The final log-likelihood is the exact form's either way."""
     unit = covariance_unit(covariance_type)
-    n_features = X.shape[-1]
-    form = Expanded if Expanded.usable(unit, n_features) else Exact
+    rows, n_features = X.shape[-2:]
+    form = Expanded if _expanded_pays(unit, rows, n_features) else Exact
     run = functools.partial(
         _refit,
         covariance_type=covariance_type,
@@ -220,6 +220,18 @@ def refit(
         return all_fits
 
     return jax.tree_util.tree_map(splice, fits, again)
+
+
+def _expanded_pays(unit, rows: int, n_features: int) -> bool:
+    """Whether refits iterate faster in the expanded form than in the exact one: where
+    measured so, on small data with two features, or with one covariance for all components
+    (whose quadratic term the expanded form computes once per row). The LRT's again in a
+    process, CPU seconds, exact -> expanded (2-core VM, 2026-12-07): faithful (D = 2), EEE
+    8.3-9.2 -> 6.5-8.5, VVV 7.1-8.5 -> 5.8-6.3, VVI 4.3-4.4 -> 3.9-4.4; iris (D = 4), EEE
+    7.4-9.5 -> 6.0-7.3, but VVV 6.5-6.6 -> 7.9-9.4; 1e4 x 8 (batched), VVV 2-3x slower."""
+    if not (is_small(rows, n_features) and Expanded.usable(unit, n_features)):
+        return False
+    return n_features <= 2 or unit.shared
 
 
 def _expanded_error(params: GMMParams, unit) -> np.ndarray:

@@ -86,20 +86,20 @@ def test_replicates_equal_separate_fits(covariance_type):
 
 
 def test_replicates_ending_where_the_expanded_form_loses_digits_are_refitted_exactly():
-    """Refits iterate in the expanded form, and a replicate whose final parameters put its
-    predicted error (eps z^2) above the tolerance is fitted again in the exact form: float32
-    clusters 300 standard deviations from the centre, where the expanded form alone is off by
-    more than 1e-3."""
+    """Refits iterate in the expanded form (here, of a tied model), and a replicate whose final
+    parameters put its predicted error (eps z^2) above the tolerance is fitted again in the
+    exact form: float32 clusters 300 standard deviations from the centre, where the expanded
+    form alone is off by more than 1e-3."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 3)) * 300
     X = (centres[rng.integers(0, 3, 2000)] + rng.normal(size=(2000, 3))).astype(np.float32)
     Xc, centre, data_var = _bootstrap._centred(X)
     start = jaxgmm.params_from_covariances(
-        np.full(3, 1 / 3), centres - centre + 0.3, np.stack([np.eye(3)] * 3), covariance_type="full"
+        np.full(3, 1 / 3), centres - centre + 0.3, np.eye(3), covariance_type="tied"
     )
     start = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), start)
     counts = _bootstrap.row_weights(jax.random.key(3), "nonparametric", 4, len(Xc), np.float32)
-    common = dict(covariance_type="full", settings=fixed_iterations("full", 10), data_var=data_var)
+    common = dict(covariance_type="tied", settings=fixed_iterations("tied", 10), data_var=data_var)
     refits = _bootstrap.refit(start, Xc, counts, **common)
     common["chunk_iterations"] = _bootstrap.CHUNK_ITERATIONS
     exact, expanded = (
