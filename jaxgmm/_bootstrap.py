@@ -225,10 +225,11 @@ def refit(
 def _expanded_pays(unit, rows: int, n_features: int) -> bool:
     """Whether refits iterate faster in the expanded form than in the exact one: where
     measured so, on small data with two features, or with one covariance for all components
-    (whose quadratic term the expanded form computes once per row). The LRT's again in a
-    process, CPU seconds, exact -> expanded (2-core VM, 2026-12-07): faithful (D = 2), EEE
-    8.3-9.2 -> 6.5-8.5, VVV 7.1-8.5 -> 5.8-6.3, VVI 4.3-4.4 -> 3.9-4.4; iris (D = 4), EEE
-    7.4-9.5 -> 6.0-7.3, but VVV 6.5-6.6 -> 7.9-9.4; 1e4 x 8 (batched), VVV 2-3x slower."""
+    (whose quadratic term the expanded form computes once per row). The LRT of 999 replicates
+    again in a process, CPU seconds, exact -> expanded (2-core VM, 2026-12-07): faithful
+    (D = 2), EEE's sequential test 8.3-9.2 -> 6.5-8.5; with ``max_components=3`` VVV 7.1-8.5
+    -> 5.8-6.3, VVI 4.3-4.4 -> 3.9-4.4; iris (D = 4) EEE 7.4-9.5 -> 6.0-7.3, but VVV 6.5-6.6
+    -> 7.9-9.4; 1e4 x 8 (batched) VVV 2-3x slower."""
     if not (is_small(rows, n_features) and Expanded.usable(unit, n_features)):
         return False
     return n_features <= 2 or unit.shared
